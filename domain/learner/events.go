@@ -1,0 +1,48 @@
+package learner
+
+import (
+	"time"
+
+	"github.com/edutrack/edutrack/domain"
+)
+
+// Enrolled: the learner enrolled in a course. Resumed is true when they had withdrawn from it
+// before; their earlier progress counts again.
+type Enrolled struct {
+	LearnerID string    `json:"learnerId"`
+	CourseID  string    `json:"courseId"`
+	Resumed   bool      `json:"resumed"`
+	At        time.Time `json:"at"`
+}
+
+// Withdrawn: the learner left a course they had not completed; their progress is kept.
+type Withdrawn struct {
+	LearnerID string    `json:"learnerId"`
+	CourseID  string    `json:"courseId"`
+	At        time.Time `json:"at"`
+}
+
+// ModuleCompleted: the learner completed one module of a course.
+type ModuleCompleted struct {
+	LearnerID string    `json:"learnerId"`
+	CourseID  string    `json:"courseId"`
+	ModuleID  string    `json:"moduleId"`
+	At        time.Time `json:"at"`
+}
+
+// CourseCompleted: the learner completed every module the course had at that moment.
+type CourseCompleted struct {
+	LearnerID string    `json:"learnerId"`
+	CourseID  string    `json:"courseId"`
+	At        time.Time `json:"at"`
+}
+
+func (Enrolled) EventType() string        { return "learner.enrolled.v1" }
+func (Withdrawn) EventType() string       { return "learner.withdrawn.v1" }
+func (ModuleCompleted) EventType() string { return "learner.module_completed.v1" }
+func (CourseCompleted) EventType() string { return "learner.course_completed.v1" }
+
+// Events returns one zero value of every event type this package defines, for a codec registry.
+func Events() []domain.Event {
+	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}}
+}

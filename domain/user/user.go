@@ -1,0 +1,181 @@
+// Package user owns the User aggregate: who a person is in EduTrack (name, email) and the role
+// that decides what they may do.
+package user
+
+import (
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/edutrack/edutrack/domain"
+)
+
+// Role says what a user does in EduTrack. It is fixed at registration.
+type Role string
+
+const (
+	RoleLearner    Role = "learner"
+	RoleInstructor Role = "instructor"
+)
+
+// ParseRole returns the Role spelled s, or an Invalid error on field "role".
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if !r.valid() {
+		return "", domain.Invalidf("role", "must be %q or %q", RoleLearner, RoleInstructor)
+	}
+	return r, nil
+}
+
+func (r Role) valid() bool { return r == RoleLearner || r == RoleInstructor }
+
+const (
+	maxNameLen  = 200
+	maxEmailLen = 254 // RFC 5321's limit on a forward path, counted in runes like every length here
+)
+
+var (
+	// ErrAlreadyRegistered is returned by Register when the user already exists.
+	ErrAlreadyRegistered = domain.Errorf(domain.Conflict, "user is already registered")
+	// ErrNotFound is returned by the change commands when the user was never registered.
+	ErrNotFound = domain.Errorf(domain.NotFound, "user not found")
+)
+
+// User is one person's account. Build it with New, replay its history with Apply and change it
+// with the command methods.
+type User struct {
+	id         string
+	registered bool
+	name       string
+	email      string
+	role       Role
+
+	changes []domain.Event
+}
+
+// New returns an empty User for id, with nothing recorded yet.
+func New(id string) *User { return &User{id: id} }
+
+func (u *User) ID() string       { return u.id }
+func (u *User) Registered() bool { return u.registered }
+func (u *User) Name() string     { return u.name }
+func (u *User) Email() string    { return u.email }
+func (u *User) Role() Role       { return u.role }
+
+// Register creates the account. It returns ErrAlreadyRegistered, or an Invalid error on "name",
+// "email" or "role".
+func (u *User) Register(name, email string, role Role, at time.Time) error {
+	if u.registered {
+		return ErrAlreadyRegistered
+	}
+	if err := validateName(name); err != nil {
+		return err
+	}
+	if err := validateEmail(email); err != nil {
+		return err
+	}
+	if !role.valid() {
+		return domain.Invalidf("role", "must be %q or %q", RoleLearner, RoleInstructor)
+	}
+	u.record(Registered{UserID: u.id, Name: name, Email: email, Role: role, At: at})
+	return nil
+}
+
+// ChangeName renames the user. It returns ErrNotFound or an Invalid error on "name".
+func (u *User) ChangeName(name string, at time.Time) error {
+	if !u.registered {
+		return ErrNotFound
+	}
+	if err := validateName(name); err != nil {
+		return err
+	}
+	if name == u.name {
+		return nil
+	}
+	u.record(NameChanged{UserID: u.id, Name: name, At: at})
+	return nil
+}
+
+// ChangeEmail changes the user's address. It returns ErrNotFound or an Invalid error on "email".
+// Whether another user already holds the address is not this aggregate's to know.
+func (u *User) ChangeEmail(email string, at time.Time) error {
+	if !u.registered {
+		return ErrNotFound
+	}
+	if err := validateEmail(email); err != nil {
+		return err
+	}
+	if email == u.email {
+		return nil
+	}
+	u.record(EmailChanged{UserID: u.id, Email: email, At: at})
+	return nil
+}
+
+// Apply applies one recorded event, as when replaying the stream. Unknown events are ignored.
+func (u *User) Apply(e domain.Event) {
+	switch e := e.(type) {
+	case Registered:
+		u.registered, u.name, u.email, u.role = true, e.Name, e.Email, e.Role
+	case *Registered:
+		if e != nil {
+			u.Apply(*e)
+		}
+	case NameChanged:
+		u.name = e.Name
+	case *NameChanged:
+		if e != nil {
+			u.Apply(*e)
+		}
+	case EmailChanged:
+		u.email = e.Email
+	case *EmailChanged:
+		if e != nil {
+			u.Apply(*e)
+		}
+	}
+}
+
+// Changes returns the events recorded since New or the last ClearChanges, oldest first.
+func (u *User) Changes() []domain.Event { return slices.Clone(u.changes) }
+
+// ClearChanges forgets the pending events, once they are stored.
+func (u *User) ClearChanges() { u.changes = nil }
+
+func (u *User) record(e domain.Event) {
+	u.Apply(e)
+	u.changes = append(u.changes, e)
+}
+
+func validateName(name string) error {
+	switch {
+	case !utf8.ValidString(name):
+		// JSON would store U+FFFD instead, so a replay would not see what was decided on.
+		return domain.Invalidf("name", "must be valid UTF-8")
+	case strings.TrimSpace(name) == "":
+		return domain.Invalidf("name", "must not be empty")
+	case utf8.RuneCountInString(name) > maxNameLen:
+		return domain.Invalidf("name", "must be at most %d characters", maxNameLen)
+	}
+	return nil
+}
+
+func validateEmail(email string) error {
+	switch {
+	case !utf8.ValidString(email):
+		return domain.Invalidf("email", "must be valid UTF-8")
+	case strings.TrimSpace(email) == "":
+		return domain.Invalidf("email", "must not be empty")
+	case utf8.RuneCountInString(email) > maxEmailLen:
+		return domain.Invalidf("email", "must be at most %d characters", maxEmailLen)
+	}
+	// A display name, angle brackets, comments or surrounding spaces all parse, but the address
+	// that comes out differs from the input; we store exactly what was given, so refuse them.
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || a.Name != "" {
+		return domain.Invalidf("email", "must be a plain email address such as name@example.com")
+	}
+	return nil
+}
