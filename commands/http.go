@@ -1,0 +1,370 @@
+package commands
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/problem"
+)
+
+// MaxBodyBytes caps a command's JSON body.
+const MaxBodyBytes = 1 << 20
+
+var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
+
+// API serves the write HTTP API.
+type API struct {
+	h   *Handler
+	log *slog.Logger
+}
+
+// NewAPI returns the write API over h.
+func NewAPI(h *Handler, log *slog.Logger) (*API, error) {
+	if h == nil || log == nil {
+		return nil, errors.New("commands: handler and logger are required")
+	}
+	return &API{h: h, log: log}, nil
+}
+
+// Routes mounts the command routes on r.
+func (a *API) Routes(r chi.Router) {
+	r.Post("/v1/users", a.handle(a.registerUser))
+	r.Patch("/v1/users/{id}", a.handle(a.updateUser))
+	r.Post("/v1/courses", a.handle(a.createCourse))
+	r.Patch("/v1/courses/{id}", a.handle(a.updateCourse))
+	r.Post("/v1/courses/{id}/modules", a.handle(a.addModule))
+	r.Post("/v1/courses/{id}/publish", a.handle(a.publishCourse))
+	r.Post("/v1/courses/{id}/archive", a.handle(a.archiveCourse))
+	r.Post("/v1/courses/{id}/enrollments", a.handle(a.enroll))
+	r.Delete("/v1/courses/{id}/enrollments/{learnerId}", a.handle(a.withdraw))
+	r.Post("/v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete", a.handle(a.completeModule))
+}
+
+// handle adapts a handler that returns its status and body, or an error.
+func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		status, body, err := fn(w, r, meta(r))
+		if err != nil {
+			problem.Write(w, r, a.log, err)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(body)
+	}
+}
+
+// commandNamespace derives command ids from idempotency keys.
+var commandNamespace = uuid.MustParse("0c3b7f0e-51a6-4a8e-a7f4-93d2a0f4c6b1")
+
+// meta reads who sent the request and which command it is. The same Idempotency-Key on the
+// same route from the same user is the same command.
+func meta(r *http.Request) Meta {
+	m := Meta{
+		RequestID:     r.Header.Get("X-Request-Id"),
+		CorrelationID: r.Header.Get("X-Correlation-Id"),
+		UserID:        r.Header.Get("X-User-Id"),
+	}
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		m.CommandID = uuid.NewSHA1(commandNamespace, []byte(r.Method+" "+r.URL.Path+"\n"+m.UserID+"\n"+key)).String()
+	} else {
+		m.CommandID = uuid.NewString()
+	}
+	if m.RequestID == "" {
+		m.RequestID = m.CommandID
+	}
+	if m.CorrelationID == "" {
+		m.CorrelationID = m.RequestID
+	}
+	return m
+}
+
+// decode reads a JSON body into v, refusing other media types, unknown fields, trailing data
+// and bodies over MaxBodyBytes.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return problem.New(http.StatusUnsupportedMediaType, "", "the request body must be application/json")
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return bodyError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if me := new(http.MaxBytesError); errors.As(err, &me) {
+			return err
+		}
+		return problem.New(http.StatusBadRequest, "", "the request body must hold one JSON object")
+	}
+	return nil
+}
+
+// bodyError explains a JSON decoding failure, naming the field when there is one.
+func bodyError(err error) error {
+	var (
+		me *http.MaxBytesError
+		se *json.SyntaxError
+		te *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &me):
+		return err
+	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
+		return problem.New(http.StatusBadRequest, "", "the request body is not valid JSON")
+	case errors.Is(err, io.EOF):
+		return problem.New(http.StatusBadRequest, "", "the request body is empty")
+	case errors.As(err, &te):
+		return problem.New(http.StatusBadRequest, te.Field, fmt.Sprintf("must be a JSON %s", te.Type.Kind()))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return problem.New(http.StatusBadRequest, field, "unknown field")
+	default:
+		return problem.New(http.StatusBadRequest, "", "the request body is not valid JSON")
+	}
+}
+
+// pathID reads a path id; an id that cannot exist is answered as not found.
+func pathID(r *http.Request, name, what string) (string, error) {
+	id := chi.URLParam(r, name)
+	if !idPattern.MatchString(id) {
+		return "", problem.New(http.StatusNotFound, name, what+" not found")
+	}
+	return id, nil
+}
+
+// newID checks a client-supplied id, or makes one: from the command id when the request is
+// idempotent (so a retry names the same object), else at random.
+func newID(given *string, field string, m Meta) (string, error) {
+	if given != nil {
+		if !idPattern.MatchString(*given) {
+			return "", problem.New(http.StatusBadRequest, field, "must match [a-z0-9-]{1,64}")
+		}
+		return *given, nil
+	}
+	return m.CommandID, nil
+}
+
+func required(field string, v *string) (string, error) {
+	if v == nil {
+		return "", problem.New(http.StatusBadRequest, field, "is required")
+	}
+	return *v, nil
+}
+
+func created(res Result) int {
+	if res.Changed {
+		return http.StatusCreated
+	}
+	return http.StatusOK
+}
+
+func (a *API) registerUser(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	var body struct {
+		ID    *string `json:"id"`
+		Name  *string `json:"name"`
+		Email *string `json:"email"`
+		Role  *string `json:"role"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	c := RegisterUser{}
+	var err error
+	if c.ID, err = newID(body.ID, "id", m); err != nil {
+		return 0, nil, err
+	}
+	for _, f := range []struct {
+		name string
+		src  *string
+		dst  *string
+	}{{"name", body.Name, &c.Name}, {"email", body.Email, &c.Email}, {"role", body.Role, &c.Role}} {
+		if *f.dst, err = required(f.name, f.src); err != nil {
+			return 0, nil, err
+		}
+	}
+	res, err := a.h.RegisterUser(r.Context(), m, c)
+	return created(res), res, err
+}
+
+func (a *API) updateUser(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	id, err := pathID(r, "id", "user")
+	if err != nil {
+		return 0, nil, err
+	}
+	var body struct {
+		Name  *string `json:"name"`
+		Email *string `json:"email"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.UpdateUser(r.Context(), m, UpdateUser{ID: id, Name: body.Name, Email: body.Email})
+	return http.StatusOK, res, err
+}
+
+func (a *API) createCourse(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	var body struct {
+		ID           *string `json:"id"`
+		Title        *string `json:"title"`
+		Description  *string `json:"description"`
+		Category     *string `json:"category"`
+		Level        *string `json:"level"`
+		InstructorID *string `json:"instructorId"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	c := CreateCourse{}
+	var err error
+	if c.ID, err = newID(body.ID, "id", m); err != nil {
+		return 0, nil, err
+	}
+	if body.Description != nil {
+		c.Description = *body.Description
+	}
+	for _, f := range []struct {
+		name string
+		src  *string
+		dst  *string
+	}{{"title", body.Title, &c.Title}, {"category", body.Category, &c.Category}, {"level", body.Level, &c.Level},
+		{"instructorId", body.InstructorID, &c.InstructorID}} {
+		if *f.dst, err = required(f.name, f.src); err != nil {
+			return 0, nil, err
+		}
+	}
+	if !idPattern.MatchString(c.InstructorID) {
+		return 0, nil, problem.New(http.StatusNotFound, "instructorId", "instructor not found")
+	}
+	res, err := a.h.CreateCourse(r.Context(), m, c)
+	return created(res), res, err
+}
+
+func (a *API) updateCourse(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	id, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	var body struct {
+		Title       *string `json:"title"`
+		Description *string `json:"description"`
+		Category    *string `json:"category"`
+		Level       *string `json:"level"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	p := course.DetailsPatch{Title: body.Title, Description: body.Description, Category: body.Category}
+	if body.Level != nil {
+		level, err := course.ParseLevel(*body.Level)
+		if err != nil {
+			return 0, nil, err
+		}
+		p.Level = &level
+	}
+	res, err := a.h.UpdateCourseDetails(r.Context(), m, UpdateCourseDetails{ID: id, Patch: p})
+	return http.StatusOK, res, err
+}
+
+func (a *API) addModule(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	courseID, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	var body struct {
+		ID    *string `json:"id"`
+		Title *string `json:"title"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	c := AddModule{CourseID: courseID}
+	if c.ModuleID, err = newID(body.ID, "id", m); err != nil {
+		return 0, nil, err
+	}
+	if c.Title, err = required("title", body.Title); err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.AddModule(r.Context(), m, c)
+	return created(res), res, err
+}
+
+func (a *API) publishCourse(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	id, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.PublishCourse(r.Context(), m, PublishCourse{ID: id})
+	return http.StatusOK, res, err
+}
+
+func (a *API) archiveCourse(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	id, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.ArchiveCourse(r.Context(), m, ArchiveCourse{ID: id})
+	return http.StatusOK, res, err
+}
+
+func (a *API) enroll(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	courseID, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	var body struct {
+		LearnerID *string `json:"learnerId"`
+	}
+	if err := decode(w, r, &body); err != nil {
+		return 0, nil, err
+	}
+	learnerID, err := required("learnerId", body.LearnerID)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !idPattern.MatchString(learnerID) {
+		return 0, nil, problem.New(http.StatusNotFound, "learnerId", "learner not found")
+	}
+	res, err := a.h.EnrollStudent(r.Context(), m, EnrollStudent{CourseID: courseID, LearnerID: learnerID})
+	return created(res), res, err
+}
+
+func (a *API) withdraw(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	courseID, err := pathID(r, "id", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	learnerID, err := pathID(r, "learnerId", "learner")
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.WithdrawEnrollment(r.Context(), m, WithdrawEnrollment{CourseID: courseID, LearnerID: learnerID})
+	return http.StatusOK, res, err
+}
+
+func (a *API) completeModule(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error) {
+	learnerID, err := pathID(r, "learnerId", "learner")
+	if err != nil {
+		return 0, nil, err
+	}
+	courseID, err := pathID(r, "courseId", "course")
+	if err != nil {
+		return 0, nil, err
+	}
+	moduleID, err := pathID(r, "moduleId", "module")
+	if err != nil {
+		return 0, nil, err
+	}
+	res, err := a.h.CompleteModule(r.Context(), m, CompleteModule{LearnerID: learnerID, CourseID: courseID, ModuleID: moduleID})
+	return http.StatusOK, res, err
+}
