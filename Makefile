@@ -1,0 +1,31 @@
+# EduTrack developer tasks. Every target runs on a machine with Go (and gcc, for -race).
+GO ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: run test bench load lint build
+
+build:
+	$(GO) build -o bin/edutrack ./cmd/edutrack
+	$(GO) build -o bin/edutrack-load ./cmd/edutrack-load
+
+run:
+	$(GO) run ./cmd/edutrack serve
+
+test:
+	$(GO) test -race ./...
+
+# Go benchmarks of the event log (durable appends; see BENCHMARKS.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 3s ./eventstore/...
+
+# The write API under the load tool: a fresh server on a temp data dir, then 64 clients.
+load: build
+	@dir=$$(mktemp -d); \
+	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
+	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -duration 10s -warmup 2s; rc=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
