@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,8 +78,20 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 // BenchmarkRawInsert is the ceiling: the same driver inserting the same rows into the same
-// schema with one prepared statement, 1,000 rows per transaction, synchronous=FULL.
+// schema with prepared statements, 1,000 events per transaction, synchronous=FULL. With
+// "with_index" it also writes each event's stream index row, as the log does (sorted, in the same
+// transaction); "events_only" skips them.
 func BenchmarkRawInsert(b *testing.B) {
+	for _, withIndex := range []bool{false, true} {
+		name := "events_only"
+		if withIndex {
+			name = "with_index"
+		}
+		b.Run(name, func(b *testing.B) { rawInsert(b, withIndex) })
+	}
+}
+
+func rawInsert(b *testing.B, withIndex bool) {
 	path := filepath.Join(b.TempDir(), "events.db")
 	l, err := sqlitelog.Open(path, sqlitelog.Options{}) // creates the schema
 	if err != nil {
@@ -96,6 +110,16 @@ func BenchmarkRawInsert(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stmt.Close()
+	index, err := db.Prepare(`INSERT INTO streams (stream, version, position) VALUES (?, ?, ?)`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer index.Close()
+	type row struct {
+		stream      string
+		version, at int
+	}
+	rows := make([]row, 0, 1000)
 	b.ResetTimer()
 	for done := 0; done < b.N; {
 		tx, err := db.Begin()
@@ -103,14 +127,31 @@ func BenchmarkRawInsert(b *testing.B) {
 			b.Fatal(err)
 		}
 		st := tx.Stmt(stmt)
+		rows = rows[:0]
 		for j := 0; j < 1000 && done < b.N; j++ {
 			e := benchEvent()
 			m := e.Metadata
-			if _, err := st.Exec(done+1, e.ID[:], fmt.Sprintf("learner-%d", done%64), done/64+1, e.Type, e.Data,
+			r := row{fmt.Sprintf("learner-%d", done%64), done/64 + 1, done + 1}
+			if _, err := st.Exec(r.at, e.ID[:], r.stream, r.version, e.Type, e.Data,
 				time.Now().UnixNano(), m.CorrelationID, m.CausationID, m.UserID, m.RequestID); err != nil {
 				b.Fatal(err)
 			}
+			rows = append(rows, r)
 			done++
+		}
+		if withIndex {
+			slices.SortFunc(rows, func(a, b row) int {
+				if c := strings.Compare(a.stream, b.stream); c != 0 {
+					return c
+				}
+				return a.version - b.version
+			})
+			ix := tx.Stmt(index)
+			for _, r := range rows {
+				if _, err := ix.Exec(r.stream, r.version, r.at); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
 		if err := tx.Commit(); err != nil {
 			b.Fatal(err)
