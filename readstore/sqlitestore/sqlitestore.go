@@ -1,0 +1,420 @@
+// Package sqlitestore is the embedded read store: read-model documents as JSON in one SQLite
+// file (separate from the event log), one table per collection, queried through SQLite's JSON
+// functions and expression indexes.
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	_ "modernc.org/sqlite" // the pure-Go SQLite driver, registered as "sqlite"
+
+	"github.com/edutrack/edutrack/readstore"
+)
+
+// Store is the embedded read store. It is safe for concurrent use.
+type Store struct {
+	wdb, rdb *sql.DB
+
+	mu     sync.Mutex
+	tables map[string]bool // collections whose table exists
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+const schema = `
+CREATE TABLE IF NOT EXISTS checkpoints (
+	projection TEXT PRIMARY KEY,
+	position   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+	projection TEXT    NOT NULL,
+	position   INTEGER NOT NULL,
+	event_id   TEXT    NOT NULL,
+	event_type TEXT    NOT NULL,
+	error      TEXT    NOT NULL,
+	at         INTEGER NOT NULL,
+	PRIMARY KEY (projection, position)
+);
+`
+
+// Open opens (creating if needed) the store in the file at path.
+func Open(path string) (*Store, error) {
+	// Read models can always be rebuilt from the log, and a commit carries its checkpoint, so
+	// synchronous=NORMAL is enough: a power cut can only take back whole commits.
+	wdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
+		"&_pragma=busy_timeout(10000)&_pragma=cache_size(-65536)&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	wdb.SetMaxOpenConns(1)
+	if _, err := wdb.Exec(schema); err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("create read store schema in %s: %w", path, err)
+	}
+	rdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)&_pragma=cache_size(-32768)")
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("open read store %s for reading: %w", path, err)
+	}
+	rdb.SetMaxOpenConns(8)
+	rdb.SetMaxIdleConns(8)
+	return &Store{wdb: wdb, rdb: rdb, tables: make(map[string]bool)}, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error {
+	return errors.Join(s.wdb.Close(), s.rdb.Close())
+}
+
+func table(coll string) (string, error) {
+	if !namePattern.MatchString(coll) {
+		return "", fmt.Errorf("invalid collection name %q", coll)
+	}
+	return `"docs_` + coll + `"`, nil
+}
+
+// ensureTable creates coll's table if needed, on the write connection.
+func (s *Store) ensureTable(ctx context.Context, q execer, coll string) (string, error) {
+	t, err := table(coll)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	known := s.tables[coll]
+	s.mu.Unlock()
+	if known {
+		return t, nil
+	}
+	if _, err := q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+t+` (
+		id TEXT PRIMARY KEY, position INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID`); err != nil {
+		return "", fmt.Errorf("create collection %s: %w", coll, err)
+	}
+	s.mu.Lock()
+	s.tables[coll] = true
+	s.mu.Unlock()
+	return t, nil
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// EnsureIndexes implements readstore.Store.
+func (s *Store) EnsureIndexes(ctx context.Context, indexes []readstore.Index) error {
+	for _, ix := range indexes {
+		t, err := s.ensureTable(ctx, s.wdb, ix.Coll)
+		if err != nil {
+			return err
+		}
+		exprs := make([]string, len(ix.Fields))
+		for i, f := range ix.Fields {
+			if !namePattern.MatchString(f) {
+				return fmt.Errorf("index %s: invalid field name %q", ix.Coll, f)
+			}
+			exprs[i] = field(f)
+		}
+		name := `"ix_` + ix.Coll + "_" + strings.Join(ix.Fields, "_") + `"`
+		if _, err := s.wdb.ExecContext(ctx, `CREATE INDEX IF NOT EXISTS `+name+` ON `+t+` (`+strings.Join(exprs, ", ")+`)`); err != nil {
+			return fmt.Errorf("create index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func field(name string) string { return `json_extract(body, '$.` + name + `')` }
+
+// Commit implements readstore.Store: the documents and the checkpoint in one transaction.
+func (s *Store) Commit(ctx context.Context, projection string, checkpoint uint64, writes []readstore.Write) error {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("commit %s: %w", projection, err)
+	}
+	defer tx.Rollback()
+	stmts := map[string]*sql.Stmt{}
+	for _, w := range writes {
+		st, ok := stmts[w.Coll]
+		if !ok {
+			t, err := s.ensureTable(ctx, tx, w.Coll)
+			if err != nil {
+				return err
+			}
+			if st, err = tx.PrepareContext(ctx, `INSERT INTO `+t+` (id, position, body) VALUES (?, ?, ?)
+				ON CONFLICT (id) DO UPDATE SET position = excluded.position, body = excluded.body
+				WHERE excluded.position > position`); err != nil {
+				return fmt.Errorf("commit %s: %w", projection, err)
+			}
+			defer st.Close()
+			stmts[w.Coll] = st
+		}
+		if _, err := st.ExecContext(ctx, w.Doc.ID, int64(w.Doc.Position), string(w.Doc.Body)); err != nil {
+			return fmt.Errorf("commit %s: write %s/%s: %w", projection, w.Coll, w.Doc.ID, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO checkpoints (projection, position) VALUES (?, ?)
+		ON CONFLICT (projection) DO UPDATE SET position = excluded.position`, projection, int64(checkpoint)); err != nil {
+		return fmt.Errorf("commit %s: checkpoint: %w", projection, err)
+	}
+	if err := tx.Commit(); err != nil {
+		// A failed transaction may have created tables that no longer exist.
+		s.mu.Lock()
+		clear(s.tables)
+		s.mu.Unlock()
+		return fmt.Errorf("commit %s: %w", projection, err)
+	}
+	return nil
+}
+
+// Checkpoint implements readstore.Store.
+func (s *Store) Checkpoint(ctx context.Context, projection string) (uint64, error) {
+	var p int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT position FROM checkpoints WHERE projection = ?`, projection).Scan(&p)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read checkpoint of %s: %w", projection, err)
+	}
+	return uint64(p), nil
+}
+
+// missingTable reports whether err says a collection's table does not exist yet.
+func missingTable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such table")
+}
+
+// Get implements readstore.Store.
+func (s *Store) Get(ctx context.Context, coll, id string) (readstore.Doc, error) {
+	t, err := table(coll)
+	if err != nil {
+		return readstore.Doc{}, err
+	}
+	d := readstore.Doc{ID: id}
+	var pos int64
+	var body string
+	err = s.rdb.QueryRowContext(ctx, `SELECT position, body FROM `+t+` WHERE id = ?`, id).Scan(&pos, &body)
+	if errors.Is(err, sql.ErrNoRows) || missingTable(err) {
+		return d, readstore.ErrNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("get %s/%s: %w", coll, id, err)
+	}
+	d.Position, d.Body = uint64(pos), []byte(body)
+	return d, nil
+}
+
+// GetMany implements readstore.Store.
+func (s *Store) GetMany(ctx context.Context, coll string, ids []string) ([]readstore.Doc, error) {
+	t, err := table(coll)
+	if err != nil {
+		return nil, err
+	}
+	var out []readstore.Doc
+	for start := 0; start < len(ids); start += 500 {
+		chunk := ids[start:min(start+500, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := s.rdb.QueryContext(ctx, `SELECT id, position, body FROM `+t+` WHERE id IN (?`+
+			strings.Repeat(", ?", len(chunk)-1)+`)`, args...)
+		if missingTable(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("get many of %s: %w", coll, err)
+		}
+		docs, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("get many of %s: %w", coll, err)
+		}
+		out = append(out, docs...)
+	}
+	return out, nil
+}
+
+func scan(rows *sql.Rows) ([]readstore.Doc, error) {
+	defer rows.Close()
+	var out []readstore.Doc
+	for rows.Next() {
+		var d readstore.Doc
+		var pos int64
+		var body string
+		if err := rows.Scan(&d.ID, &pos, &body); err != nil {
+			return nil, err
+		}
+		d.Position, d.Body = uint64(pos), []byte(body)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// arg turns a query value into what SQLite's JSON functions compare it with.
+func arg(v any) (any, error) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return 1, nil
+		}
+		return 0, nil
+	case string, int64:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case float64:
+		if x == float64(int64(x)) {
+			return int64(x), nil
+		}
+		return x, nil
+	default:
+		return nil, fmt.Errorf("unsupported query value %T", v)
+	}
+}
+
+// Find implements readstore.Store.
+func (s *Store) Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error) {
+	t, err := table(q.Coll)
+	if err != nil {
+		return nil, err
+	}
+	var where []string
+	var args []any
+	for _, f := range q.Eq {
+		if !namePattern.MatchString(f.Name) {
+			return nil, fmt.Errorf("find in %s: invalid field %q", q.Coll, f.Name)
+		}
+		a, err := arg(f.Value)
+		if err != nil {
+			return nil, fmt.Errorf("find in %s: field %s: %w", q.Coll, f.Name, err)
+		}
+		where = append(where, field(f.Name)+" = ?")
+		args = append(args, a)
+	}
+	for _, terms := range q.ContainsAll {
+		if !namePattern.MatchString(terms.Name) {
+			return nil, fmt.Errorf("find in %s: invalid field %q", q.Coll, terms.Name)
+		}
+		for _, v := range terms.Values {
+			where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.`+terms.Name+`') WHERE value = ?)`)
+			args = append(args, v)
+		}
+	}
+	order := make([]string, 0, len(q.Sort)+1)
+	for _, o := range q.Sort {
+		if !namePattern.MatchString(o.Name) {
+			return nil, fmt.Errorf("find in %s: invalid sort field %q", q.Coll, o.Name)
+		}
+		dir := " ASC"
+		if o.Desc {
+			dir = " DESC"
+		}
+		order = append(order, field(o.Name)+dir)
+	}
+	order = append(order, "id ASC")
+	if q.After != nil {
+		cond, cargs, err := keyset(q.Sort, q.After)
+		if err != nil {
+			return nil, fmt.Errorf("find in %s: %w", q.Coll, err)
+		}
+		where = append(where, cond)
+		args = append(args, cargs...)
+	}
+	query := `SELECT id, position, body FROM ` + t
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY " + strings.Join(order, ", ")
+	if q.Limit > 0 {
+		query += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, query, args...)
+	if missingTable(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", q.Coll, err)
+	}
+	docs, err := scan(rows)
+	if err != nil {
+		return nil, fmt.Errorf("find in %s: %w", q.Coll, err)
+	}
+	return docs, nil
+}
+
+// keyset is the condition "after the cursor" for the given order: past the first sort value, or
+// equal to it and past the second, ..., or equal to all of them and past the id.
+func keyset(sort []readstore.Order, c *readstore.Cursor) (string, []any, error) {
+	if len(c.Values) != len(sort) {
+		return "", nil, fmt.Errorf("cursor has %d values for %d sort fields", len(c.Values), len(sort))
+	}
+	var ors []string
+	var args []any
+	for i := 0; i <= len(sort); i++ {
+		var ands []string
+		for j := 0; j < i; j++ {
+			a, err := arg(c.Values[j])
+			if err != nil {
+				return "", nil, err
+			}
+			ands = append(ands, field(sort[j].Name)+" = ?")
+			args = append(args, a)
+		}
+		if i < len(sort) {
+			a, err := arg(c.Values[i])
+			if err != nil {
+				return "", nil, err
+			}
+			op := " > ?"
+			if sort[i].Desc {
+				op = " < ?"
+			}
+			ands = append(ands, field(sort[i].Name)+op)
+			args = append(args, a)
+		} else {
+			ands = append(ands, "id > ?")
+			args = append(args, c.ID)
+		}
+		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", args, nil
+}
+
+// AddDeadLetter implements readstore.Store.
+func (s *Store) AddDeadLetter(ctx context.Context, d readstore.DeadLetter) error {
+	_, err := s.wdb.ExecContext(ctx, `INSERT INTO dead_letters (projection, position, event_id, event_type, error, at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (projection, position) DO UPDATE SET error = excluded.error, at = excluded.at`,
+		d.Projection, int64(d.Position), d.EventID, d.EventType, d.Error, d.At.UnixNano())
+	if err != nil {
+		return fmt.Errorf("record dead letter of %s at %d: %w", d.Projection, d.Position, err)
+	}
+	return nil
+}
+
+// DeadLetters implements readstore.Store.
+func (s *Store) DeadLetters(ctx context.Context, projection string) ([]readstore.DeadLetter, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT position, event_id, event_type, error, at FROM dead_letters
+		WHERE projection = ? ORDER BY position`, projection)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters of %s: %w", projection, err)
+	}
+	defer rows.Close()
+	var out []readstore.DeadLetter
+	for rows.Next() {
+		d := readstore.DeadLetter{Projection: projection}
+		var pos, at int64
+		if err := rows.Scan(&pos, &d.EventID, &d.EventType, &d.Error, &at); err != nil {
+			return nil, fmt.Errorf("read dead letters of %s: %w", projection, err)
+		}
+		d.Position, d.At = uint64(pos), time.Unix(0, at).UTC()
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+var _ readstore.Store = (*Store)(nil)
