@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -17,6 +18,8 @@ type config struct {
 	httpAddr        string
 	dataDir         string
 	shutdownTimeout time.Duration
+	consistencyWait time.Duration
+	cacheEntries    int
 	logLevel        slog.Level
 }
 
@@ -33,6 +36,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	addr := fs.String("http-addr", env("EDUTRACK_HTTP_ADDR", ":8080"), "HTTP listen address (EDUTRACK_HTTP_ADDR)")
 	dataDir := fs.String("data-dir", env("EDUTRACK_DATA_DIR", "./data"), "directory of the embedded stores (EDUTRACK_DATA_DIR)")
 	shutdown := fs.String("shutdown-timeout", env("EDUTRACK_SHUTDOWN_TIMEOUT", "20s"), "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)")
+	wait := fs.String("consistency-wait", env("EDUTRACK_CONSISTENCY_WAIT", "3s"), "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)")
+	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -52,6 +57,16 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	var err error
 	if cfg.shutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || cfg.shutdownTimeout <= 0 {
 		problems = append(problems, fmt.Errorf("EDUTRACK_SHUTDOWN_TIMEOUT %q: want a positive duration such as 20s", *shutdown))
+	}
+	if cfg.consistencyWait, err = time.ParseDuration(*wait); err != nil || cfg.consistencyWait <= 0 {
+		problems = append(problems, fmt.Errorf("EDUTRACK_CONSISTENCY_WAIT %q: want a positive duration such as 3s", *wait))
+	}
+	cfg.cacheEntries = *entries
+	if cfg.cacheEntries == 0 {
+		raw := env("EDUTRACK_CACHE_ENTRIES", "100000")
+		if cfg.cacheEntries, err = strconv.Atoi(raw); err != nil || cfg.cacheEntries <= 0 {
+			problems = append(problems, fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", raw))
+		}
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		problems = append(problems, fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", *level))

@@ -18,10 +18,17 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readstore/sqlitestore"
 )
 
 func main() {
@@ -63,19 +70,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // serve runs the service until ctx ends, then shuts down gracefully: the HTTP server stops
-// taking requests and finishes those in flight (their appends included) before the log closes.
+// taking requests and finishes those in flight (their appends included), the projections
+// finish the batch in hand, and then the stores close.
 func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	store, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
+	events, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer events.Close()
+	reads, err := sqlitestore.Open(filepath.Join(cfg.dataDir, "read.db"))
+	if err != nil {
+		return err
+	}
+	defer reads.Close()
 
-	handler, err := commands.New(store, time.Now, commands.Options{})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	handler, err := commands.New(events, time.Now, commands.Options{})
 	if err != nil {
 		return err
 	}
@@ -83,13 +99,54 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	if err != nil {
 		return err
 	}
+	codec, err := commands.NewCodec()
+	if err != nil {
+		return err
+	}
+	docs := cache.NewMemory(cfg.cacheEntries)
+	positions := projections.NewPositions()
+	runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{},
+		projections.Courses{}, projections.Learners{})
+	if err != nil {
+		return err
+	}
+	readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait})
+	if err != nil {
+		return err
+	}
+	instrument, err := readapi.Instrument(reg)
+	if err != nil {
+		return err
+	}
+	readiness := readapi.Readiness{
+		Checks: map[string]func(context.Context) error{
+			"event_log":  func(ctx context.Context) error { _, err := events.Head(ctx); return err },
+			"read_store": func(ctx context.Context) error { _, err := reads.Checkpoint(ctx, "courses"); return err },
+		},
+		Projections: func(ctx context.Context) map[string]readapi.ProjectionState {
+			head, _ := events.Head(ctx)
+			out := map[string]readapi.ProjectionState{}
+			for name, status := range runner.Status() {
+				pos := positions.Position(name)
+				out[name] = readapi.ProjectionState{Position: pos, Head: head, Lag: head - min(head, pos), Status: status}
+			}
+			return out
+		},
+	}
+
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	r.Use(middleware.Recoverer, instrument)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
 	})
+	r.Method(http.MethodGet, "/readyz", readiness)
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	writeAPI.Routes(r)
+	r.Group(func(r chi.Router) {
+		r.Use(middleware.Compress(5, "application/json"))
+		readAPI.Routes(r)
+	})
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
@@ -102,12 +159,13 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	log.Info("edutrack serving", "addr", ln.Addr().String(), "data", cfg.dataDir, "roles", "write")
+	log.Info("edutrack serving", "addr", ln.Addr().String(), "data", cfg.dataDir, "roles", "write,project,read")
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -119,7 +177,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		log.Info("shutting down")
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		return errors.Join(err, runner.Close())
 	})
 	return g.Wait()
 }

@@ -1,0 +1,194 @@
+package projections
+
+import (
+	"strings"
+
+	"context"
+
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/domain/learner"
+	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/readstore"
+)
+
+// Courses builds the catalog, the course details and the course stats. It keeps the names of
+// people in a collection of its own, to show each course's instructor by name.
+type Courses struct{}
+
+const coursesPeople = "courses_people"
+
+type person struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// Name implements Projector.
+func (Courses) Name() string { return readmodel.CoursesProjection }
+
+// Collections implements Projector.
+func (Courses) Collections() []string {
+	return []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats}
+}
+
+// Indexes implements Projector.
+func (Courses) Indexes() []readstore.Index {
+	return []readstore.Index{
+		{Coll: readmodel.Catalog, Fields: []string{"status", "publishedN"}},
+		{Coll: readmodel.Catalog, Fields: []string{"status", "enrollmentCount"}},
+		{Coll: readmodel.Catalog, Fields: []string{"status", "titleKey"}},
+		{Coll: readmodel.Catalog, Fields: []string{"status", "category"}},
+		{Coll: readmodel.Catalog, Fields: []string{"instructorId"}},
+	}
+}
+
+// courseDocs is one course's three documents, read and written together.
+type courseDocs struct {
+	entry  readmodel.CatalogEntry
+	detail readmodel.CourseDetail
+	stats  readmodel.CourseStats
+}
+
+func loadCourse(ctx context.Context, tx *Tx, id string) (*courseDocs, bool, error) {
+	c := &courseDocs{}
+	ok, err := tx.Get(ctx, readmodel.Catalog, id, &c.entry)
+	if err != nil {
+		return c, false, err
+	}
+	if _, err := tx.Get(ctx, readmodel.CourseDetails, id, &c.detail); err != nil {
+		return c, false, err
+	}
+	if _, err := tx.Get(ctx, readmodel.Stats, id, &c.stats); err != nil {
+		return c, false, err
+	}
+	return c, ok, nil
+}
+
+// save derives what the three documents share from the detail, then writes them.
+func (c *courseDocs) save(tx *Tx, e Event) error {
+	d := &c.detail
+	d.ModuleCount = len(d.Modules)
+	d.EnrollmentCount = c.stats.Active + c.stats.Completed
+	d.CompletionCount = c.stats.Completed
+	d.CompletionRate = readmodel.Rate(c.stats.Completed, c.stats.Enrolled)
+	d.UpdatedAt = e.RecordedAt
+	c.stats.CompletionRate = d.CompletionRate
+	c.entry.CatalogItem = d.CatalogItem
+	c.entry.Status = d.Status
+	c.entry.InstructorID = d.Instructor.ID
+	c.entry.TitleWords = readmodel.Words(d.Title)
+	c.entry.TitleKey = strings.ToLower(d.Title)
+	if d.PublishedAt != nil {
+		c.entry.PublishedN = d.PublishedAt.UnixNano()
+	}
+	if err := tx.Put(readmodel.Catalog, d.ID, c.entry); err != nil {
+		return err
+	}
+	if err := tx.Put(readmodel.CourseDetails, d.ID, c.detail); err != nil {
+		return err
+	}
+	return tx.Put(readmodel.Stats, d.ID, c.stats)
+}
+
+// Apply implements Projector.
+func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
+	switch ev := e.Data.(type) {
+	case user.Registered:
+		return putPerson(ctx, tx, coursesPeople, ev.UserID, person{Name: ev.Name, Role: string(ev.Role)})
+	case user.NameChanged:
+		if err := putPerson(ctx, tx, coursesPeople, ev.UserID, person{Name: ev.Name}); err != nil {
+			return err
+		}
+		ids, err := tx.IDsWhere(ctx, readmodel.Catalog, "instructorId", ev.UserID)
+		if err != nil {
+			return err
+		}
+		return p.each(ctx, tx, e, ids, func(c *courseDocs) { c.detail.Instructor.Name = ev.Name })
+	case course.Created:
+		var who person
+		if _, err := tx.Get(ctx, coursesPeople, ev.InstructorID, &who); err != nil {
+			return err
+		}
+		c, _, err := loadCourse(ctx, tx, ev.CourseID)
+		if err != nil {
+			return err
+		}
+		c.detail = readmodel.CourseDetail{
+			CatalogItem: readmodel.CatalogItem{ID: ev.CourseID, Title: ev.Title, Category: ev.Category, Level: string(ev.Level),
+				Instructor: readmodel.Instructor{ID: ev.InstructorID, Name: who.Name}},
+			Description: ev.Description,
+			Status:      string(course.StatusDraft),
+			Modules:     []readmodel.Module{},
+		}
+		c.stats = readmodel.CourseStats{CourseID: ev.CourseID, ModuleCompletions: map[string]int{}}
+		return c.save(tx, e)
+	case course.DetailsUpdated:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
+			c.detail.Title, c.detail.Description, c.detail.Category, c.detail.Level = ev.Title, ev.Description, ev.Category, string(ev.Level)
+		})
+	case course.ModuleAdded:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
+			c.detail.Modules = append(c.detail.Modules, readmodel.Module{ID: ev.ModuleID, Title: ev.Title})
+			c.stats.ModuleCompletions[ev.ModuleID] = 0
+		})
+	case course.Published:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
+			at := ev.At.UTC()
+			c.detail.Status, c.detail.PublishedAt = string(course.StatusPublished), &at
+		})
+	case course.Archived:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.detail.Status = string(course.StatusArchived) })
+	case learner.Enrolled:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
+			if ev.Resumed {
+				c.stats.Withdrawn--
+			} else {
+				c.stats.Enrolled++
+			}
+			c.stats.Active++
+		})
+	case learner.Withdrawn:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.stats.Active--; c.stats.Withdrawn++ })
+	case learner.CourseCompleted:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.stats.Active--; c.stats.Completed++ })
+	case learner.ModuleCompleted:
+		// Only the stats change; the catalog and the details stay as they are.
+		var s readmodel.CourseStats
+		ok, err := tx.Get(ctx, readmodel.Stats, ev.CourseID, &s)
+		if err != nil || !ok {
+			return err
+		}
+		s.ModuleCompletions[ev.ModuleID]++
+		return tx.Put(readmodel.Stats, ev.CourseID, s)
+	}
+	return nil
+}
+
+// each changes the courses with these ids and saves them; ids of unknown courses are skipped.
+func (Courses) each(ctx context.Context, tx *Tx, e Event, ids []string, change func(*courseDocs)) error {
+	for _, id := range ids {
+		c, ok, err := loadCourse(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		change(c)
+		if err := c.save(tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func putPerson(ctx context.Context, tx *Tx, coll, id string, p person) error {
+	var old person
+	if _, err := tx.Get(ctx, coll, id, &old); err != nil {
+		return err
+	}
+	if p.Role == "" {
+		p.Role = old.Role
+	}
+	return tx.Put(coll, id, p)
+}

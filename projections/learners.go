@@ -1,0 +1,255 @@
+package projections
+
+import (
+	"context"
+	"time"
+
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/domain/learner"
+	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/readstore"
+)
+
+// Learners builds the learner dashboards and the course rosters. It keeps people's names and
+// courses' titles and module counts in collections of its own.
+type Learners struct{}
+
+const (
+	learnersPeople  = "learners_people"
+	learnersCourses = "learners_courses"
+)
+
+type courseInfo struct {
+	Title       string `json:"title"`
+	ModuleCount int    `json:"moduleCount"`
+}
+
+// Name implements Projector.
+func (Learners) Name() string { return readmodel.LearnersProjection }
+
+// Collections implements Projector.
+func (Learners) Collections() []string { return []string{readmodel.Dashboards, readmodel.Rosters} }
+
+// Indexes implements Projector.
+func (Learners) Indexes() []readstore.Index {
+	return []readstore.Index{
+		{Coll: readmodel.Rosters, Fields: []string{"courseId", "enrolledAtN"}},
+		{Coll: readmodel.Rosters, Fields: []string{"learnerId"}},
+	}
+}
+
+// Apply implements Projector.
+func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
+	switch ev := e.Data.(type) {
+	case user.Registered:
+		if err := putPerson(ctx, tx, learnersPeople, ev.UserID, person{Name: ev.Name, Role: string(ev.Role)}); err != nil {
+			return err
+		}
+		if ev.Role != user.RoleLearner {
+			return nil
+		}
+		var d readmodel.Dashboard
+		if _, err := tx.Get(ctx, readmodel.Dashboards, ev.UserID, &d); err != nil {
+			return err
+		}
+		d.LearnerID, d.Name = ev.UserID, ev.Name
+		if d.Enrollments == nil {
+			d.Enrollments = []readmodel.Enrollment{}
+		}
+		return tx.Put(readmodel.Dashboards, ev.UserID, d)
+	case user.NameChanged:
+		if err := putPerson(ctx, tx, learnersPeople, ev.UserID, person{Name: ev.Name}); err != nil {
+			return err
+		}
+		var d readmodel.Dashboard
+		ok, err := tx.Get(ctx, readmodel.Dashboards, ev.UserID, &d)
+		if err != nil {
+			return err
+		}
+		if ok {
+			d.Name = ev.Name
+			if err := tx.Put(readmodel.Dashboards, ev.UserID, d); err != nil {
+				return err
+			}
+		}
+		ids, err := tx.IDsWhere(ctx, readmodel.Rosters, "learnerId", ev.UserID)
+		if err != nil {
+			return err
+		}
+		return p.eachRoster(ctx, tx, ids, func(r *readmodel.RosterEntry) { r.Name = ev.Name })
+	case course.Created:
+		var c courseInfo
+		if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
+			return err
+		}
+		return tx.Put(learnersCourses, ev.CourseID, courseInfo{Title: ev.Title})
+	case course.DetailsUpdated:
+		var c courseInfo
+		if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
+			return err
+		}
+		if c.Title == ev.Title {
+			return nil
+		}
+		c.Title = ev.Title
+		if err := tx.Put(learnersCourses, ev.CourseID, c); err != nil {
+			return err
+		}
+		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *readmodel.Enrollment, _ *readmodel.RosterEntry) { en.Title = ev.Title })
+	case course.ModuleAdded:
+		var c courseInfo
+		if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
+			return err
+		}
+		c.ModuleCount++
+		if err := tx.Put(learnersCourses, ev.CourseID, c); err != nil {
+			return err
+		}
+		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *readmodel.Enrollment, r *readmodel.RosterEntry) {
+			en.ModuleCount = c.ModuleCount
+			en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
+			r.Progress = en.Progress
+		})
+	case learner.Enrolled:
+		return p.enroll(ctx, tx, e, ev)
+	case learner.Withdrawn:
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+			en.Status = string(learner.StatusWithdrawn)
+		})
+	case learner.ModuleCompleted:
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+			en.CompletedModules++
+		})
+	case learner.CourseCompleted:
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+			at := ev.At.UTC()
+			en.Status, en.CompletedAt = string(learner.StatusCompleted), &at
+		})
+	}
+	return nil
+}
+
+func (p Learners) enroll(ctx context.Context, tx *Tx, e Event, ev learner.Enrolled) error {
+	var c courseInfo
+	if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
+		return err
+	}
+	var who person
+	if _, err := tx.Get(ctx, learnersPeople, ev.LearnerID, &who); err != nil {
+		return err
+	}
+	var d readmodel.Dashboard
+	if _, err := tx.Get(ctx, readmodel.Dashboards, ev.LearnerID, &d); err != nil {
+		return err
+	}
+	d.LearnerID, d.Name = ev.LearnerID, who.Name
+	at := ev.At.UTC()
+	i := findEnrollment(d.Enrollments, ev.CourseID)
+	if i < 0 {
+		d.Enrollments = append(d.Enrollments, readmodel.Enrollment{CourseID: ev.CourseID, EnrolledAt: at})
+		i = len(d.Enrollments) - 1
+	}
+	en := &d.Enrollments[i]
+	en.Title, en.ModuleCount, en.Status, en.LastActivityAt = c.Title, c.ModuleCount, string(learner.StatusActive), at
+	en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
+	if err := tx.Put(readmodel.Dashboards, ev.LearnerID, d); err != nil {
+		return err
+	}
+	var r readmodel.RosterEntry
+	id := readmodel.RosterID(ev.CourseID, ev.LearnerID)
+	if _, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil {
+		return err
+	}
+	r.RosterItem = rosterItem(ev.LearnerID, who.Name, *en)
+	r.CourseID, r.EnrolledAtN = ev.CourseID, en.EnrolledAt.UnixNano()
+	return tx.Put(readmodel.Rosters, id, r)
+}
+
+func rosterItem(learnerID, name string, en readmodel.Enrollment) readmodel.RosterItem {
+	return readmodel.RosterItem{LearnerID: learnerID, Name: name, Status: en.Status, Progress: en.Progress,
+		EnrolledAt: en.EnrolledAt, CompletedAt: en.CompletedAt}
+}
+
+func findEnrollment(ens []readmodel.Enrollment, courseID string) int {
+	for i := range ens {
+		if ens[i].CourseID == courseID {
+			return i
+		}
+	}
+	return -1
+}
+
+// change applies a learner event to the enrollment on the dashboard and to the roster entry.
+func (p Learners) change(ctx context.Context, tx *Tx, learnerID, courseID string, at time.Time, fn func(*readmodel.Enrollment)) error {
+	var d readmodel.Dashboard
+	ok, err := tx.Get(ctx, readmodel.Dashboards, learnerID, &d)
+	if err != nil || !ok {
+		return err
+	}
+	i := findEnrollment(d.Enrollments, courseID)
+	if i < 0 {
+		return nil
+	}
+	en := &d.Enrollments[i]
+	fn(en)
+	en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
+	en.LastActivityAt = at.UTC()
+	if err := tx.Put(readmodel.Dashboards, learnerID, d); err != nil {
+		return err
+	}
+	var r readmodel.RosterEntry
+	id := readmodel.RosterID(courseID, learnerID)
+	if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+		return err
+	}
+	r.RosterItem = rosterItem(learnerID, d.Name, *en)
+	return tx.Put(readmodel.Rosters, id, r)
+}
+
+// eachLearnerOf changes the enrollment of every learner of a course, on their dashboard and
+// on the roster.
+func (p Learners) eachLearnerOf(ctx context.Context, tx *Tx, courseID string, fn func(*readmodel.Enrollment, *readmodel.RosterEntry)) error {
+	ids, err := tx.IDsWhere(ctx, readmodel.Rosters, "courseId", courseID)
+	if err != nil {
+		return err
+	}
+	if err := tx.Prefetch(ctx, readmodel.Rosters, ids); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		var r readmodel.RosterEntry
+		if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+			return err
+		}
+		var d readmodel.Dashboard
+		ok, err := tx.Get(ctx, readmodel.Dashboards, r.LearnerID, &d)
+		if err != nil {
+			return err
+		}
+		if i := findEnrollment(d.Enrollments, courseID); ok && i >= 0 {
+			fn(&d.Enrollments[i], &r)
+			if err := tx.Put(readmodel.Dashboards, r.LearnerID, d); err != nil {
+				return err
+			}
+		}
+		if err := tx.Put(readmodel.Rosters, id, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p Learners) eachRoster(ctx context.Context, tx *Tx, ids []string, fn func(*readmodel.RosterEntry)) error {
+	for _, id := range ids {
+		var r readmodel.RosterEntry
+		if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+			return err
+		}
+		fn(&r)
+		if err := tx.Put(readmodel.Rosters, id, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/edutrack/edutrack/eventstore"
+)
+
+// delivery is a batch of events riding on a message's context. Passing the events in memory
+// spares encoding each one into a payload and back, which would cap a rebuild at the codec's
+// speed; the payload stays empty.
+type delivery struct {
+	events  []eventstore.RecordedEvent
+	stalled atomic.Bool
+}
+
+type deliveryKey struct{}
+
+func batchOf(msg *message.Message) []eventstore.RecordedEvent {
+	if d, ok := msg.Context().Value(deliveryKey{}).(*delivery); ok {
+		return d.events
+	}
+	return nil
+}
+
+// stall tells the subscriber not to redeliver msg: its projection stops there.
+func stall(msg *message.Message) {
+	if d, ok := msg.Context().Value(deliveryKey{}).(*delivery); ok {
+		d.stalled.Store(true)
+	}
+}
+
+// logSubscriber is a watermill Subscriber over the event store's global log, from a
+// projection's checkpoint. It sends one message per batch and waits for its ack before the
+// next, so a projection sees the log in order. A nacked batch is sent again after a pause,
+// unless the handler stalled it.
+type logSubscriber struct {
+	log    Log
+	from   func(ctx context.Context) (uint64, error)
+	batch  int
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	cancels []context.CancelFunc
+	wg      sync.WaitGroup
+	closed  bool
+}
+
+func (s *logSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("subscriber closed")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	s.cancels = append(s.cancels, cancel)
+	out := make(chan *message.Message)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(out)
+		s.follow(ctx, topic, out)
+	}()
+	return out, nil
+}
+
+func (s *logSubscriber) follow(ctx context.Context, topic string, out chan<- *message.Message) {
+	pause := func(d time.Duration) bool {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		after, err := s.from(ctx)
+		if err != nil {
+			s.logger.Warn("read checkpoint", "projection", topic, "err", err)
+			if !pause(time.Second) {
+				return
+			}
+			continue
+		}
+		sub, err := s.log.Subscribe(ctx, after)
+		if err != nil {
+			s.logger.Warn("subscribe to the log", "projection", topic, "err", err)
+			if !pause(time.Second) {
+				return
+			}
+			continue
+		}
+		err = s.deliver(ctx, sub, out)
+		sub.Close()
+		if ctx.Err() != nil || errors.Is(err, eventstore.ErrClosed) {
+			return
+		}
+		// A failed subscription resumes from the checkpoint; the position guard makes any
+		// event delivered twice change nothing.
+		s.logger.Warn("log subscription dropped", "projection", topic, "err", err)
+		if !pause(time.Second) {
+			return
+		}
+	}
+}
+
+func (s *logSubscriber) deliver(ctx context.Context, sub eventstore.Subscription, out chan<- *message.Message) error {
+	for {
+		events, err := sub.Next(ctx, s.batch)
+		if err != nil {
+			return err
+		}
+		d := &delivery{events: events}
+		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
+			msg := message.NewMessage(watermill.NewUUID(), nil)
+			msg.SetContext(context.WithValue(ctx, deliveryKey{}, d))
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case <-msg.Acked():
+			case <-msg.Nacked():
+				if d.stalled.Load() {
+					<-ctx.Done() // held at the dead letter until an operator acts
+					return ctx.Err()
+				}
+				select {
+				case <-time.After(wait):
+					continue
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			break
+		}
+	}
+}
+
+func (s *logSubscriber) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for _, c := range s.cancels {
+		c()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}

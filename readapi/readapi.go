@@ -1,0 +1,362 @@
+// Package readapi is the read HTTP API: it serves the read models to the frontend, cache first,
+// waits for the projections when a client asks to read its own writes, and reports health and
+// metrics. It never touches the event log.
+package readapi
+
+import (
+	"context"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edutrack/edutrack/cache"
+	"github.com/edutrack/edutrack/problem"
+	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/readstore"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Store is what the read API needs of the read store.
+type Store interface {
+	Get(ctx context.Context, coll, id string) (readstore.Doc, error)
+	Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error)
+}
+
+// Positions tells how far projections have come and waits for them.
+type Positions interface {
+	Wait(ctx context.Context, pos uint64, projections ...string) error
+}
+
+// Options tune the API.
+type Options struct {
+	// ConsistencyWait bounds how long a read waits for minPosition (default 3s).
+	ConsistencyWait time.Duration
+}
+
+// API serves the read routes.
+type API struct {
+	store     Store
+	cache     cache.Cache
+	positions Positions
+	log       *slog.Logger
+	opts      Options
+	hits      *prometheus.CounterVec
+	misses    *prometheus.CounterVec
+}
+
+// New returns the read API.
+func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registerer, log *slog.Logger, opts Options) (*API, error) {
+	if store == nil || c == nil || positions == nil || reg == nil || log == nil {
+		return nil, errors.New("readapi: every dependency is required")
+	}
+	if opts.ConsistencyWait <= 0 {
+		opts.ConsistencyWait = 3 * time.Second
+	}
+	a := &API{store: store, cache: c, positions: positions, log: log, opts: opts,
+		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
+			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),
+		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
+			Name: "misses_total", Help: "Reads the cache could not serve, by read model."}, []string{"read_model"}),
+	}
+	for _, c := range []prometheus.Collector{a.hits, a.misses} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// Routes mounts the read routes on r.
+func (a *API) Routes(r chi.Router) {
+	r.Get("/v1/courses", a.handle(a.catalog))
+	r.Get("/v1/courses/{id}", a.handle(a.doc(readmodel.CourseDetails, readmodel.CoursesProjection, "course", false)))
+	r.Get("/v1/courses/{id}/stats", a.handle(a.doc(readmodel.Stats, readmodel.CoursesProjection, "course", false)))
+	r.Get("/v1/courses/{id}/roster", a.handle(a.roster))
+	r.Get("/v1/learners/{id}/dashboard", a.handle(a.doc(readmodel.Dashboards, readmodel.LearnersProjection, "learner", true)))
+	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(openAPI)
+	})
+}
+
+// reply is a successful read: its body, its strong validator and whether it is private.
+type reply struct {
+	body    []byte
+	etag    string
+	private bool
+}
+
+func (a *API) handle(fn func(r *http.Request) (reply, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rep, err := fn(r)
+		if err != nil {
+			var pe *problem.Error
+			if errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "1")
+			}
+			problem.Write(w, r, a.log, err)
+			return
+		}
+		h := w.Header()
+		h.Set("ETag", rep.etag)
+		if rep.private {
+			h.Set("Cache-Control", "private, no-cache")
+		} else {
+			h.Set("Cache-Control", "no-cache")
+		}
+		if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, rep.etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		h.Set("Content-Type", "application/json")
+		w.Write(rep.body)
+	}
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		if t = strings.TrimSpace(t); t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// waitFor honours the minPosition parameter for the projections behind a route.
+func (a *API) waitFor(r *http.Request, projections ...string) error {
+	raw := r.URL.Query().Get("minPosition")
+	if raw == "" {
+		return nil
+	}
+	pos, err := strconv.ParseUint(raw, 10, 64)
+	if err != nil {
+		return problem.New(http.StatusBadRequest, "minPosition", "must be a non-negative integer")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.ConsistencyWait)
+	defer cancel()
+	if err := a.positions.Wait(ctx, pos, projections...); err != nil {
+		return problem.New(http.StatusServiceUnavailable, "minPosition",
+			fmt.Sprintf("the read model has not reached position %d yet; retry shortly", pos))
+	}
+	return nil
+}
+
+// doc serves one document, cache first.
+func (a *API) doc(coll, projection, what string, private bool) func(r *http.Request) (reply, error) {
+	return func(r *http.Request) (reply, error) {
+		if err := a.waitFor(r, projection); err != nil {
+			return reply{}, err
+		}
+		id := chi.URLParam(r, "id")
+		key := coll + ":" + id
+		e, ok := a.cache.Get(r.Context(), key)
+		if ok {
+			a.hits.WithLabelValues(coll).Inc()
+		} else {
+			a.misses.WithLabelValues(coll).Inc()
+			d, err := a.store.Get(r.Context(), coll, id)
+			if errors.Is(err, readstore.ErrNotFound) {
+				return reply{}, problem.New(http.StatusNotFound, "", what+" not found")
+			}
+			if err != nil {
+				return reply{}, err
+			}
+			e = cache.Entry{Position: d.Position, Body: d.Body}
+			a.cache.Set(r.Context(), key, e)
+		}
+		return reply{body: e.Body, etag: `"` + strconv.FormatUint(e.Position, 10) + `"`, private: private}, nil
+	}
+}
+
+// page is one page of a listing.
+type page[T any] struct {
+	Items      []T    `json:"items"`
+	NextCursor string `json:"nextCursor,omitempty"`
+}
+
+// cursor is the opaque listing position a client gets back.
+type cursor struct {
+	Values []json.RawMessage `json:"v"`
+	ID     string            `json:"id"`
+}
+
+func decodeCursor(raw string, n int) (*readstore.Cursor, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	bad := problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil {
+		return nil, bad
+	}
+	var c cursor
+	if err := json.Unmarshal(b, &c); err != nil || len(c.Values) != n {
+		return nil, bad
+	}
+	out := &readstore.Cursor{ID: c.ID}
+	for _, v := range c.Values {
+		var s string
+		if err := json.Unmarshal(v, &s); err == nil {
+			out.Values = append(out.Values, s)
+			continue
+		}
+		i, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return nil, bad
+		}
+		out.Values = append(out.Values, i)
+	}
+	return out, nil
+}
+
+func encodeCursor(values []any, id string) string {
+	c := struct {
+		Values []any  `json:"v"`
+		ID     string `json:"id"`
+	}{values, id}
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func limitOf(r *http.Request) (int, error) {
+	raw := r.URL.Query().Get("limit")
+	if raw == "" {
+		return 20, nil
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || n < 1 || n > 100 {
+		return 0, problem.New(http.StatusBadRequest, "limit", "must be an integer from 1 to 100")
+	}
+	return n, nil
+}
+
+// listing runs q one item past limit, to know whether a next page exists, and answers the page
+// with an ETag over the ids and positions of its documents.
+func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortValues func(T) []any, item func(T) O, private bool) (reply, error) {
+	q.Limit = limit + 1
+	docs, err := a.store.Find(r.Context(), q)
+	if err != nil {
+		return reply{}, err
+	}
+	p := page[O]{Items: make([]O, 0, min(len(docs), limit))}
+	h := fnv.New64a()
+	var last T
+	for i, d := range docs {
+		if i == limit {
+			p.NextCursor = encodeCursor(sortValues(last), docs[i-1].ID)
+			break
+		}
+		if err := json.Unmarshal(d.Body, &last); err != nil {
+			return reply{}, fmt.Errorf("decode %s/%s: %w", q.Coll, d.ID, err)
+		}
+		p.Items = append(p.Items, item(last))
+		fmt.Fprintf(h, "%s@%d;", d.ID, d.Position)
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{body: body, etag: fmt.Sprintf(`"l%x"`, h.Sum64()), private: private}, nil
+}
+
+var sorts = map[string]readstore.Order{
+	"newest":  {Name: "publishedN", Desc: true},
+	"popular": {Name: "enrollmentCount", Desc: true},
+	"title":   {Name: "titleKey"},
+}
+
+func (a *API) catalog(r *http.Request) (reply, error) {
+	qs := r.URL.Query()
+	for name := range qs {
+		switch name {
+		case "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition":
+		default:
+			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
+		}
+	}
+	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
+		return reply{}, err
+	}
+	limit, err := limitOf(r)
+	if err != nil {
+		return reply{}, err
+	}
+	sortName := qs.Get("sort")
+	if sortName == "" {
+		sortName = "newest"
+	}
+	order, ok := sorts[sortName]
+	if !ok {
+		return reply{}, problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
+	}
+	q := readstore.Query{Coll: readmodel.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
+		Sort: []readstore.Order{order}}
+	for _, f := range []string{"category", "level", "instructorId"} {
+		if v := qs.Get(f); v != "" {
+			q.Eq = append(q.Eq, readstore.Field{Name: f, Value: v})
+		}
+	}
+	if level := qs.Get("level"); level != "" && level != "beginner" && level != "intermediate" && level != "advanced" {
+		return reply{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
+	}
+	if words := readmodel.Words(qs.Get("q")); len(words) > 0 {
+		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
+	}
+	if q.After, err = decodeCursor(qs.Get("cursor"), 1); err != nil {
+		return reply{}, err
+	}
+	return listing(a, r, q, limit, func(e readmodel.CatalogEntry) []any {
+		switch sortName {
+		case "popular":
+			return []any{e.EnrollmentCount}
+		case "title":
+			return []any{e.TitleKey}
+		default:
+			return []any{e.PublishedN}
+		}
+	}, func(e readmodel.CatalogEntry) readmodel.CatalogItem { return e.CatalogItem }, false)
+}
+
+func (a *API) roster(r *http.Request) (reply, error) {
+	qs := r.URL.Query()
+	for name := range qs {
+		switch name {
+		case "limit", "cursor", "minPosition":
+		default:
+			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
+		}
+	}
+	if err := a.waitFor(r, readmodel.CoursesProjection, readmodel.LearnersProjection); err != nil {
+		return reply{}, err
+	}
+	limit, err := limitOf(r)
+	if err != nil {
+		return reply{}, err
+	}
+	id := chi.URLParam(r, "id")
+	if _, err := a.store.Get(r.Context(), readmodel.CourseDetails, id); errors.Is(err, readstore.ErrNotFound) {
+		return reply{}, problem.New(http.StatusNotFound, "", "course not found")
+	} else if err != nil {
+		return reply{}, err
+	}
+	q := readstore.Query{Coll: readmodel.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},
+		Sort: []readstore.Order{{Name: "enrolledAtN"}}}
+	if q.After, err = decodeCursor(qs.Get("cursor"), 1); err != nil {
+		return reply{}, err
+	}
+	return listing(a, r, q, limit, func(e readmodel.RosterEntry) []any { return []any{e.EnrolledAtN} },
+		func(e readmodel.RosterEntry) readmodel.RosterItem { return e.RosterItem }, true)
+}
