@@ -90,6 +90,24 @@ func (c *courseDocs) save(tx *Tx, e Event) error {
 	return tx.Put(readmodel.Stats, d.ID, c.stats)
 }
 
+// Refs implements Prefetcher: learner events, most of the log, touch their course.
+func (Courses) Refs(e Event) []DocRef {
+	var id string
+	switch ev := e.Data.(type) {
+	case learner.Enrolled:
+		id = ev.CourseID
+	case learner.Withdrawn:
+		id = ev.CourseID
+	case learner.CourseCompleted:
+		id = ev.CourseID
+	case learner.ModuleCompleted:
+		return []DocRef{{readmodel.Stats, ev.CourseID}}
+	default:
+		return nil
+	}
+	return []DocRef{{readmodel.Catalog, id}, {readmodel.CourseDetails, id}, {readmodel.Stats, id}}
+}
+
 // Apply implements Projector.
 func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 	switch ev := e.Data.(type) {

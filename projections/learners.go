@@ -39,6 +39,28 @@ func (Learners) Indexes() []readstore.Index {
 	}
 }
 
+// Refs implements Prefetcher: a learner event touches the learner's dashboard and roster entry.
+func (Learners) Refs(e Event) []DocRef {
+	var learnerID, courseID string
+	switch ev := e.Data.(type) {
+	case learner.Enrolled:
+		learnerID, courseID = ev.LearnerID, ev.CourseID
+		return []DocRef{{readmodel.Dashboards, learnerID}, {readmodel.Rosters, readmodel.RosterID(courseID, learnerID)},
+			{learnersPeople, learnerID}, {learnersCourses, courseID}}
+	case learner.Withdrawn:
+		learnerID, courseID = ev.LearnerID, ev.CourseID
+	case learner.ModuleCompleted:
+		learnerID, courseID = ev.LearnerID, ev.CourseID
+	case learner.CourseCompleted:
+		learnerID, courseID = ev.LearnerID, ev.CourseID
+	case user.Registered:
+		return []DocRef{{learnersPeople, ev.UserID}, {readmodel.Dashboards, ev.UserID}}
+	default:
+		return nil
+	}
+	return []DocRef{{readmodel.Dashboards, learnerID}, {readmodel.Rosters, readmodel.RosterID(courseID, learnerID)}}
+}
+
 // Apply implements Projector.
 func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 	switch ev := e.Data.(type) {

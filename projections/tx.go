@@ -5,12 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/edutrack/edutrack/readstore"
 )
 
 // Tx is the documents one batch of events touches. A projector reads and writes documents
 // through it; the runner writes them all in one commit at the end of the batch.
+//
+// A document read through Get shares its slices and maps with the batch's live copy, so a
+// projector changes what it read only to Put it; decoding once per batch and encoding once at the
+// commit is what keeps a rebuild fast.
 //
 // Writes are guarded by position: a document that already reflects the event being applied (its
 // stored position is that event's or later, as after a crash between a commit and its
@@ -25,9 +30,10 @@ type Tx struct {
 type docKey struct{ coll, id string }
 
 type txDoc struct {
-	stored uint64 // position in the store when loaded; 0 if it did not exist
+	stored uint64          // position in the store when loaded; 0 if it did not exist
+	body   json.RawMessage // as stored; nil if it did not exist
+	val    any             // the live value, a pointer, once decoded or put
 	pos    uint64
-	body   json.RawMessage // nil if it does not exist
 	dirty  bool
 }
 
@@ -87,19 +93,51 @@ func (tx *Tx) Prefetch(ctx context.Context, coll string, ids []string) error {
 	return nil
 }
 
-// Get decodes document coll/id into v and reports whether it exists.
+// Get sets *v to document coll/id and reports whether it exists. v must be a pointer.
 func (tx *Tx) Get(ctx context.Context, coll, id string, v any) (bool, error) {
 	d, err := tx.load(ctx, docKey{coll, id})
 	if err != nil {
 		return false, err
 	}
-	if d.body == nil {
-		return false, nil
+	if d.stored >= tx.pos {
+		// The stored document already reflects this event, and Put will ignore it: hand out a
+		// private copy, so whatever the projector does to it cannot leak into the batch.
+		if d.body == nil {
+			return false, nil
+		}
+		return true, decodeInto(coll, id, d.body, v)
 	}
-	if err := json.Unmarshal(d.body, v); err != nil {
-		return false, fmt.Errorf("decode %s/%s: %w", coll, id, err)
+	if d.val == nil {
+		if d.body == nil {
+			return false, nil
+		}
+		if err := decodeInto(coll, id, d.body, v); err != nil {
+			return false, err
+		}
+		d.val = clonePtr(v)
+		return true, nil
 	}
+	dst, src := reflect.ValueOf(v).Elem(), reflect.ValueOf(d.val).Elem()
+	if dst.Type() != src.Type() {
+		return false, fmt.Errorf("get %s/%s as %s, it was read as %s", coll, id, dst.Type(), src.Type())
+	}
+	dst.Set(src)
 	return true, nil
+}
+
+func decodeInto(coll, id string, body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decode %s/%s: %w", coll, id, err)
+	}
+	return nil
+}
+
+// clonePtr returns a new pointer to a shallow copy of *p.
+func clonePtr(p any) any {
+	src := reflect.ValueOf(p).Elem()
+	c := reflect.New(src.Type())
+	c.Elem().Set(src)
+	return c.Interface()
 }
 
 // Put sets document coll/id to v, as of the event being applied. It must follow a Get of the
@@ -112,11 +150,9 @@ func (tx *Tx) Put(coll, id string, v any) error {
 	if d.stored >= tx.pos {
 		return nil // the stored document already reflects this event
 	}
-	body, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode %s/%s: %w", coll, id, err)
-	}
-	d.body, d.pos, d.dirty = body, tx.pos, true
+	p := reflect.New(reflect.TypeOf(v))
+	p.Elem().Set(reflect.ValueOf(v))
+	d.val, d.pos, d.dirty = p.Interface(), tx.pos, true
 	return nil
 }
 
@@ -142,8 +178,12 @@ func (tx *Tx) IDsWhere(ctx context.Context, coll, field string, value any) ([]st
 		if k.coll != coll || !d.dirty || seen[k.id] {
 			continue
 		}
+		body, err := json.Marshal(d.val)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s/%s: %w", coll, k.id, err)
+		}
 		var fields map[string]json.RawMessage
-		if err := json.Unmarshal(d.body, &fields); err != nil {
+		if err := json.Unmarshal(body, &fields); err != nil {
 			return nil, fmt.Errorf("decode %s/%s: %w", coll, k.id, err)
 		}
 		if string(fields[field]) == string(want) {
@@ -153,13 +193,19 @@ func (tx *Tx) IDsWhere(ctx context.Context, coll, field string, value any) ([]st
 	return ids, nil
 }
 
-// writes returns the documents the batch changed.
-func (tx *Tx) writes() []readstore.Write {
+// writes encodes the documents the batch changed.
+func (tx *Tx) writes() ([]readstore.Write, error) {
 	var out []readstore.Write
 	for _, k := range tx.order {
-		if d := tx.docs[k]; d.dirty {
-			out = append(out, readstore.Write{Coll: k.coll, Doc: readstore.Doc{ID: k.id, Position: d.pos, Body: d.body}})
+		d := tx.docs[k]
+		if !d.dirty {
+			continue
 		}
+		body, err := json.Marshal(d.val)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s/%s: %w", k.coll, k.id, err)
+		}
+		out = append(out, readstore.Write{Coll: k.coll, Doc: readstore.Doc{ID: k.id, Position: d.pos, Body: body}})
 	}
-	return out
+	return out, nil
 }

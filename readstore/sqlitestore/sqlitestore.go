@@ -24,6 +24,23 @@ type Store struct {
 
 	mu     sync.Mutex
 	tables map[string]bool // collections whose table exists
+	stmts  sync.Map        // query text -> *sql.Stmt on rdb, so hot reads skip SQLite's parser
+}
+
+// prepared returns the read statement for query, preparing it once.
+func (s *Store) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 var namePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -70,6 +87,7 @@ func Open(path string) (*Store, error) {
 
 // Close closes the file.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
 	return errors.Join(s.wdb.Close(), s.rdb.Close())
 }
 
@@ -198,7 +216,14 @@ func (s *Store) Get(ctx context.Context, coll, id string) (readstore.Doc, error)
 	d := readstore.Doc{ID: id}
 	var pos int64
 	var body string
-	err = s.rdb.QueryRowContext(ctx, `SELECT position, body FROM `+t+` WHERE id = ?`, id).Scan(&pos, &body)
+	st, err := s.prepared(ctx, `SELECT position, body FROM `+t+` WHERE id = ?`)
+	if missingTable(err) {
+		return d, readstore.ErrNotFound
+	}
+	if err != nil {
+		return d, fmt.Errorf("get %s/%s: %w", coll, id, err)
+	}
+	err = st.QueryRowContext(ctx, id).Scan(&pos, &body)
 	if errors.Is(err, sql.ErrNoRows) || missingTable(err) {
 		return d, readstore.ErrNotFound
 	}
