@@ -129,6 +129,24 @@ func (e *entry[A]) remember(command string, res eventstore.AppendResult) {
 	e.results[command] = res // the last event of a command is its result
 }
 
+// stateAt rebuilds aggregate id as it stood at version, for answering a retried command.
+func (r *repository[A]) stateAt(ctx context.Context, id string, version uint64) (A, error) {
+	agg := r.newAgg(id)
+	events, err := r.store.ReadStream(ctx, r.stream(id), 1, int(version))
+	if err != nil {
+		return agg, fmt.Errorf("load %s at version %d: %w", r.stream(id), version, err)
+	}
+	for _, re := range events {
+		ev, err := r.codec.Decode(re.Type, re.Data)
+		if err != nil {
+			return agg, fmt.Errorf("load %s at version %d: %w", r.stream(id), re.Version, err)
+		}
+		agg.Apply(ev)
+	}
+	agg.ClearChanges()
+	return agg, nil
+}
+
 // view runs fn on the current state of aggregate id, without changing it.
 func (r *repository[A]) view(ctx context.Context, id string, fn func(A) error) error {
 	e := r.entry(id)
@@ -145,6 +163,9 @@ func (r *repository[A]) view(ctx context.Context, id string, fn func(A) error) e
 // describes: after the append, or the state a no-op or a replayed command found. changed is
 // false when the command was a no-op; a replayed command answers as it first did.
 func (r *repository[A]) update(ctx context.Context, id string, m Meta, decide func(A) error, inspect func(A)) (res eventstore.AppendResult, changed bool, err error) {
+	if m.CommandID == "" {
+		m.CommandID = uuid.NewString() // a command nobody will retry
+	}
 	for attempt := 1; ; attempt++ {
 		res, changed, err = r.try(ctx, id, m, decide, inspect)
 		if !errors.Is(err, eventstore.ErrConcurrency) {
@@ -165,7 +186,12 @@ func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(
 	}
 	if res, ok := e.results[m.CommandID]; ok {
 		if inspect != nil {
-			inspect(e.agg)
+			// Answer as the first call did: from the state its last event left, not today's.
+			then, err := r.stateAt(ctx, id, res.Version)
+			if err != nil {
+				return eventstore.AppendResult{}, false, err
+			}
+			inspect(then)
 		}
 		return res, true, nil
 	}
@@ -193,6 +219,13 @@ func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(
 	if err != nil {
 		r.reset(id, e)
 		return eventstore.AppendResult{}, false, err
+	}
+	if res.Version != e.version+uint64(len(data)) {
+		// The log already held these event ids: an earlier attempt of this command landed,
+		// deciding on another state than ours. Its events, not our decision, are the truth, and
+		// its answer is the one to give: reload, and let the retry path answer.
+		r.reset(id, e)
+		return eventstore.AppendResult{}, false, fmt.Errorf("command %s landed before: %w", m.CommandID, eventstore.ErrConcurrency)
 	}
 	e.version, e.position = res.Version, res.Position
 	e.remember(m.CommandID, res)

@@ -7,7 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,8 +110,9 @@ func run(t *testing.T, l *sqlitelog.Log, store readstore.Store, c cache.Cache, p
 	if len(projectors) == 0 {
 		projectors = []projections.Projector{projections.Courses{}, projections.Learners{}}
 	}
+	var logs syncBuffer
 	r, err := projections.NewRunner(l, codec, store, c, positions, prometheus.NewRegistry(),
-		slog.New(slog.NewTextHandler(io.Discard, nil)), projections.Options{BatchSize: 7, RetryDelay: time.Millisecond, MaxRetries: 2}, projectors...)
+		slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), projections.Options{BatchSize: 7, RetryDelay: time.Millisecond, MaxRetries: 2}, projectors...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,14 +126,28 @@ func run(t *testing.T, l *sqlitelog.Log, store readstore.Store, c cache.Cache, p
 	for i, p := range projectors {
 		names[i] = p.Name()
 	}
+	var runErr error
 	werr := positions.Wait(wait, head, names...)
+	if werr != nil {
+		select {
+		case runErr = <-done:
+			t.Errorf("runner stopped early: %v", runErr)
+		default:
+		}
+	}
 	cancel()
 	r.Close()
-	if err := <-done; err != nil {
-		t.Fatalf("runner: %v", err)
+	if werr == nil {
+		if err := <-done; err != nil {
+			t.Fatalf("runner: %v", err)
+		}
 	}
 	if werr != nil {
-		t.Fatalf("projections did not reach the head %d: %v", head, werr)
+		var buf strings.Builder
+		pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		dl, _ := store.DeadLetters(context.Background(), names[0])
+		t.Fatalf("projections did not reach the head %d (at %d and %d, status %v, dead letters %v): %v\n%s\nLOGS:\n%s", head,
+			positions.Position(names[0]), positions.Position(names[len(names)-1]), r.Status(), dl, werr, buf.String(), logs.String())
 	}
 	return positions
 }
@@ -222,14 +241,13 @@ func TestReadModels(t *testing.T) {
 // transaction, as on MongoDB).
 type crashingStore struct {
 	readstore.Store
-	after int // commits that go through before the crash
+	after atomic.Int32 // commits that go through before the crash
 }
 
 var errCrash = errors.New("crashed between the documents and the checkpoint")
 
 func (s *crashingStore) Commit(ctx context.Context, projection string, checkpoint uint64, writes []readstore.Write) error {
-	if s.after > 0 {
-		s.after--
+	if s.after.Add(-1) >= 0 {
 		return s.Store.Commit(ctx, projection, checkpoint, writes)
 	}
 	old, err := s.Store.Checkpoint(ctx, projection)
@@ -286,7 +304,8 @@ func TestRecovery(t *testing.T) {
 	t.Run("a_crash_between_documents_and_checkpoint_converges_to_a_clean_replay", func(t *testing.T) {
 		for _, after := range []int{0, 1, 3} {
 			store := openStore(t)
-			crashing := &crashingStore{Store: store, after: after}
+			crashing := &crashingStore{Store: store}
+			crashing.after.Store(int32(after))
 			codec, _ := commands.NewCodec()
 			r, err := projections.NewRunner(w.log, codec, crashing, cache.NewMemory(100), projections.NewPositions(),
 				prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -370,3 +389,15 @@ func TestDeadLetters(t *testing.T) {
 }
 
 func coursePatch(title string) course.DetailsPatch { return course.DetailsPatch{Title: &title} }
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

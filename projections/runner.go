@@ -84,8 +84,9 @@ type Runner struct {
 	metrics    *runnerMetrics
 	router     *message.Router
 
-	mu     sync.Mutex
-	status map[string]string
+	mu      sync.Mutex
+	status  map[string]string
+	started bool // the router was started, so Close must stop it
 }
 
 // Statuses of a projection.
@@ -149,13 +150,25 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 func (r *Runner) Run(ctx context.Context) error {
 	for _, p := range r.projectors {
 		if err := r.store.EnsureIndexes(ctx, p.Indexes()); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped while starting
+			}
 			return fmt.Errorf("indexes of %s: %w", p.Name(), err)
 		}
 		cp, err := r.store.Checkpoint(ctx, p.Name())
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		r.positions.Advance(p.Name(), cp)
+	}
+	r.mu.Lock()
+	r.started = ctx.Err() == nil
+	r.mu.Unlock()
+	if !r.started {
+		return nil
 	}
 	err := r.router.Run(ctx)
 	if ctx.Err() != nil {
@@ -168,7 +181,15 @@ func (r *Runner) Run(ctx context.Context) error {
 func (r *Runner) Running() chan struct{} { return r.router.Running() }
 
 // Close stops the router, letting the batch in hand finish.
-func (r *Runner) Close() error { return r.router.Close() }
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	return r.router.Close()
+}
 
 // Status returns each projection's status.
 func (r *Runner) Status() map[string]string {

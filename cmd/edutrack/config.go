@@ -61,12 +61,12 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if cfg.consistencyWait, err = time.ParseDuration(*wait); err != nil || cfg.consistencyWait <= 0 {
 		problems = append(problems, fmt.Errorf("EDUTRACK_CONSISTENCY_WAIT %q: want a positive duration such as 3s", *wait))
 	}
-	cfg.cacheEntries = *entries
-	if cfg.cacheEntries == 0 {
-		raw := env("EDUTRACK_CACHE_ENTRIES", "100000")
-		if cfg.cacheEntries, err = strconv.Atoi(raw); err != nil || cfg.cacheEntries <= 0 {
-			problems = append(problems, fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", raw))
-		}
+	raw := strconv.Itoa(*entries)
+	if *entries == 0 {
+		raw = env("EDUTRACK_CACHE_ENTRIES", "100000")
+	}
+	if cfg.cacheEntries, err = strconv.Atoi(raw); err != nil || cfg.cacheEntries <= 0 {
+		problems = append(problems, fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", raw))
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		problems = append(problems, fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", *level))

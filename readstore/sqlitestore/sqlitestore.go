@@ -98,8 +98,9 @@ func table(coll string) (string, error) {
 	return `"docs_` + coll + `"`, nil
 }
 
-// ensureTable creates coll's table if needed, on the write connection.
-func (s *Store) ensureTable(ctx context.Context, q execer, coll string) (string, error) {
+// ensureTable creates coll's table if needed, through q. When q is a transaction, created
+// collects the collection, to be marked known only once the transaction commits.
+func (s *Store) ensureTable(ctx context.Context, q execer, coll string, created *[]string) (string, error) {
 	t, err := table(coll)
 	if err != nil {
 		return "", err
@@ -114,6 +115,10 @@ func (s *Store) ensureTable(ctx context.Context, q execer, coll string) (string,
 		id TEXT PRIMARY KEY, position INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID`); err != nil {
 		return "", fmt.Errorf("create collection %s: %w", coll, err)
 	}
+	if created != nil {
+		*created = append(*created, coll)
+		return t, nil
+	}
 	s.mu.Lock()
 	s.tables[coll] = true
 	s.mu.Unlock()
@@ -127,7 +132,7 @@ type execer interface {
 // EnsureIndexes implements readstore.Store.
 func (s *Store) EnsureIndexes(ctx context.Context, indexes []readstore.Index) error {
 	for _, ix := range indexes {
-		t, err := s.ensureTable(ctx, s.wdb, ix.Coll)
+		t, err := s.ensureTable(ctx, s.wdb, ix.Coll, nil)
 		if err != nil {
 			return err
 		}
@@ -155,11 +160,12 @@ func (s *Store) Commit(ctx context.Context, projection string, checkpoint uint64
 		return fmt.Errorf("commit %s: %w", projection, err)
 	}
 	defer tx.Rollback()
+	var created []string
 	stmts := map[string]*sql.Stmt{}
 	for _, w := range writes {
 		st, ok := stmts[w.Coll]
 		if !ok {
-			t, err := s.ensureTable(ctx, tx, w.Coll)
+			t, err := s.ensureTable(ctx, tx, w.Coll, &created)
 			if err != nil {
 				return err
 			}
@@ -180,12 +186,13 @@ func (s *Store) Commit(ctx context.Context, projection string, checkpoint uint64
 		return fmt.Errorf("commit %s: checkpoint: %w", projection, err)
 	}
 	if err := tx.Commit(); err != nil {
-		// A failed transaction may have created tables that no longer exist.
-		s.mu.Lock()
-		clear(s.tables)
-		s.mu.Unlock()
 		return fmt.Errorf("commit %s: %w", projection, err)
 	}
+	s.mu.Lock()
+	for _, c := range created {
+		s.tables[c] = true
+	}
+	s.mu.Unlock()
 	return nil
 }
 
