@@ -28,7 +28,7 @@ func (Courses) Name() string { return readmodel.CoursesProjection }
 
 // Collections implements Projector.
 func (Courses) Collections() []string {
-	return []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats}
+	return []string{readmodel.CourseDetails, readmodel.Stats}
 }
 
 // Indexes implements Projector.

@@ -29,7 +29,7 @@ type courseInfo struct {
 func (Learners) Name() string { return readmodel.LearnersProjection }
 
 // Collections implements Projector.
-func (Learners) Collections() []string { return []string{readmodel.Dashboards, readmodel.Rosters} }
+func (Learners) Collections() []string { return []string{readmodel.Dashboards} }
 
 // Indexes implements Projector.
 func (Learners) Indexes() []readstore.Index {

@@ -34,7 +34,8 @@ type Event struct {
 type Projector interface {
 	// Name is the projection's name, which keys its checkpoint.
 	Name() string
-	// Collections are the public collections it writes; their documents warm the cache.
+	// Collections are the collections whose documents the read API serves by id; their new
+	// documents warm the cache. (Listings are read from the store.)
 	Collections() []string
 	// Indexes are the indexes its queries need.
 	Indexes() []readstore.Index

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -20,14 +21,26 @@ type config struct {
 	shutdownTimeout time.Duration
 	consistencyWait time.Duration
 	cacheEntries    int
+	mongoURI        string // the MongoDB read store, else the embedded one
+	redisURL        string // the Redis cache, else the in-process one
 	logLevel        slog.Level
 }
 
 // loadConfig reads the environment and the flags, and reports every invalid setting at once.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var problems []error
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
+		}
+		// A secret can come from a file instead, as container platforms mount them.
+		if path := getenv(name + "_FILE"); path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				problems = append(problems, fmt.Errorf("%s_FILE: %w", name, err))
+				return def
+			}
+			return strings.TrimSpace(string(b))
 		}
 		return def
 	}
@@ -38,6 +51,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	shutdown := fs.String("shutdown-timeout", env("EDUTRACK_SHUTDOWN_TIMEOUT", "20s"), "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)")
 	wait := fs.String("consistency-wait", env("EDUTRACK_CONSISTENCY_WAIT", "3s"), "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)")
 	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
+	mongoURI := fs.String("mongo-uri", env("EDUTRACK_MONGO_URI", ""), "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)")
+	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -46,8 +61,13 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 
-	var problems []error
-	cfg := config{httpAddr: *addr, dataDir: *dataDir}
+	cfg := config{httpAddr: *addr, dataDir: *dataDir, mongoURI: *mongoURI, redisURL: *redisURL}
+	if cfg.mongoURI != "" && !strings.HasPrefix(cfg.mongoURI, "mongodb://") && !strings.HasPrefix(cfg.mongoURI, "mongodb+srv://") {
+		problems = append(problems, errors.New("EDUTRACK_MONGO_URI: want a mongodb:// or mongodb+srv:// URI"))
+	}
+	if cfg.redisURL != "" && !strings.HasPrefix(cfg.redisURL, "redis://") && !strings.HasPrefix(cfg.redisURL, "rediss://") {
+		problems = append(problems, errors.New("EDUTRACK_REDIS_URL: want a redis:// or rediss:// URL"))
+	}
 	if _, _, err := net.SplitHostPort(cfg.httpAddr); err != nil {
 		problems = append(problems, fmt.Errorf("EDUTRACK_HTTP_ADDR %q: %w", cfg.httpAddr, err))
 	}

@@ -24,10 +24,14 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edutrack/edutrack/cache"
+	"github.com/edutrack/edutrack/cache/rediscache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/readstore/mongostore"
 	"github.com/edutrack/edutrack/readstore/sqlitestore"
 )
 
@@ -82,11 +86,37 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		return err
 	}
 	defer events.Close()
-	reads, err := sqlitestore.Open(filepath.Join(cfg.dataDir, "read.db"))
-	if err != nil {
-		return err
+	checks := map[string]func(context.Context) error{
+		"event_log": func(ctx context.Context) error { _, err := events.Head(ctx); return err },
+	}
+	var reads readstore.Store
+	if cfg.mongoURI != "" {
+		ms, err := mongostore.Open(ctx, cfg.mongoURI, mongostore.Options{})
+		if err != nil {
+			return fmt.Errorf("open the MongoDB read store: %w", err)
+		}
+		reads, checks["read_store"] = ms, ms.Ping
+	} else {
+		ss, err := sqlitestore.Open(filepath.Join(cfg.dataDir, "read.db"))
+		if err != nil {
+			return err
+		}
+		reads = ss
+		checks["read_store"] = func(ctx context.Context) error { _, err := ss.Checkpoint(ctx, readmodel.CoursesProjection); return err }
 	}
 	defer reads.Close()
+	var docs cache.Cache
+	if cfg.redisURL != "" {
+		rc, err := rediscache.Open(cfg.redisURL, rediscache.Options{Prefix: "edutrack:"})
+		if err != nil {
+			return fmt.Errorf("open the Redis cache: %w", err)
+		}
+		defer rc.Close()
+		// Redis being down degrades reads to the store; readiness still reports it.
+		docs, checks["cache"] = rc, rc.Ping
+	} else {
+		docs = cache.NewMemory(cfg.cacheEntries)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -103,7 +133,6 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	if err != nil {
 		return err
 	}
-	docs := cache.NewMemory(cfg.cacheEntries)
 	positions := projections.NewPositions()
 	runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{},
 		projections.Courses{}, projections.Learners{})
@@ -119,10 +148,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		return err
 	}
 	readiness := readapi.Readiness{
-		Checks: map[string]func(context.Context) error{
-			"event_log":  func(ctx context.Context) error { _, err := events.Head(ctx); return err },
-			"read_store": func(ctx context.Context) error { _, err := reads.Checkpoint(ctx, "courses"); return err },
-		},
+		Checks: checks,
 		Projections: func(ctx context.Context) map[string]readapi.ProjectionState {
 			head, _ := events.Head(ctx)
 			out := map[string]readapi.ProjectionState{}
