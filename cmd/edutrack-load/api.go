@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,17 +16,19 @@ import (
 // the server stops answering.
 const requestTimeout = 30 * time.Second
 
-// api sends requests to the one server under test, over a shared pool of keep-alive connections.
+// api sends requests to one server, over a shared pool of keep-alive connections: the server
+// under test, or for the static phase the server -static-url names.
 type api struct {
 	base      string
 	http      *http.Client
 	transport *http.Transport
 }
 
-// newAPI returns an api for the server at base, keeping up to conns connections open to it.
+// newAPI returns an api for the server at base, keeping up to conns connections open to it. With
+// base "", every path is a whole URL.
 func newAPI(base string, conns int) *api {
 	transport := &http.Transport{
-		// No proxy from the environment: the tool talks to -addr and nothing else.
+		// No proxy from the environment: the tool talks to -addr and -static-url and nothing else.
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSHandshakeTimeout: 5 * time.Second,
@@ -53,24 +56,59 @@ func newAPI(base string, conns int) *api {
 func (a *api) close() { a.transport.CloseIdleConnections() }
 
 func (a *api) get(ctx context.Context, path string) error {
-	return a.send(ctx, http.MethodGet, path, nil)
+	_, _, err := a.send(ctx, http.MethodGet, path, nil, false)
+	return err
+}
+
+// read GETs path and returns the size of the body answered.
+func (a *api) read(ctx context.Context, path string) (int64, error) {
+	_, n, err := a.send(ctx, http.MethodGet, path, nil, false)
+	return n, err
+}
+
+// fetch GETs path and returns the body answered.
+func (a *api) fetch(ctx context.Context, path string) ([]byte, error) {
+	b, _, err := a.send(ctx, http.MethodGet, path, nil, true)
+	return b, err
 }
 
 // post sends body, JSON or nil, to path.
 func (a *api) post(ctx context.Context, path string, body []byte) error {
-	return a.send(ctx, http.MethodPost, path, body)
+	_, _, err := a.send(ctx, http.MethodPost, path, body, false)
+	return err
 }
 
-// send makes one request. Any 2xx is success; any other status is a *statusError; any other error
-// is the transport's.
-func (a *api) send(ctx context.Context, method, path string, body []byte) error {
+// command posts body, JSON or nil, to path and returns the log position the server answered:
+// every command answers {"id", "version", "position"}. An answer without a position is an
+// *answerError.
+func (a *api) command(ctx context.Context, path string, body []byte) (uint64, error) {
+	b, _, err := a.send(ctx, http.MethodPost, path, body, true)
+	if err != nil {
+		return 0, err
+	}
+	var ans struct {
+		Position *uint64 `json:"position"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil || ans.Position == nil {
+		return 0, &answerError{method: http.MethodPost, path: path, body: string(b[:min(len(b), 200)])}
+	}
+	return *ans.Position, nil
+}
+
+// maxKeptBody bounds a body send keeps in memory; the tool keeps only small answers and
+// /metrics.
+const maxKeptBody = 64 << 20
+
+// send makes one request and returns the body if keep is set, and the body's size. Any 2xx is
+// success; any other status is a *statusError; any other error is the transport's.
+func (a *api) send(ctx context.Context, method, path string, body []byte, keep bool) ([]byte, int64, error) {
 	var r io.Reader
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, r)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -78,17 +116,24 @@ func (a *api) send(ctx context.Context, method, path string, body []byte) error 
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	// The transport reuses a connection only once its body was read to the end and closed.
 	defer resp.Body.Close()
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		_, err := io.Copy(io.Discard, resp.Body)
-		return err
+		if !keep {
+			n, err := io.Copy(io.Discard, resp.Body)
+			return nil, n, err
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxKeptBody+1))
+		if err == nil && len(b) > maxKeptBody {
+			err = fmt.Errorf("%s %s: body over %d bytes", method, path, maxKeptBody)
+		}
+		return b, int64(len(b)), err
 	}
 	detail, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, resp.Body)
-	return &statusError{method: method, path: path, status: resp.Status, code: resp.StatusCode,
+	return nil, 0, &statusError{method: method, path: path, status: resp.Status, code: resp.StatusCode,
 		detail: strings.TrimSpace(string(detail))}
 }
 
@@ -105,4 +150,14 @@ func (e *statusError) Error() string {
 		return fmt.Sprintf("%s %s: %s", e.method, e.path, e.status)
 	}
 	return fmt.Sprintf("%s %s: %s: %s", e.method, e.path, e.status, e.detail)
+}
+
+// answerError is a 2xx answer to a command that does not say the command's log position.
+type answerError struct {
+	method, path string
+	body         string // the start of the answer
+}
+
+func (e *answerError) Error() string {
+	return fmt.Sprintf("%s %s: answer has no log position: %q", e.method, e.path, e.body)
 }

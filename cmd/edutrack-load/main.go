@@ -1,6 +1,8 @@
-// Command edutrack-load measures the EduTrack write API: an EnrollStudent + CompleteModule mix
-// from concurrent clients, compared with how fast the same server answers GET /healthz under the
-// same concurrency in the same run.
+// Command edutrack-load measures EduTrack under load from concurrent clients: the write API (an
+// EnrollStudent + CompleteModule mix), hot reads of the read API with their cache hit rate, and
+// how long an append takes to show in a read model; each compared, in the same run, with a
+// baseline: GET /healthz of the same server, or a static server such as nginx serving the same
+// bytes.
 package main
 
 import (
@@ -12,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -30,7 +33,12 @@ func main() {
 const (
 	phaseHealthz = "healthz"
 	phaseWrite   = "write"
+	phaseReads   = "reads"
+	phaseStatic  = "static"
+	phaseLag     = "lag"
 )
+
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -47,10 +55,18 @@ type config struct {
 	prefix   string
 	phases   []string
 	json     bool
+	readMix  float64 // share of course-detail reads in the reads phase; the rest are dashboards
+	zipfS    float64
+	lagRate  float64 // commands per second of the lag phase, over all clients
+	static   string  // the URL the static phase GETs
+	saveBody string  // where the setup writes a course detail body, if set
 }
 
+func (c config) has(phase string) bool { return slices.Contains(c.phases, phase) }
+
 // run parses args, measures the phases they ask for and writes the report to stdout. It returns
-// an error if the run could not be made, or if any command of the write phase failed.
+// an error if the run could not be made, or if any request of the write, reads or lag phase
+// failed.
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -67,7 +83,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.saveBody != "" {
+		// Checked now, not after the setup has run.
+		if st, err := os.Stat(filepath.Dir(cfg.saveBody)); err != nil || !st.IsDir() {
+			return fmt.Errorf("-save-body %s: its directory does not exist", cfg.saveBody)
+		}
+	}
 
+	var static *api
+	if cfg.has(phaseStatic) {
+		static = newAPI("", cfg.clients)
+		defer static.close()
+	}
 	api := newAPI(cfg.addr, max(cfg.clients, setupWorkers))
 	defer api.close()
 
@@ -79,35 +106,85 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := api.get(ctx, "/healthz"); err != nil {
 		return fmt.Errorf("server at %s is not answering: %w", cfg.addr, err)
 	}
+	// The static server may serve the body -save-body writes, so with it the check waits for
+	// the setup.
+	if static != nil && cfg.saveBody == "" {
+		if err := checkStatic(ctx, static, cfg.static); err != nil {
+			return err
+		}
+	}
 
-	// Setup comes before every phase, so both measure the same server state and a failing setup
-	// costs no phase time.
-	if slices.Contains(cfg.phases, phaseWrite) {
+	// Setup comes before every phase, so all measure the same server state and a failing setup
+	// costs no phase time. The write and lag phases share the writers, so a lag phase after a
+	// write phase sends fresh commands too.
+	var writers []*writeClient
+	var known uint64 // the highest log position any command answered
+	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.saveBody != "" {
 		started := time.Now()
-		if err := setup(ctx, api, fx); err != nil {
+		if known, err = setup(ctx, api, fx); err != nil {
 			return fmt.Errorf("setup: %w", err)
 		}
-		rep.setupDone(stdout, fx, time.Since(started))
+		rep.setupDone(stdout, fx, known, time.Since(started))
+		writers = writeClients(api, fx)
+	}
+	if cfg.saveBody != "" {
+		n, err := saveBody(ctx, api, fx, known, cfg.saveBody)
+		if err != nil {
+			return err
+		}
+		rep.saved(stdout, fx.courses[0], cfg.saveBody, n)
+		if static != nil {
+			if err := checkStatic(ctx, static, cfg.static); err != nil {
+				return err
+			}
+		}
 	}
 
 	for _, name := range cfg.phases {
+		if name == phaseReads || name == phaseLag {
+			known = max(known, lastPosition(writers))
+			started := time.Now()
+			if err := settle(ctx, api, fx, known); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			rep.settled(stdout, known, time.Since(started))
+		}
+
 		var clients []client
+		var measuring func()
+		var cache cacheWindow
 		switch name {
 		case phaseHealthz:
 			clients = healthzClients(api, cfg.clients)
 		case phaseWrite:
-			clients = writeClients(api, fx)
+			clients = asClients(writers)
+		case phaseReads:
+			clients = readClients(api, fx, cfg.clients, cfg.readMix, cfg.zipfS)
+			measuring = func() { cache.before, cache.err = cacheCounters(ctx, api) }
+		case phaseStatic:
+			clients = staticClients(static, cfg.static, cfg.clients)
+		case phaseLag:
+			res, err := runLag(ctx, writers, cfg.lagRate, cfg.warmup, cfg.duration)
+			if err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			rep.addLagPhase(stdout, res)
+			warnWrapped(stdout, rep, writers)
+			continue
 		}
-		res, err := runPhase(ctx, clients, cfg.warmup, cfg.duration)
+		res, err := runPhase(ctx, clients, cfg.warmup, cfg.duration, measuring)
 		if err != nil {
 			return fmt.Errorf("%s phase: %w", name, err)
 		}
 		rep.addPhase(stdout, name, res)
-		if name == phaseWrite {
-			if n := wrappedClients(clients); n > 0 {
-				rep.warn(stdout, fmt.Sprintf("%d of %d clients ran out of (learner, course) pairs and wrapped around: "+
-					"their later commands were no-ops, not appends; raise -learners or -courses", n, len(clients)))
+		switch name {
+		case phaseWrite:
+			warnWrapped(stdout, rep, writers)
+		case phaseReads:
+			if cache.err == nil {
+				cache.after, cache.err = cacheCounters(ctx, api)
 			}
+			rep.addCache(stdout, cache)
 		}
 	}
 
@@ -117,11 +194,42 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("write json report: %w", err)
 		}
 	}
+	return rep.failures()
+}
 
-	if w, ok := rep.phase(phaseWrite); ok && w.Errors > 0 {
-		return fmt.Errorf("write phase: %d of %d commands failed", w.Errors, w.Requests)
+// warnWrapped warns if writers ran out of fresh commands, as their later commands measured
+// no-ops.
+func warnWrapped(stdout io.Writer, rep *report, writers []*writeClient) {
+	if n := wrappedClients(writers); n > 0 {
+		rep.warn(stdout, fmt.Sprintf("%d of %d clients ran out of (learner, course) pairs and wrapped around: "+
+			"their later commands were no-ops, not appends; raise -learners or -courses", n, len(writers)))
+	}
+}
+
+// checkStatic makes one request to the static server, so a wrong -static-url fails before the
+// phases.
+func checkStatic(ctx context.Context, static *api, url string) error {
+	if err := static.get(ctx, url); err != nil {
+		return fmt.Errorf("static server at %s is not answering: %w", url, err)
 	}
 	return nil
+}
+
+// saveBody writes the first course's detail, the hottest of the reads phase, as the read API
+// answers it once the setup is visible, to path, for a static server to serve the same bytes. It
+// returns their size.
+func saveBody(ctx context.Context, api *api, fx fixture, pos uint64, path string) (int, error) {
+	if err := settle(ctx, api, fx, pos); err != nil {
+		return 0, fmt.Errorf("save body: %w", err)
+	}
+	body, err := api.fetch(ctx, "/v1/courses/"+fx.courses[0])
+	if err != nil {
+		return 0, fmt.Errorf("save body: %w", err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return 0, fmt.Errorf("save body: %w", err)
+	}
+	return len(body), nil
 }
 
 func parseConfig(args []string, now time.Time) (config, error) {
@@ -163,16 +271,36 @@ func parseConfig(args []string, now time.Time) (config, error) {
 	if !idPattern.MatchString(cfg.prefix) {
 		problems = append(problems, fmt.Sprintf("-prefix %q: want letters a-z, digits and '-'", cfg.prefix))
 	}
+	if cfg.readMix < 0 || cfg.readMix > 1 {
+		problems = append(problems, "-read-mix must be from 0 to 1")
+	}
+	if !(cfg.zipfS > 1) {
+		problems = append(problems, "-zipf-s must be above 1")
+	}
+	if !(cfg.lagRate > 0) {
+		problems = append(problems, "-lag-rate must be positive")
+	}
 	for p := range strings.SplitSeq(phases, ",") {
 		p = strings.TrimSpace(p)
 		switch {
-		case p != phaseHealthz && p != phaseWrite:
-			problems = append(problems, fmt.Sprintf("-phases: unknown phase %q (want healthz, write)", p))
+		case !slices.Contains(allPhases, p):
+			problems = append(problems, fmt.Sprintf("-phases: unknown phase %q (want %s)", p, strings.Join(allPhases, ", ")))
 		case slices.Contains(cfg.phases, p):
 			problems = append(problems, fmt.Sprintf("-phases: %q given twice", p))
 		default:
 			cfg.phases = append(cfg.phases, p)
 		}
+	}
+	if cfg.static != "" {
+		u, err := url.Parse(cfg.static)
+		switch {
+		case err != nil:
+			problems = append(problems, fmt.Sprintf("-static-url: %v", err))
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "", u.Fragment != "":
+			problems = append(problems, fmt.Sprintf("-static-url %q: want http(s)://host:port/path", cfg.static))
+		}
+	} else if cfg.has(phaseStatic) {
+		problems = append(problems, "-phases static needs -static-url")
 	}
 	if len(problems) > 0 {
 		return config{}, fmt.Errorf("invalid flags: %s", strings.Join(problems, "; "))
@@ -182,7 +310,7 @@ func parseConfig(args []string, now time.Time) (config, error) {
 
 func newFlagSet(cfg *config, phases *string, now time.Time) *flag.FlagSet {
 	fs := flag.NewFlagSet("edutrack-load", flag.ContinueOnError)
-	fs.StringVar(&cfg.addr, "addr", "http://127.0.0.1:8080", "base `URL` of the EduTrack server; the only host the tool sends to")
+	fs.StringVar(&cfg.addr, "addr", "http://127.0.0.1:8080", "base `URL` of the EduTrack server; with -static-url, the only hosts the tool sends to")
 	fs.IntVar(&cfg.clients, "clients", 64, "concurrent clients, each sending one request at a time")
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "measured time of each phase")
 	fs.DurationVar(&cfg.warmup, "warmup", 2*time.Second, "unrecorded time at the start of each phase")
@@ -191,17 +319,43 @@ func newFlagSet(cfg *config, phases *string, now time.Time) *flag.FlagSet {
 	fs.IntVar(&cfg.learners, "learners", 8, "learners per client")
 	fs.StringVar(&cfg.prefix, "prefix", fmt.Sprintf("r%d", now.Unix()),
 		"put in front of every id, so runs against the same data do not collide")
-	fs.StringVar(phases, "phases", phaseHealthz+","+phaseWrite, "comma-separated phases to run, in order: healthz, write")
+	fs.StringVar(phases, "phases", phaseHealthz+","+phaseWrite,
+		"comma-separated phases to run, in the order given: "+strings.Join(allPhases, ", "))
 	fs.BoolVar(&cfg.json, "json", false, "also print the report as JSON")
+	fs.Float64Var(&cfg.readMix, "read-mix", 0.5, "share of the reads phase's GETs that ask for a course detail, from 0 to 1; the rest ask for a dashboard")
+	fs.Float64Var(&cfg.zipfS, "zipf-s", 1.1, "exponent s of the Zipf distribution the reads phase draws ids from, above 1; higher is hotter")
+	fs.Float64Var(&cfg.lagRate, "lag-rate", 1000, "commands per second the lag phase sends, spread evenly over the clients")
+	fs.StringVar(&cfg.static, "static-url", "", "`URL` the static phase GETs, such as nginx serving the file -save-body wrote")
+	fs.StringVar(&cfg.saveBody, "save-body", "", "after the setup, write the first course's detail, as the read API answers it, to `PATH`")
 	return fs
 }
 
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage: edutrack-load [flags]
 
-Measures EduTrack's write API, an EnrollStudent + CompleteModule mix from concurrent clients,
-and compares it with the rate the same server answers GET /healthz under the same concurrency.
-Exits non-zero if any command of the write phase failed.
+Measures an EduTrack server under load from -clients concurrent clients, in the phases -phases
+names, each for -warmup (not recorded) plus -duration:
+
+  healthz  GET /healthz: the cheapest request the server answers, the baseline of write.
+  write    EnrollStudent + CompleteModule, as fast as the server answers; every command appends.
+  reads    GET course details and learner dashboards (-read-mix), ids drawn from a Zipf
+           distribution (-zipf-s) over all courses and all learners; reports bytes per response
+           and the cache hit rate of the measured time, from the server's /metrics.
+  static   GET -static-url, such as nginx serving the bytes -save-body wrote: the baseline of
+           reads. With both, the report gives the reads/static ratio.
+  lag      -lag-rate commands per second in all, each client at its own even pace; after each
+           command, GET its learner's dashboard with ?minPosition= the position the command
+           answered, and report that GET's latency: the time from append to visible in the read
+           model, plus one round trip. Commands that start late because the client was still busy
+           are counted, not sent in a burst; a 503 is "not visible within the wait".
+
+The setup, run first if a write, reads or lag phase is asked for or -save-body is set, registers
+an instructor, -courses courses of -modules modules and -learners learners per client, and
+enrolls each learner in up to 3 courses with a module or two completed. Phases that read wait
+first until the read models show every command sent so far.
+
+The tool sends to -addr, and in the static phase to -static-url, and nowhere else. It exits
+non-zero if any request of the write, reads or lag phase failed.
 
 Flags:
 `)

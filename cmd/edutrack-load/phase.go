@@ -17,17 +17,21 @@ const (
 	opHealthz op = iota
 	opEnroll
 	opComplete
+	opCourseDetail
+	opDashboard
+	opStatic
 	opCount
 )
 
 func (o op) String() string {
-	return [...]string{"healthz", "EnrollStudent", "CompleteModule"}[o]
+	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static"}[o]
 }
 
 // A client is one of a phase's concurrent callers. It sends one request at a time; the phase
-// times each call.
+// times each call. send returns the kind of request, the size of the body answered if the phase
+// counts it, and the request's error.
 type client interface {
-	send(ctx context.Context) (op, error)
+	send(ctx context.Context) (op, int64, error)
 }
 
 // maxLatency is the largest latency the histograms hold, in microseconds; slower requests are
@@ -43,7 +47,9 @@ type result struct {
 	ops       [opCount]int64
 	errors    int64
 	transport int64
+	invalid   int64         // 2xx answers to a command without a log position
 	statuses  map[int]int64 // non-2xx responses by status code
+	bytes     int64         // body bytes of the successful responses
 	first     error         // the first error seen, to show what went wrong
 	latency   *hdrhistogram.Histogram
 }
@@ -52,12 +58,13 @@ func newResult() *result {
 	return &result{statuses: map[int]int64{}, latency: newHistogram()}
 }
 
-func (r *result) record(o op, took time.Duration, err error) {
+func (r *result) record(o op, took time.Duration, bytes int64, err error) {
 	r.requests++
 	r.ops[o]++
 	if err == nil {
 		// Only successes are timed: a fast rejection would otherwise lower the percentiles.
 		_ = r.latency.RecordValue(min(max(took.Microseconds(), 1), maxLatency))
+		r.bytes += bytes
 		return
 	}
 	r.errors++
@@ -66,6 +73,8 @@ func (r *result) record(o op, took time.Duration, err error) {
 	}
 	if se, ok := errors.AsType[*statusError](err); ok {
 		r.statuses[se.code]++
+	} else if _, ok := errors.AsType[*answerError](err); ok {
+		r.invalid++
 	} else {
 		r.transport++
 	}
@@ -78,6 +87,8 @@ func (r *result) merge(from *result) {
 	}
 	r.errors += from.errors
 	r.transport += from.transport
+	r.invalid += from.invalid
+	r.bytes += from.bytes
 	for code, n := range from.statuses {
 		r.statuses[code] += n
 	}
@@ -89,17 +100,34 @@ func (r *result) merge(from *result) {
 
 // runPhase runs the clients concurrently for warmup plus duration, recording the requests that
 // start after the warmup. A client starts no request after that, and the phase returns when the
-// requests in flight have. It fails only if ctx ends first.
-func runPhase(ctx context.Context, clients []client, warmup, duration time.Duration) (*result, error) {
+// requests in flight have. If measuring is not nil, it is called once as the measured time
+// begins. runPhase fails only if ctx ends first.
+func runPhase(ctx context.Context, clients []client, warmup, duration time.Duration, measuring func()) (*result, error) {
 	start := time.Now()
 	measureFrom := start.Add(warmup)
 	end := measureFrom.Add(duration)
+	if measuring == nil {
+		measuring = func() {}
+	}
+	if warmup <= 0 {
+		// Before the clients start, so nothing measured happens before it.
+		measuring()
+	}
 
 	perClient := make([]*result, len(clients))
 	var wg sync.WaitGroup
 	for i, c := range clients {
 		perClient[i] = newResult()
 		wg.Go(func() { drive(ctx, c, perClient[i], measureFrom, end) })
+	}
+	if warmup > 0 {
+		t := time.NewTimer(time.Until(measureFrom))
+		select {
+		case <-t.C:
+			measuring()
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -120,12 +148,12 @@ func drive(ctx context.Context, c client, r *result, measureFrom, end time.Time)
 		if !started.Before(end) {
 			return
 		}
-		o, err := c.send(ctx)
+		o, n, err := c.send(ctx)
 		took := time.Since(started)
 		if started.Before(measureFrom) || ctx.Err() != nil {
 			continue
 		}
-		r.record(o, took, err)
+		r.record(o, took, n, err)
 	}
 }
 
@@ -141,8 +169,8 @@ func healthzClients(api *api, n int) []client {
 	return clients
 }
 
-func (h healthzClient) send(ctx context.Context) (op, error) {
-	return opHealthz, h.api.get(ctx, "/healthz")
+func (h healthzClient) send(ctx context.Context) (op, int64, error) {
+	return opHealthz, 0, h.api.get(ctx, "/healthz")
 }
 
 // pair is a learner's enrollment in a course: one EnrollStudent, then one CompleteModule per
@@ -164,33 +192,45 @@ func pairOrder(client, learners, courses int) []pair {
 }
 
 // writeClient enrolls its own learners into courses and completes every module, so each command
-// appends events. Once it has walked all its pairs it starts over, and its commands change
-// nothing any more.
+// appends events. It skips what the setup did, and once it has walked all its pairs it starts
+// over, and its commands change nothing any more. The write and lag phases share the clients, so
+// a lag phase after a write phase goes on where it stopped.
 type writeClient struct {
-	api         *api
-	courses     []string
-	modules     []string
-	enrollBody  [][]byte // per learner
-	learnerPath []string // per learner: /v1/learners/{id}/courses/
-	pairs       []pair
-	next        int // index into pairs
-	step        int // 0 enrolls; k > 0 completes modules[k-1]
-	wrapped     bool
+	api           *api
+	courses       []string
+	modules       []string
+	learners      []string
+	enrollBody    [][]byte // per learner
+	learnerPath   []string // per learner: /v1/learners/{id}/courses/
+	dashboardPath []string // per learner: /v1/learners/{id}/dashboard?minPosition=
+	pairs         []pair
+	seeded        map[pair]int // the first step of the pairs the setup began: 1 + modules completed
+	next          int          // index into pairs
+	step          int          // 0 enrolls; k > 0 completes modules[k-1]
+	wrapped       bool
+	position      uint64 // the highest log position a command answered
 }
 
-func writeClients(api *api, fx fixture) []client {
-	clients := make([]client, len(fx.learners))
+func writeClients(api *api, fx fixture) []*writeClient {
+	clients := make([]*writeClient, len(fx.learners))
 	for i, own := range fx.learners {
 		w := &writeClient{
-			api:     api,
-			courses: fx.courses,
-			modules: fx.modules,
-			pairs:   pairOrder(i, len(own), len(fx.courses)),
+			api:      api,
+			courses:  fx.courses,
+			modules:  fx.modules,
+			learners: own,
+			pairs:    pairOrder(i, len(own), len(fx.courses)),
+			seeded:   map[pair]int{},
 		}
-		for _, l := range own {
+		for j, l := range own {
 			w.enrollBody = append(w.enrollBody, mustJSON(enrollment{LearnerID: l}))
 			w.learnerPath = append(w.learnerPath, "/v1/learners/"+l+"/courses/")
+			w.dashboardPath = append(w.dashboardPath, "/v1/learners/"+l+"/dashboard?minPosition=")
+			for _, s := range fx.seeds(i, j) {
+				w.seeded[pair{learner: j, course: s.course}] = 1 + s.done
+			}
 		}
+		w.step = w.seeded[w.pairs[0]]
 		clients[i] = w
 	}
 	return clients
@@ -198,39 +238,73 @@ func writeClients(api *api, fx fixture) []client {
 
 // capacity is how many commands a write client sends before it wraps around.
 func capacity(fx fixture) int {
-	return len(fx.learners[0]) * len(fx.courses) * (len(fx.modules) + 1)
+	n := len(fx.learners[0]) * len(fx.courses) * (len(fx.modules) + 1)
+	for j := range fx.learners[0] {
+		for _, s := range fx.seeds(0, j) {
+			n -= 1 + s.done
+		}
+	}
+	return n
 }
 
-func (w *writeClient) send(ctx context.Context) (op, error) {
+func asClients(writers []*writeClient) []client {
+	clients := make([]client, len(writers))
+	for i, w := range writers {
+		clients[i] = w
+	}
+	return clients
+}
+
+func (w *writeClient) send(ctx context.Context) (op, int64, error) {
+	o, path, body, _ := w.command()
+	pos, err := w.api.command(ctx, path, body)
+	w.position = max(w.position, pos)
+	return o, 0, err
+}
+
+// command returns the client's next command, its path and body and the index of the learner it
+// is about, and moves on: a failed command is counted, not retried, as retrying would measure
+// retries.
+func (w *writeClient) command() (o op, path string, body []byte, learner int) {
 	p := w.pairs[w.next]
 	course := w.courses[p.course]
-	var o op
-	var err error
 	if w.step == 0 {
-		o, err = opEnroll, w.api.post(ctx, "/v1/courses/"+course+"/enrollments", w.enrollBody[p.learner])
+		o, path, body = opEnroll, "/v1/courses/"+course+"/enrollments", w.enrollBody[p.learner]
 	} else {
-		o, err = opComplete, w.api.post(ctx, w.learnerPath[p.learner]+course+"/modules/"+w.modules[w.step-1]+"/complete", nil)
+		o, path = opComplete, w.learnerPath[p.learner]+course+"/modules/"+w.modules[w.step-1]+"/complete"
 	}
 
-	// A failed command still moves on: the error is counted, and retrying would measure retries.
 	w.step++
 	if w.step > len(w.modules) {
-		w.step = 0
 		w.next++
 		if w.next == len(w.pairs) {
 			w.next = 0
 			w.wrapped = true
 		}
+		w.step = 0
+		if !w.wrapped {
+			// A seeded pair never has all its modules completed, so its first step is a command.
+			w.step = w.seeded[w.pairs[w.next]]
+		}
 	}
-	return o, err
+	return o, path, body, p.learner
 }
 
-func wrappedClients(clients []client) int {
+func wrappedClients(writers []*writeClient) int {
 	n := 0
-	for _, c := range clients {
-		if w, ok := c.(*writeClient); ok && w.wrapped {
+	for _, w := range writers {
+		if w.wrapped {
 			n++
 		}
 	}
 	return n
+}
+
+// lastPosition is the highest log position the clients' commands answered.
+func lastPosition(writers []*writeClient) uint64 {
+	var pos uint64
+	for _, w := range writers {
+		pos = max(pos, w.position)
+	}
+	return pos
 }
