@@ -79,7 +79,8 @@ func From(err error) Details {
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	d := From(err)
 	d.Instance = r.URL.Path
-	if d.Status >= 500 {
+	var te *Error
+	if d.Status >= 500 && !errors.As(err, &te) { // a transport's own 503 is an answer, not a failure
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", ContentType)

@@ -164,6 +164,15 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		r.positions.Advance(p.Name(), cp)
+		r.metrics.position.WithLabelValues(p.Name()).Set(float64(cp))
+		if head, err := r.log.Head(ctx); err == nil {
+			r.metrics.lag.WithLabelValues(p.Name()).Set(float64(head - min(head, cp)))
+			status := StatusRunning
+			if head > cp {
+				status = StatusCatchingUp
+			}
+			r.setStatus(p.Name(), status)
+		}
 	}
 	r.mu.Lock()
 	r.started = ctx.Err() == nil

@@ -126,9 +126,10 @@ func (a *API) handle(fn func(r *http.Request) (reply, error)) http.HandlerFunc {
 	}
 }
 
+// etagMatches compares If-None-Match weakly, as RFC 9110 asks: W/"7" matches "7".
 func etagMatches(header, etag string) bool {
 	for _, t := range strings.Split(header, ",") {
-		if t = strings.TrimSpace(t); t == etag || t == "*" {
+		if t = strings.TrimPrefix(strings.TrimSpace(t), "W/"); t == etag || t == "*" {
 			return true
 		}
 	}
@@ -157,6 +158,11 @@ func (a *API) waitFor(r *http.Request, projections ...string) error {
 // doc serves one document, cache first.
 func (a *API) doc(coll, projection, what string, private bool) func(r *http.Request) (reply, error) {
 	return func(r *http.Request) (reply, error) {
+		for name := range r.URL.Query() {
+			if name != "minPosition" {
+				return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
+			}
+		}
 		if err := a.waitFor(r, projection); err != nil {
 			return reply{}, err
 		}
@@ -187,13 +193,15 @@ type page[T any] struct {
 	NextCursor string `json:"nextCursor,omitempty"`
 }
 
-// cursor is the opaque listing position a client gets back.
+// cursor is the opaque listing position a client gets back. It names its sort, so a cursor
+// cannot continue a listing in another order.
 type cursor struct {
+	Sort   string            `json:"s"`
 	Values []json.RawMessage `json:"v"`
 	ID     string            `json:"id"`
 }
 
-func decodeCursor(raw string, n int) (*readstore.Cursor, error) {
+func decodeCursor(raw, sortName string, n int) (*readstore.Cursor, error) {
 	if raw == "" {
 		return nil, nil
 	}
@@ -203,7 +211,7 @@ func decodeCursor(raw string, n int) (*readstore.Cursor, error) {
 		return nil, bad
 	}
 	var c cursor
-	if err := json.Unmarshal(b, &c); err != nil || len(c.Values) != n {
+	if err := json.Unmarshal(b, &c); err != nil || len(c.Values) != n || c.Sort != sortName {
 		return nil, bad
 	}
 	out := &readstore.Cursor{ID: c.ID}
@@ -222,11 +230,12 @@ func decodeCursor(raw string, n int) (*readstore.Cursor, error) {
 	return out, nil
 }
 
-func encodeCursor(values []any, id string) string {
+func encodeCursor(sortName string, values []any, id string) string {
 	c := struct {
+		Sort   string `json:"s"`
 		Values []any  `json:"v"`
 		ID     string `json:"id"`
-	}{values, id}
+	}{sortName, values, id}
 	b, _ := json.Marshal(c)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
@@ -245,7 +254,7 @@ func limitOf(r *http.Request) (int, error) {
 
 // listing runs q one item past limit, to know whether a next page exists, and answers the page
 // with an ETag over the ids and positions of its documents.
-func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortValues func(T) []any, item func(T) O, private bool) (reply, error) {
+func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortName string, sortValues func(T) []any, item func(T) O, private bool) (reply, error) {
 	q.Limit = limit + 1
 	docs, err := a.store.Find(r.Context(), q)
 	if err != nil {
@@ -256,13 +265,15 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 	var last T
 	for i, d := range docs {
 		if i == limit {
-			p.NextCursor = encodeCursor(sortValues(last), docs[i-1].ID)
+			p.NextCursor = encodeCursor(sortName, sortValues(last), docs[i-1].ID)
 			break
 		}
-		if err := json.Unmarshal(d.Body, &last); err != nil {
+		var doc T // fresh each time: decoding into a reused value would share its pointers
+		if err := json.Unmarshal(d.Body, &doc); err != nil {
 			return reply{}, fmt.Errorf("decode %s/%s: %w", q.Coll, d.ID, err)
 		}
-		p.Items = append(p.Items, item(last))
+		last = doc
+		p.Items = append(p.Items, item(doc))
 		fmt.Fprintf(h, "%s@%d;", d.ID, d.Position)
 	}
 	body, err := json.Marshal(p)
@@ -315,10 +326,10 @@ func (a *API) catalog(r *http.Request) (reply, error) {
 	if words := readmodel.Words(qs.Get("q")); len(words) > 0 {
 		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
 	}
-	if q.After, err = decodeCursor(qs.Get("cursor"), 1); err != nil {
+	if q.After, err = decodeCursor(qs.Get("cursor"), sortName, 1); err != nil {
 		return reply{}, err
 	}
-	return listing(a, r, q, limit, func(e readmodel.CatalogEntry) []any {
+	return listing(a, r, q, limit, sortName, func(e readmodel.CatalogEntry) []any {
 		switch sortName {
 		case "popular":
 			return []any{e.EnrollmentCount}
@@ -354,9 +365,9 @@ func (a *API) roster(r *http.Request) (reply, error) {
 	}
 	q := readstore.Query{Coll: readmodel.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},
 		Sort: []readstore.Order{{Name: "enrolledAtN"}}}
-	if q.After, err = decodeCursor(qs.Get("cursor"), 1); err != nil {
+	if q.After, err = decodeCursor(qs.Get("cursor"), "enrolled", 1); err != nil {
 		return reply{}, err
 	}
-	return listing(a, r, q, limit, func(e readmodel.RosterEntry) []any { return []any{e.EnrolledAtN} },
+	return listing(a, r, q, limit, "enrolled", func(e readmodel.RosterEntry) []any { return []any{e.EnrolledAtN} },
 		func(e readmodel.RosterEntry) readmodel.RosterItem { return e.RosterItem }, true)
 }
