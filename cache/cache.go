@@ -94,4 +94,20 @@ func (m *Memory) Delete(_ context.Context, key string) {
 	s.mu.Unlock()
 }
 
-var _ Cache = (*Memory)(nil)
+// Nop caches nothing: every Get misses. It is the cache of a process that cannot know when
+// a document changes.
+type Nop struct{}
+
+// Get implements Cache.
+func (Nop) Get(context.Context, string) (Entry, bool) { return Entry{}, false }
+
+// Set implements Cache.
+func (Nop) Set(context.Context, string, Entry) {}
+
+// Delete implements Cache.
+func (Nop) Delete(context.Context, string) {}
+
+var (
+	_ Cache = (*Memory)(nil)
+	_ Cache = Nop{}
+)

@@ -23,6 +23,7 @@ type config struct {
 	cacheEntries    int
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
+	roles           roles
 	logLevel        slog.Level
 }
 
@@ -53,6 +54,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
 	mongoURI := fs.String("mongo-uri", env("EDUTRACK_MONGO_URI", ""), "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)")
 	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
+	roleList := fs.String("roles", env("EDUTRACK_ROLES", "write,project,read"), "roles this process runs: write, project, read (EDUTRACK_ROLES)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -62,6 +64,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 
 	cfg := config{httpAddr: *addr, dataDir: *dataDir, mongoURI: *mongoURI, redisURL: *redisURL}
+	var roleErr error
+	if cfg.roles, roleErr = parseRoles(*roleList); roleErr != nil {
+		problems = append(problems, roleErr)
+	}
 	if cfg.mongoURI != "" && !strings.HasPrefix(cfg.mongoURI, "mongodb://") && !strings.HasPrefix(cfg.mongoURI, "mongodb+srv://") {
 		problems = append(problems, errors.New("EDUTRACK_MONGO_URI: want a mongodb:// or mongodb+srv:// URI"))
 	}
@@ -95,4 +101,37 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(problems...))
 	}
 	return cfg, nil
+}
+
+// roles are the parts of EduTrack one process runs.
+type roles struct{ write, project, read bool }
+
+func parseRoles(list string) (roles, error) {
+	var r roles
+	for _, name := range strings.Split(list, ",") {
+		switch strings.TrimSpace(name) {
+		case "write":
+			r.write = true
+		case "project":
+			r.project = true
+		case "read":
+			r.read = true
+		default:
+			return r, fmt.Errorf("EDUTRACK_ROLES %q: each role is write, project or read", list)
+		}
+	}
+	return r, nil
+}
+
+func (r roles) String() string {
+	var names []string
+	for _, x := range []struct {
+		on   bool
+		name string
+	}{{r.write, "write"}, {r.project, "project"}, {r.read, "read"}} {
+		if x.on {
+			names = append(names, x.name)
+		}
+	}
+	return strings.Join(names, ",")
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/edutrack/edutrack/cache/rediscache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readmodel"
@@ -81,13 +82,17 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	events, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
-	if err != nil {
-		return err
-	}
-	defer events.Close()
-	checks := map[string]func(context.Context) error{
-		"event_log": func(ctx context.Context) error { _, err := events.Head(ctx); return err },
+	checks := map[string]func(context.Context) error{}
+	// The read role alone never touches the event log (reads come from the read models), so it
+	// does not open it; the embedded log admits one process at a time.
+	var events *sqlitelog.Log
+	if cfg.roles.write || cfg.roles.project {
+		var err error
+		if events, err = sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{}); err != nil {
+			return err
+		}
+		defer events.Close()
+		checks["event_log"] = func(ctx context.Context) error { _, err := events.Head(ctx); return err }
 	}
 	var reads readstore.Store
 	if cfg.mongoURI != "" {
@@ -106,7 +111,8 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	}
 	defer reads.Close()
 	var docs cache.Cache
-	if cfg.redisURL != "" {
+	switch {
+	case cfg.redisURL != "":
 		rc, err := rediscache.Open(cfg.redisURL, rediscache.Options{Prefix: "edutrack:"})
 		if err != nil {
 			return fmt.Errorf("open the Redis cache: %w", err)
@@ -114,42 +120,57 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		defer rc.Close()
 		// Redis being down degrades reads to the store; readiness still reports it.
 		docs, checks["cache"] = rc, rc.Ping
-	} else {
+	case cfg.roles.project:
 		docs = cache.NewMemory(cfg.cacheEntries)
+	default:
+		// Nothing would tell an in-process cache of a read process without projections that a
+		// document changed, so such a process reads the store every time.
+		docs = cache.Nop{}
 	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	handler, err := commands.New(events, time.Now, commands.Options{})
-	if err != nil {
-		return err
-	}
-	writeAPI, err := commands.NewAPI(handler, log)
-	if err != nil {
-		return err
-	}
-	codec, err := commands.NewCodec()
-	if err != nil {
-		return err
-	}
-	positions := projections.NewPositions()
-	runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{},
-		projections.Courses{}, projections.Learners{})
-	if err != nil {
-		return err
-	}
-	readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait})
-	if err != nil {
-		return err
-	}
 	instrument, err := readapi.Instrument(reg)
 	if err != nil {
 		return err
 	}
-	readiness := readapi.Readiness{
-		Checks: checks,
-		Projections: func(ctx context.Context) map[string]readapi.ProjectionState {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer, instrument)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	readiness := readapi.Readiness{Checks: checks}
+	var workers []func(ctx context.Context) error
+	var closers []func() error
+
+	if cfg.roles.write {
+		handler, err := commands.New(events, time.Now, commands.Options{})
+		if err != nil {
+			return err
+		}
+		writeAPI, err := commands.NewAPI(handler, log)
+		if err != nil {
+			return err
+		}
+		writeAPI.Routes(r)
+	}
+	positions := projections.NewPositions()
+	if cfg.roles.project {
+		codec, err := commands.NewCodec()
+		if err != nil {
+			return err
+		}
+		runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{},
+			projections.Courses{}, projections.Learners{})
+		if err != nil {
+			return err
+		}
+		workers = append(workers, runner.Run)
+		closers = append(closers, runner.Close)
+		readiness.Projections = func(ctx context.Context) map[string]readapi.ProjectionState {
 			head, _ := events.Head(ctx)
 			out := map[string]readapi.ProjectionState{}
 			for name, status := range runner.Status() {
@@ -157,21 +178,29 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 				out[name] = readapi.ProjectionState{Position: pos, Head: head, Lag: head - min(head, pos), Status: status}
 			}
 			return out
-		},
+		}
+	} else if cfg.roles.read {
+		// Another process projects: follow its checkpoints, so minPosition waits work here too.
+		workers = append(workers, func(ctx context.Context) error {
+			return followCheckpoints(ctx, reads, positions, readmodel.CoursesProjection, readmodel.LearnersProjection)
+		})
 	}
-
-	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, instrument)
-	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`)
-	})
+	if cfg.roles.read {
+		readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait})
+		if err != nil {
+			return err
+		}
+		r.Group(func(r chi.Router) {
+			r.Use(middleware.Compress(5, "application/json"))
+			readAPI.Routes(r)
+		})
+	}
 	r.Method(http.MethodGet, "/readyz", readiness)
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	writeAPI.Routes(r)
-	r.Group(func(r chi.Router) {
-		r.Use(middleware.Compress(5, "application/json"))
-		readAPI.Routes(r)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		problem.Write(w, req, log, problem.New(http.StatusNotFound, "", "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		problem.Write(w, req, log, problem.New(http.StatusMethodNotAllowed, "", "the route does not take "+req.Method))
 	})
 
 	ln, err := net.Listen("tcp", cfg.httpAddr)
@@ -185,13 +214,15 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	log.Info("edutrack serving", "addr", ln.Addr().String(), "data", cfg.dataDir, "roles", "write,project,read")
+	log.Info("edutrack serving", "addr", ln.Addr().String(), "data", cfg.dataDir, "roles", cfg.roles.String())
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return runner.Run(gctx) })
+	for _, w := range workers {
+		g.Go(func() error { return w(gctx) })
+	}
 	g.Go(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -204,7 +235,29 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 		defer cancel()
 		err := srv.Shutdown(sctx)
-		return errors.Join(err, runner.Close())
+		for _, c := range closers {
+			err = errors.Join(err, c())
+		}
+		return err
 	})
 	return g.Wait()
+}
+
+// followCheckpoints keeps positions at the read store's checkpoints, for a read process whose
+// projections run elsewhere.
+func followCheckpoints(ctx context.Context, store readstore.Store, positions *projections.Positions, names ...string) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for _, name := range names {
+			if cp, err := store.Checkpoint(ctx, name); err == nil {
+				positions.Advance(name, cp)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
 }

@@ -62,31 +62,31 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo},
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}},
 		},
 		{
 			name: "reads the environment",
 			env: map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:9000", "EDUTRACK_DATA_DIR": "/srv/edutrack",
 				"EDUTRACK_SHUTDOWN_TIMEOUT": "5s", "EDUTRACK_CONSISTENCY_WAIT": "250ms", "EDUTRACK_CACHE_ENTRIES": "64",
-				"EDUTRACK_LOG_LEVEL": "debug"},
+				"EDUTRACK_LOG_LEVEL": "debug", "EDUTRACK_ROLES": "read"},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
-				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug},
+				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, roles: roles{read: true}},
 		},
 		{
 			name: "lets flags override the environment",
 			env:  map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:9000", "EDUTRACK_DATA_DIR": "/srv/edutrack"},
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
-				"-cache-entries", "10", "-log-level", "warn"},
+				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
-				cacheEntries: 10, logLevel: slog.LevelWarn},
+				cacheEntries: 10, logLevel: slog.LevelWarn, roles: roles{write: true, project: true}},
 		},
 		{
 			name: "reports every invalid setting at once",
 			env: map[string]string{"EDUTRACK_HTTP_ADDR": "nohost", "EDUTRACK_SHUTDOWN_TIMEOUT": "-1s", "EDUTRACK_LOG_LEVEL": "loud",
-				"EDUTRACK_CONSISTENCY_WAIT": "0s", "EDUTRACK_CACHE_ENTRIES": "many"},
+				"EDUTRACK_CONSISTENCY_WAIT": "0s", "EDUTRACK_CACHE_ENTRIES": "many", "EDUTRACK_ROLES": "write,cook"},
 			args: []string{"-data-dir", " "},
 			wantErr: []string{"EDUTRACK_HTTP_ADDR", "EDUTRACK_DATA_DIR", "EDUTRACK_SHUTDOWN_TIMEOUT", "EDUTRACK_LOG_LEVEL",
-				"EDUTRACK_CONSISTENCY_WAIT", "EDUTRACK_CACHE_ENTRIES"},
+				"EDUTRACK_CONSISTENCY_WAIT", "EDUTRACK_CACHE_ENTRIES", "EDUTRACK_ROLES"},
 		},
 		{
 			name:    "refuses a negative cache size given as a flag",
@@ -116,7 +116,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
