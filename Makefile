@@ -14,15 +14,16 @@ run:
 test:
 	$(GO) test -race ./...
 
-# Go benchmarks of the event log (durable appends; see BENCHMARKS.md).
+# Go benchmarks of the event log (durable appends) and of rebuilds; see BENCHMARKS.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./eventstore/...
+	$(GO) test -run '^$$' -bench . -benchtime 5s ./eventstore/sqlitelog/
+	$(GO) test -run '^$$' -bench Rebuild -benchtime 3x ./projections/
 
 # The write API under the load tool: a fresh server on a temp data dir, then 64 clients.
 load: build
 	@dir=$$(mktemp -d); \
 	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
-	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -duration 10s -warmup 2s; rc=$$?; \
+	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases healthz,write,reads,lag -duration 10s -warmup 2s; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
 lint:
