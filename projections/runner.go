@@ -28,6 +28,7 @@ import (
 type Event struct {
 	eventstore.RecordedEvent
 	Data domain.Event
+	err  error // why it could not be decoded
 }
 
 // Projector folds events into the documents of its read models.
@@ -55,6 +56,7 @@ type Prefetcher interface {
 // Log is what projections need of the event store.
 type Log interface {
 	Subscribe(ctx context.Context, after uint64) (eventstore.Subscription, error)
+	ReadAll(ctx context.Context, after uint64, limit int) ([]eventstore.RecordedEvent, error)
 	Head(ctx context.Context) (uint64, error)
 }
 
@@ -83,6 +85,7 @@ type Runner struct {
 	opts       Options
 	positions  *Positions
 	metrics    *runnerMetrics
+	feed       *feed
 	router     *message.Router
 
 	mu      sync.Mutex
@@ -121,7 +124,8 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 		return nil, err
 	}
 	r := &Runner{log: log, decoder: decoder, store: store, cache: c, logger: logger, projectors: projectors,
-		opts: opts, positions: positions, metrics: m, status: make(map[string]string)}
+		opts: opts, positions: positions, metrics: m, status: make(map[string]string),
+		feed: newFeed(log, decoder, opts.BatchSize, logger)}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return nil, err
@@ -139,7 +143,7 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	)
 	metrics.NewPrometheusMetricsBuilder(reg, "edutrack", "projections").AddPrometheusRouterMetrics(router)
 	for _, p := range projectors {
-		sub := &logSubscriber{log: log, from: r.checkpoint(p), batch: opts.BatchSize, logger: logger}
+		sub := &logSubscriber{feed: r.feed, from: r.checkpoint(p), batch: opts.BatchSize, logger: logger}
 		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
 		r.status[p.Name()] = StatusStarting
 	}
@@ -149,6 +153,7 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 
 // Run creates the indexes, then runs every projector until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
+	from := ^uint64(0)
 	for _, p := range r.projectors {
 		if err := r.store.EnsureIndexes(ctx, p.Indexes()); err != nil {
 			if ctx.Err() != nil {
@@ -164,6 +169,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			return err
 		}
 		r.positions.Advance(p.Name(), cp)
+		from = min(from, cp)
 		r.metrics.position.WithLabelValues(p.Name()).Set(float64(cp))
 		if head, err := r.log.Head(ctx); err == nil {
 			r.metrics.lag.WithLabelValues(p.Name()).Set(float64(head - min(head, cp)))
@@ -180,6 +186,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	if !r.started {
 		return nil
 	}
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	defer stopFeed()
+	if len(r.projectors) == 0 {
+		from = 0
+	}
+	go r.feed.run(feedCtx, from)
 	err := r.router.Run(ctx)
 	if ctx.Err() != nil {
 		return nil
@@ -247,15 +259,14 @@ func (r *Runner) handler(p Projector) message.NoPublishHandlerFunc {
 		}
 		ctx := msg.Context()
 		tx := newTx(r.store)
-		decoded := make([]Event, 0, len(events))
+		decoded := events
 		var failed error
-		for _, re := range events {
-			data, err := r.decoder.Decode(re.Type, re.Data)
-			if err != nil {
-				failed = &applyError{projection: name, event: re, err: err}
+		for i, e := range events {
+			if e.err != nil {
+				failed = &applyError{projection: name, event: e.RecordedEvent, err: e.err}
+				decoded = events[:i]
 				break
 			}
-			decoded = append(decoded, Event{RecordedEvent: re, Data: data})
 		}
 		if pf, ok := p.(Prefetcher); ok {
 			if err := prefetch(ctx, tx, pf, decoded); err != nil {
@@ -272,7 +283,7 @@ func (r *Runner) handler(p Projector) message.NoPublishHandlerFunc {
 			applied++
 		}
 		if applied > 0 {
-			if err := r.commit(ctx, p, tx, events[applied-1].Position, applied); err != nil {
+			if err := r.commit(ctx, p, tx, decoded[applied-1].Position, applied); err != nil {
 				return err
 			}
 		}

@@ -14,17 +14,17 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 )
 
-// delivery is a batch of events riding on a message's context. Passing the events in memory
-// spares encoding each one into a payload and back, which would cap a rebuild at the codec's
-// speed; the payload stays empty.
+// delivery is a batch of decoded events riding on a message's context. Passing the events in
+// memory spares encoding each one into a payload and back, which would cap a rebuild at the
+// codec's speed; the payload stays empty.
 type delivery struct {
-	events  []eventstore.RecordedEvent
+	events  []Event
 	stalled atomic.Bool
 }
 
 type deliveryKey struct{}
 
-func batchOf(msg *message.Message) []eventstore.RecordedEvent {
+func batchOf(msg *message.Message) []Event {
 	if d, ok := msg.Context().Value(deliveryKey{}).(*delivery); ok {
 		return d.events
 	}
@@ -38,12 +38,12 @@ func stall(msg *message.Message) {
 	}
 }
 
-// logSubscriber is a watermill Subscriber over the event store's global log, from a
-// projection's checkpoint. It sends one message per batch and waits for its ack before the
-// next, so a projection sees the log in order. A nacked batch is sent again after a pause,
-// unless the handler stalled it.
+// logSubscriber is a watermill Subscriber of one projection over the runner's feed of the log,
+// from the projection's checkpoint. It sends one message per batch and waits for its ack before
+// the next, so the projection sees the log in order. A nacked batch is sent again after a
+// pause, unless the handler stalled it.
 type logSubscriber struct {
-	log    Log
+	feed   *feed
 	from   func(ctx context.Context) (uint64, error)
 	batch  int
 	logger *slog.Logger
@@ -67,54 +67,35 @@ func (s *logSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *me
 	go func() {
 		defer s.wg.Done()
 		defer close(out)
+		defer s.feed.leave(topic)
 		s.follow(ctx, topic, out)
 	}()
 	return out, nil
 }
 
 func (s *logSubscriber) follow(ctx context.Context, topic string, out chan<- *message.Message) {
-	pause := func(d time.Duration) bool {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(d):
-			return true
-		}
-	}
 	for ctx.Err() == nil {
 		after, err := s.from(ctx)
-		if err != nil {
-			s.logger.Warn("read checkpoint", "projection", topic, "err", err)
-			if !pause(time.Second) {
-				return
-			}
-			continue
+		if err == nil {
+			err = s.deliver(ctx, topic, after, out)
 		}
-		sub, err := s.log.Subscribe(ctx, after)
-		if err != nil {
-			s.logger.Warn("subscribe to the log", "projection", topic, "err", err)
-			if !pause(time.Second) {
-				return
-			}
-			continue
-		}
-		err = s.deliver(ctx, sub, out)
-		sub.Close()
 		if ctx.Err() != nil || errors.Is(err, eventstore.ErrClosed) {
 			return
 		}
-		// A failed subscription resumes from the checkpoint; the position guard makes any
-		// event delivered twice change nothing.
-		s.logger.Warn("log subscription dropped", "projection", topic, "err", err)
-		if !pause(time.Second) {
+		// Resume from the checkpoint; the position guard makes any event delivered twice
+		// change nothing.
+		s.logger.Warn("projection feed failed; resuming from the checkpoint", "projection", topic, "err", err)
+		select {
+		case <-ctx.Done():
 			return
+		case <-time.After(time.Second):
 		}
 	}
 }
 
-func (s *logSubscriber) deliver(ctx context.Context, sub eventstore.Subscription, out chan<- *message.Message) error {
+func (s *logSubscriber) deliver(ctx context.Context, topic string, after uint64, out chan<- *message.Message) error {
 	for {
-		events, err := sub.Next(ctx, s.batch)
+		events, err := s.feed.next(ctx, topic, after, s.batch)
 		if err != nil {
 			return err
 		}
@@ -131,6 +112,7 @@ func (s *logSubscriber) deliver(ctx context.Context, sub eventstore.Subscription
 			case <-msg.Acked():
 			case <-msg.Nacked():
 				if d.stalled.Load() {
+					s.feed.leave(topic)
 					<-ctx.Done() // held at the dead letter until an operator acts
 					return ctx.Err()
 				}
@@ -145,6 +127,7 @@ func (s *logSubscriber) deliver(ctx context.Context, sub eventstore.Subscription
 			}
 			break
 		}
+		after = events[len(events)-1].Position
 	}
 }
 
