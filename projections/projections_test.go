@@ -401,3 +401,52 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// failingAfterPut changes documents for an event, then fails on it.
+type failingAfterPut struct{ projections.Courses }
+
+func (f failingAfterPut) Name() string { return "failing_after_put" }
+
+func (f failingAfterPut) Apply(ctx context.Context, tx *projections.Tx, e projections.Event) error {
+	if err := f.Courses.Apply(ctx, tx, e); err != nil {
+		return err
+	}
+	if e.Type == "course.published.v1" {
+		return errors.New("fails after writing")
+	}
+	return nil
+}
+
+func TestAFailingEventLeavesNoTrace(t *testing.T) {
+	w := newWorld(t)
+	w.scenario()
+	store := openStore(t)
+	codec, _ := commands.NewCodec()
+	r, err := projections.NewRunner(w.log, codec, store, cache.NewMemory(100), projections.NewPositions(), prometheus.NewRegistry(),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), projections.Options{BatchSize: 100, MaxRetries: 1, RetryDelay: time.Millisecond}, failingAfterPut{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	defer func() { cancel(); r.Close(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Status()["failing_after_put"] != projections.StatusStalled && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	letters, _ := store.DeadLetters(ctx, "failing_after_put")
+	if len(letters) != 1 {
+		t.Fatalf("dead letters = %v, want the first publish", letters)
+	}
+	d, err := store.Get(ctx, readmodel.CourseDetails, "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var detail readmodel.CourseDetail
+	json.Unmarshal(d.Body, &detail)
+	if detail.Status != "draft" || d.Position >= letters[0].Position {
+		t.Errorf("course go is %q at position %d; want the draft it was before the failing publish at %d",
+			detail.Status, d.Position, letters[0].Position)
+	}
+}

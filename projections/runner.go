@@ -70,6 +70,9 @@ type Options struct {
 	BatchSize  int           // events per message at most (default 5,000); a bigger batch writes each document fewer times
 	MaxRetries int           // retries of a failing batch before it becomes a dead letter (default 5)
 	RetryDelay time.Duration // first retry delay, doubled each time (default 100ms)
+	// HotDocuments caps the decoded documents each projection keeps between batches (default
+	// 20,000).
+	HotDocuments int
 	// Now gives the time dead letters record (default time.Now).
 	Now func() time.Time
 }
@@ -86,6 +89,7 @@ type Runner struct {
 	positions  *Positions
 	metrics    *runnerMetrics
 	feed       *feed
+	hot        map[string]*docCache // per projection; only its handler goroutine touches it
 	router     *message.Router
 
 	mu      sync.Mutex
@@ -119,13 +123,16 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.HotDocuments <= 0 {
+		opts.HotDocuments = 20_000
+	}
 	m, err := newRunnerMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
 	r := &Runner{log: log, decoder: decoder, store: store, cache: c, logger: logger, projectors: projectors,
 		opts: opts, positions: positions, metrics: m, status: make(map[string]string),
-		feed: newFeed(log, decoder, opts.BatchSize, logger)}
+		feed: newFeed(log, decoder, opts.BatchSize, logger), hot: map[string]*docCache{}}
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, watermill.NewSlogLogger(logger))
 	if err != nil {
 		return nil, err
@@ -143,6 +150,7 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	)
 	metrics.NewPrometheusMetricsBuilder(reg, "edutrack", "projections").AddPrometheusRouterMetrics(router)
 	for _, p := range projectors {
+		r.hot[p.Name()] = newDocCache(opts.HotDocuments)
 		sub := &logSubscriber{feed: r.feed, from: r.checkpoint(p), batch: opts.BatchSize, logger: logger}
 		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
 		r.status[p.Name()] = StatusStarting
@@ -258,7 +266,14 @@ func (r *Runner) handler(p Projector) message.NoPublishHandlerFunc {
 			return nil
 		}
 		ctx := msg.Context()
-		tx := newTx(r.store)
+		hot := r.hot[name]
+		tx := newTx(r.store, hot)
+		ok := false
+		defer func() {
+			if !ok {
+				hot.clear() // the failed batch may have changed cached values in place
+			}
+		}()
 		decoded := events
 		var failed error
 		for i, e := range events {
@@ -282,11 +297,23 @@ func (r *Runner) handler(p Projector) message.NoPublishHandlerFunc {
 			}
 			applied++
 		}
+		if failed != nil && applied > 0 {
+			// The failing event may have changed documents before it failed: apply the events
+			// before it again, from the store, so the commit holds exactly them.
+			tx = newTx(r.store, nil)
+			for _, e := range decoded[:applied] {
+				tx.pos = e.Position
+				if err := p.Apply(ctx, tx, e); err != nil {
+					return err
+				}
+			}
+		}
 		if applied > 0 {
 			if err := r.commit(ctx, p, tx, decoded[applied-1].Position, applied); err != nil {
 				return err
 			}
 		}
+		ok = failed == nil
 		if failed == nil {
 			if head, err := r.log.Head(ctx); err == nil {
 				r.metrics.lag.WithLabelValues(name).Set(float64(head - min(head, events[len(events)-1].Position)))
@@ -322,6 +349,7 @@ func (r *Runner) commit(ctx context.Context, p Projector, tx *Tx, checkpoint uin
 			r.cache.Set(ctx, CacheKey(w.Coll, w.Doc.ID), cache.Entry{Position: w.Doc.Position, Body: w.Doc.Body})
 		}
 	}
+	tx.remember()
 	r.positions.Advance(p.Name(), checkpoint)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 // checkpoint) ignores the write, so re-applying an event changes nothing.
 type Tx struct {
 	store readstore.Store
+	hot   *docCache // documents decoded by earlier batches, if any
 	docs  map[docKey]*txDoc
 	order []docKey // first-touched order, so commits are deterministic
 	pos   uint64   // position of the event being applied
@@ -37,12 +38,30 @@ type txDoc struct {
 	dirty  bool
 }
 
-func newTx(store readstore.Store) *Tx {
-	return &Tx{store: store, docs: make(map[docKey]*txDoc)}
+func newTx(store readstore.Store, hot *docCache) *Tx {
+	return &Tx{store: store, hot: hot, docs: make(map[docKey]*txDoc)}
+}
+
+// fromHot starts a document from the projection's own cache of committed documents.
+func (tx *Tx) fromHot(k docKey) (*txDoc, bool) {
+	if tx.hot == nil {
+		return nil, false
+	}
+	h, ok := tx.hot.get(k)
+	if !ok {
+		return nil, false
+	}
+	d := &txDoc{stored: h.pos, pos: h.pos, val: h.val}
+	tx.docs[k] = d
+	tx.order = append(tx.order, k)
+	return d, true
 }
 
 func (tx *Tx) load(ctx context.Context, k docKey) (*txDoc, error) {
 	if d, ok := tx.docs[k]; ok {
+		return d, nil
+	}
+	if d, ok := tx.fromHot(k); ok {
 		return d, nil
 	}
 	d := &txDoc{}
@@ -63,7 +82,11 @@ func (tx *Tx) load(ctx context.Context, k docKey) (*txDoc, error) {
 func (tx *Tx) Prefetch(ctx context.Context, coll string, ids []string) error {
 	var missing []string
 	for _, id := range ids {
-		if _, ok := tx.docs[docKey{coll, id}]; !ok {
+		k := docKey{coll, id}
+		if _, ok := tx.docs[k]; ok {
+			continue
+		}
+		if _, ok := tx.fromHot(k); !ok {
 			missing = append(missing, id)
 		}
 	}
@@ -102,6 +125,13 @@ func (tx *Tx) Get(ctx context.Context, coll, id string, v any) (bool, error) {
 	if d.stored >= tx.pos {
 		// The stored document already reflects this event, and Put will ignore it: hand out a
 		// private copy, so whatever the projector does to it cannot leak into the batch.
+		if d.body == nil && d.val != nil { // from the hot cache: make the private copy by value
+			body, err := json.Marshal(d.val)
+			if err != nil {
+				return false, fmt.Errorf("encode %s/%s: %w", coll, id, err)
+			}
+			d.body = body
+		}
 		if d.body == nil {
 			return false, nil
 		}
@@ -208,4 +238,48 @@ func (tx *Tx) writes() ([]readstore.Write, error) {
 		out = append(out, readstore.Write{Coll: k.coll, Doc: readstore.Doc{ID: k.id, Position: d.pos, Body: body}})
 	}
 	return out, nil
+}
+
+// docCache keeps the documents a projection committed, decoded, so the next batches neither read
+// nor decode them again. Only that projection writes its documents, so they stay current; after
+// any failed batch the runner clears it, since a failed batch may have changed values in place.
+type docCache struct {
+	max  int
+	docs map[docKey]hotDoc
+}
+
+type hotDoc struct {
+	pos uint64
+	val any
+}
+
+func newDocCache(max int) *docCache { return &docCache{max: max, docs: make(map[docKey]hotDoc)} }
+
+func (c *docCache) get(k docKey) (hotDoc, bool) {
+	h, ok := c.docs[k]
+	return h, ok
+}
+
+func (c *docCache) put(k docKey, h hotDoc) {
+	if _, ok := c.docs[k]; !ok && len(c.docs) >= c.max {
+		for old := range c.docs { // map order is random: a cheap random eviction
+			delete(c.docs, old)
+			break
+		}
+	}
+	c.docs[k] = h
+}
+
+func (c *docCache) clear() { clear(c.docs) }
+
+// remember puts the batch's committed documents in the cache.
+func (tx *Tx) remember() {
+	if tx.hot == nil {
+		return
+	}
+	for _, k := range tx.order {
+		if d := tx.docs[k]; d.dirty {
+			tx.hot.put(k, hotDoc{pos: d.pos, val: d.val})
+		}
+	}
 }
