@@ -171,6 +171,13 @@ func (f *feed) next(ctx context.Context, name string, after uint64, max int) ([]
 	}
 }
 
+// available reports whether events after position after are in the window already.
+func (f *feed) available(after uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return after >= f.start && after < f.end
+}
+
 // leave forgets a projection that stopped consuming, so it no longer holds the feed back.
 func (f *feed) leave(name string) {
 	f.mu.Lock()

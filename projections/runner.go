@@ -70,6 +70,9 @@ type Options struct {
 	BatchSize  int           // events per message at most (default 5,000); a bigger batch writes each document fewer times
 	MaxRetries int           // retries of a failing batch before it becomes a dead letter (default 5)
 	RetryDelay time.Duration // first retry delay, doubled each time (default 100ms)
+	// Linger is how long a small batch waits for more events before it is applied (default
+	// 5ms): live, it trades that much visibility delay for far fewer read-store commits.
+	Linger time.Duration
 	// HotDocuments caps the decoded documents each projection keeps between batches (default
 	// 20,000).
 	HotDocuments int
@@ -123,6 +126,9 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Linger == 0 {
+		opts.Linger = 5 * time.Millisecond
+	}
 	if opts.HotDocuments <= 0 {
 		opts.HotDocuments = 20_000
 	}
@@ -151,7 +157,7 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	metrics.NewPrometheusMetricsBuilder(reg, "edutrack", "projections").AddPrometheusRouterMetrics(router)
 	for _, p := range projectors {
 		r.hot[p.Name()] = newDocCache(opts.HotDocuments)
-		sub := &logSubscriber{feed: r.feed, from: r.checkpoint(p), batch: opts.BatchSize, logger: logger}
+		sub := &logSubscriber{feed: r.feed, from: r.checkpoint(p), batch: opts.BatchSize, linger: opts.Linger, logger: logger}
 		router.AddConsumerHandler(p.Name(), p.Name(), sub, r.handler(p))
 		r.status[p.Name()] = StatusStarting
 	}

@@ -46,6 +46,7 @@ type logSubscriber struct {
 	feed   *feed
 	from   func(ctx context.Context) (uint64, error)
 	batch  int
+	linger time.Duration
 	logger *slog.Logger
 
 	mu      sync.Mutex
@@ -98,6 +99,22 @@ func (s *logSubscriber) deliver(ctx context.Context, topic string, after uint64,
 		events, err := s.feed.next(ctx, topic, after, s.batch)
 		if err != nil {
 			return err
+		}
+		if s.linger > 0 && len(events) < s.batch/4 {
+			// Live, events come a few at a time: wait a moment for more, so the read store
+			// takes one commit for many events instead of one each.
+			select {
+			case <-time.After(s.linger):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			for len(events) < s.batch && s.feed.available(events[len(events)-1].Position) {
+				more, err := s.feed.next(ctx, topic, events[len(events)-1].Position, s.batch-len(events))
+				if err != nil {
+					return err
+				}
+				events = append(events[:len(events):len(events)], more...)
+			}
 		}
 		d := &delivery{events: events}
 		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
