@@ -54,7 +54,12 @@ func (a *API) Routes(r chi.Router) {
 // handle adapts a handler that returns its status and body, or an error.
 func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request, m Meta) (int, any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		status, body, err := fn(w, r, meta(r))
+		m, err := meta(r)
+		if err != nil {
+			problem.Write(w, r, a.log, err)
+			return
+		}
+		status, body, err := fn(w, r, m)
 		if err != nil {
 			problem.Write(w, r, a.log, err)
 			return
@@ -70,11 +75,17 @@ var commandNamespace = uuid.MustParse("0c3b7f0e-51a6-4a8e-a7f4-93d2a0f4c6b1")
 
 // meta reads who sent the request and which command it is. The same Idempotency-Key on the
 // same route from the same user is the same command.
-func meta(r *http.Request) Meta {
+func meta(r *http.Request) (Meta, error) {
 	m := Meta{
 		RequestID:     r.Header.Get("X-Request-Id"),
 		CorrelationID: r.Header.Get("X-Correlation-Id"),
 		UserID:        r.Header.Get("X-User-Id"),
+	}
+	// These land in every event's metadata, forever: keep them short.
+	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "X-User-Id", "Idempotency-Key"} {
+		if len(r.Header.Get(h)) > maxHeaderLen {
+			return m, problem.New(http.StatusBadRequest, h, fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
+		}
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		m.CommandID = uuid.NewSHA1(commandNamespace, []byte(r.Method+" "+r.URL.Path+"\n"+m.UserID+"\n"+key)).String()
@@ -87,8 +98,11 @@ func meta(r *http.Request) Meta {
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.RequestID
 	}
-	return m
+	return m, nil
 }
+
+// maxHeaderLen caps the request headers that commands record.
+const maxHeaderLen = 128
 
 // decode reads a JSON body into v, refusing other media types, unknown fields, trailing data
 // and bodies over MaxBodyBytes.

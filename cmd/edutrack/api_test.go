@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -571,4 +573,47 @@ func TestServe(t *testing.T) {
 			t.Errorf("GET /healthz: %d %s", r.status, r.body)
 		}
 	})
+}
+
+func TestWriteAPIRefusesOverlongMetadataHeaders(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
+	base := "http://" + <-addr
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	post := func(header, value string) (int, map[string]any) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/users", strings.NewReader(`{"name":"Ada","email":"ada@example.com","role":"learner"}`))
+		req.Header.Set("Content-Type", "application/json")
+		if header != "" {
+			req.Header.Set(header, value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "X-User-Id", "Idempotency-Key"} {
+		status, body := post(h, strings.Repeat("x", 129))
+		if status != http.StatusBadRequest || body["field"] != h {
+			t.Errorf("%s of 129 bytes: %d %v, want 400 naming the header", h, status, body)
+		}
+	}
+	status, body := post("X-Request-Id", strings.Repeat("x", 128))
+	if status != http.StatusCreated || body["position"] != float64(1) {
+		t.Errorf("after refused requests, the first accepted one = %d %v; want 201 at position 1 (nothing appended before)", status, body)
+	}
 }
