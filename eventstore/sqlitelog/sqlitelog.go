@@ -16,6 +16,7 @@ package sqlitelog
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -68,7 +69,8 @@ type Log struct {
 	// which run ahead of heads until the syncer publishes them.
 	nextPos  uint64
 	versions map[string]uint64
-	indexing uint64 // the position up to which committed transactions fill the index
+	hashes   map[string][]byte // the last event's hash per stream, for the chain
+	indexing uint64            // the position up to which committed transactions fill the index
 
 	head     atomic.Uint64
 	commits  atomic.Uint64
@@ -99,6 +101,7 @@ type appendReq struct {
 	stream   string
 	expected eventstore.ExpectedVersion
 	events   []eventstore.EventData
+	digests  [][sha256.Size]byte // each event's content digest, computed by the caller
 	done     chan appendResp
 }
 
@@ -125,7 +128,8 @@ CREATE TABLE IF NOT EXISTS events (
 	correlation_id TEXT    NOT NULL DEFAULT '',
 	causation_id   TEXT    NOT NULL DEFAULT '',
 	user_id        TEXT    NOT NULL DEFAULT '',
-	request_id     TEXT    NOT NULL DEFAULT ''
+	request_id     TEXT    NOT NULL DEFAULT '',
+	hash           BLOB
 );
 CREATE TABLE IF NOT EXISTS streams (
 	stream   TEXT    NOT NULL,
@@ -170,6 +174,7 @@ func Open(path string, opts Options) (*Log, error) {
 		walPath:  path + "-wal",
 		notify:   make(chan struct{}),
 		versions: make(map[string]uint64),
+		hashes:   make(map[string][]byte),
 		heads:    make(map[string]uint64),
 		tail:     make(map[string][]entry),
 	}
@@ -198,8 +203,11 @@ func (l *Log) open(path string) error {
 	if _, err := l.wconn.ExecContext(context.Background(), schema); err != nil {
 		return fmt.Errorf("create event log schema in %s: %w", path, err)
 	}
+	if err := addHashes(context.Background(), l.wconn); err != nil {
+		return fmt.Errorf("event log %s: %w", path, err)
+	}
 	l.insert, err = l.wconn.PrepareContext(context.Background(), `INSERT INTO events (position, event_id, stream, version, type, data,
-		recorded_at, correlation_id, causation_id, user_id, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		recorded_at, correlation_id, causation_id, user_id, request_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("prepare append: %w", err)
 	}
@@ -345,8 +353,11 @@ func (l *Log) Close() error {
 	l.closeMu.Unlock()
 	close(l.closing)
 	<-l.stopped
+	// A clean close leaves the stream index complete, so it also vouches for the newest events
+	// (Verify notices one removed from the end).
+	err := l.catchUpIndex()
 	l.closeDBs()
-	return nil
+	return err
 }
 
 // Append implements eventstore.Store. Once queued, an append is committed or refused by the
@@ -358,7 +369,11 @@ func (l *Log) Append(ctx context.Context, stream string, expected eventstore.Exp
 	if stream == "" {
 		return eventstore.AppendResult{}, errors.New("append: empty stream id")
 	}
-	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan appendResp, 1)}
+	req := &appendReq{ctx: ctx, stream: stream, expected: expected, events: events, done: make(chan appendResp, 1),
+		digests: make([][sha256.Size]byte, len(events))}
+	for i, e := range events {
+		req.digests[i] = contentDigest(e.ID[:], stream, e.Type, e.Data, e.Metadata)
+	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
@@ -423,6 +438,7 @@ type batch struct {
 	now      int64
 	pos      uint64 // the next position
 	versions map[string]uint64
+	hashes   map[string][]byte
 	reqs     []*appendReq
 	w        written
 	events   int
@@ -451,7 +467,7 @@ func (l *Log) add(b *batch, r *appendReq) *batch {
 			return nil
 		}
 		b = &batch{tx: tx, insert: tx.Stmt(l.insert), now: time.Now().UnixNano(), pos: l.nextPos,
-			versions: make(map[string]uint64)}
+			versions: make(map[string]uint64), hashes: make(map[string][]byte)}
 	}
 	res, err := l.write(b, r)
 	if err == nil {
@@ -498,17 +514,23 @@ func (l *Log) write(b *batch, r *appendReq) (appendResp, error) {
 				r.stream, r.expected, cur, eventstore.ErrConcurrency)}, nil
 		}
 	}
+	prev, err := l.streamHash(b, r.stream, cur)
+	if err != nil {
+		return appendResp{}, &reqError{r, err}
+	}
 	start := len(b.w.entries)
-	for _, e := range r.events {
+	for i, e := range r.events {
 		m := e.Metadata
 		v := cur + uint64(len(b.w.entries)-start) + 1
 		pos := b.pos + uint64(len(b.w.entries)-start)
+		prev = chainHash(prev, r.digests[i], pos, v, b.now)
 		if _, err := b.insert.Exec(int64(pos), e.ID[:], r.stream, int64(v), e.Type, e.Data, b.now,
-			m.CorrelationID, m.CausationID, m.UserID, m.RequestID); err != nil {
+			m.CorrelationID, m.CausationID, m.UserID, m.RequestID, prev); err != nil {
 			return appendResp{}, &reqError{r, fmt.Errorf("append to %s: %w", r.stream, err)}
 		}
 		b.w.entries = append(b.w.entries, entry{stream: r.stream, version: v, position: pos})
 	}
+	b.hashes[r.stream] = prev
 	n := uint64(len(r.events))
 	b.pos += n
 	b.events += len(r.events)
@@ -536,6 +558,9 @@ func (l *Log) finish(b *batch) {
 	l.indexing = max(l.indexing, b.w.indexedTo)
 	for s, v := range b.versions {
 		l.versions[s] = v
+	}
+	for s, h := range b.hashes {
+		l.hashes[s] = h
 	}
 	if len(b.w.entries) > 0 {
 		b.w.last = b.pos - 1
@@ -567,6 +592,41 @@ type written struct {
 	entries   []entry
 	indexedTo uint64 // the position the index reaches after this transaction, 0 if unchanged
 	last      uint64 // position of the last event written, 0 if none
+}
+
+// streamHash returns the hash of the event at version of stream (the stream's last), which
+// the next event chains to.
+func (l *Log) streamHash(b *batch, stream string, version uint64) ([]byte, error) {
+	if version == 0 {
+		return nil, nil
+	}
+	if h, ok := b.hashes[stream]; ok {
+		return h, nil
+	}
+	if h, ok := l.hashes[stream]; ok {
+		return h, nil
+	}
+	// Not written since open: every event of the stream is published, in the index or its tail.
+	var pos uint64
+	l.mu.RLock()
+	for _, e := range l.tail[stream] {
+		if e.version == version {
+			pos = e.position
+		}
+	}
+	l.mu.RUnlock()
+	if pos == 0 {
+		var p int64
+		if err := b.tx.QueryRow(`SELECT position FROM streams WHERE stream = ? AND version = ?`, stream, int64(version)).Scan(&p); err != nil {
+			return nil, fmt.Errorf("find the last event of %s: %w", stream, err)
+		}
+		pos = uint64(p)
+	}
+	var h []byte
+	if err := b.tx.QueryRow(`SELECT hash FROM events WHERE position = ?`, int64(pos)).Scan(&h); err != nil {
+		return nil, fmt.Errorf("read the hash of the last event of %s: %w", stream, err)
+	}
+	return h, nil
 }
 
 // streamVersion returns the current version of stream as the writer sees it.
