@@ -17,7 +17,9 @@ func TestAuditVerify(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard, func(a string) { addr <- a }) }()
+	go func() {
+		done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
 	base := "http://" + <-addr
 	for _, body := range []string{
 		`{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`,
