@@ -16,13 +16,6 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 )
 
-// Stream name prefixes, one per aggregate kind.
-const (
-	UserStream    = "user-"
-	CourseStream  = "course-"
-	LearnerStream = "learner-"
-)
-
 // Meta says who sent a command and how to recognise it when it is sent again.
 type Meta struct {
 	// CommandID is the same for every retry of one command (it comes from the Idempotency-Key);
@@ -79,9 +72,9 @@ func New(store Store, now func() time.Time, opts Options) (*Handler, error) {
 	}
 	return &Handler{
 		now:      now,
-		users:    newRepository(UserStream, user.New, store, codec, opts.CacheSize),
-		courses:  newRepository(CourseStream, course.New, store, codec, opts.CacheSize),
-		learners: newRepository(LearnerStream, learner.New, store, codec, opts.CacheSize),
+		users:    newRepository(user.StreamPrefix, user.New, store, codec, opts.CacheSize),
+		courses:  newRepository(course.StreamPrefix, course.New, store, codec, opts.CacheSize),
+		learners: newRepository(learner.StreamPrefix, learner.New, store, codec, opts.CacheSize),
 	}, nil
 }
 

@@ -201,6 +201,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		r.Group(func(r chi.Router) {
 			r.Use(middleware.Compress(5, "application/json"))
 			readAPI.Routes(r)
+			if events != nil {
+				readAPI.HistoryRoutes(r, events)
+			}
 		})
 	}
 	r.Method(http.MethodGet, "/readyz", readiness)

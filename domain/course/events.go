@@ -58,3 +58,6 @@ func (Archived) EventType() string       { return "course.archived.v1" }
 func Events() []domain.Event {
 	return []domain.Event{Created{}, DetailsUpdated{}, ModuleAdded{}, Published{}, Archived{}}
 }
+
+// StreamPrefix begins the id of every course stream: the stream of course id is StreamPrefix + id.
+const StreamPrefix = "course-"

@@ -46,3 +46,6 @@ func (CourseCompleted) EventType() string { return "learner.course_completed.v1"
 func Events() []domain.Event {
 	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}}
 }
+
+// StreamPrefix begins the id of every learner stream: the stream of learner id is StreamPrefix + id.
+const StreamPrefix = "learner-"

@@ -37,3 +37,6 @@ func (EmailChanged) EventType() string { return "user.email_changed.v1" }
 func Events() []domain.Event {
 	return []domain.Event{Registered{}, NameChanged{}, EmailChanged{}}
 }
+
+// StreamPrefix begins the id of every user stream: the stream of user id is StreamPrefix + id.
+const StreamPrefix = "user-"

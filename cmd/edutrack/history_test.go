@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLearnerHistory(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
+	base := "http://" + <-addr
+	client := &http.Client{}
+	defer func() {
+		client.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var last uint64
+	send := func(method, path, body, user string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("X-User-Id", user)
+		req.Header.Set("X-Correlation-Id", "corr-"+user)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res struct{ Position uint64 }
+		json.NewDecoder(resp.Body).Decode(&res)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+		}
+		last = res.Position
+	}
+	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`, "admin")
+	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`, "admin")
+	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`, "ada")
+	send("POST", "/v1/courses/go/modules", `{"id":"m1","title":"One"}`, "ada")
+	send("POST", "/v1/courses/go/publish", "", "ada")
+	send("POST", "/v1/courses/go/enrollments", `{"learnerId":"bob"}`, "bob")
+	send("POST", "/v1/learners/bob/courses/go/modules/m1/complete", "", "bob")
+
+	get := func(path string) (int, page) {
+		t.Helper()
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var p page
+		json.NewDecoder(resp.Body).Decode(&p)
+		return resp.StatusCode, p
+	}
+	status, p := get("/v1/learners/bob/history?minPosition=" + itoa(last))
+	if status != http.StatusOK || len(p.Items) != 3 {
+		t.Fatalf("history of bob = %d with %d events, want 200 with enrolled, module completed, course completed", status, len(p.Items))
+	}
+	wantTypes := []string{"learner.enrolled", "learner.module_completed", "learner.course_completed"}
+	for i, e := range p.Items {
+		if e.Type != wantTypes[i] || e.SchemaVersion != 1 || e.StreamVersion != uint64(i+1) || e.ActingUser != "bob" ||
+			e.CorrelationID != "corr-bob" || e.CausationID == "" || e.Position == 0 || time.Since(e.RecordedAt) > time.Minute {
+			t.Errorf("event %d = %+v", i, e)
+		}
+	}
+	if p.Items[2].Position != last {
+		t.Errorf("last event at position %d, the command said %d", p.Items[2].Position, last)
+	}
+	var data struct{ ModuleID string }
+	json.Unmarshal(p.Items[1].Data, &data)
+	if data.ModuleID != "m1" {
+		t.Errorf("module completed data = %s", p.Items[1].Data)
+	}
+
+	status, first := get("/v1/learners/bob/history?limit=2")
+	if status != http.StatusOK || len(first.Items) != 2 || first.NextCursor == "" {
+		t.Fatalf("first page of 2 = %d %+v", status, first)
+	}
+	_, second := get("/v1/learners/bob/history?limit=2&cursor=" + first.NextCursor)
+	if len(second.Items) != 1 || second.Items[0].Type != "learner.course_completed" || second.NextCursor != "" {
+		t.Errorf("second page = %+v, want the course completion and no next cursor", second)
+	}
+	if status, _ := get("/v1/learners/nobody/history"); status != http.StatusNotFound {
+		t.Errorf("history of an unknown learner: %d, want 404", status)
+	}
+	for _, q := range []string{"limit=0", "cursor=x", "minPosition=-1", "asof=yesterday"} {
+		if status, _ := get("/v1/learners/bob/history?" + q); status != http.StatusBadRequest {
+			t.Errorf("history?%s: %d, want 400", q, status)
+		}
+	}
+}
+
+type page struct {
+	Items []struct {
+		Type          string
+		SchemaVersion int
+		StreamVersion uint64
+		Position      uint64
+		RecordedAt    time.Time
+		Data          json.RawMessage
+		CorrelationID string
+		CausationID   string
+		ActingUser    string
+	}
+	NextCursor string
+}
+
+func itoa(u uint64) string {
+	b, _ := json.Marshal(u)
+	return string(b)
+}
