@@ -4,14 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
+	"github.com/edutrack/edutrack/domain/user"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/readmodel"
@@ -39,8 +44,114 @@ type HistoryEvent struct {
 
 // HistoryRoutes mounts the learner history, read from log, on r. Only a process that has the
 // event log serves it.
-func (a *API) HistoryRoutes(r chi.Router, log Log) {
-	r.Get("/v1/learners/{id}/history", a.handle(func(r *http.Request) (reply, error) { return a.history(r, log) }))
+func (a *API) HistoryRoutes(r chi.Router, log Log) error {
+	codec, err := eventstore.NewCodec(slices.Concat(user.Events(), course.Events(), learner.Events())...)
+	if err != nil {
+		return err
+	}
+	r.Get("/v1/learners/{id}/history", a.handle(func(r *http.Request) (reply, error) {
+		if r.URL.Query().Has("asOf") {
+			return a.asOf(r, log, codec)
+		}
+		return a.history(r, log)
+	}))
+	return nil
+}
+
+// StateAsOf is a learner's state as the system had recorded it at one instant.
+type StateAsOf struct {
+	LearnerID   string           `json:"learnerId"`
+	AsOf        time.Time        `json:"asOf"`
+	Position    uint64           `json:"position"` // of the last event recorded by then; 0 if none
+	Enrollments []EnrollmentAsOf `json:"enrollments"`
+}
+
+// EnrollmentAsOf is one enrollment at that instant; progress counts the course's modules as they
+// stood then.
+type EnrollmentAsOf struct {
+	CourseID         string     `json:"courseId"`
+	Status           string     `json:"status"`
+	Progress         float64    `json:"progress"`
+	CompletedModules []string   `json:"completedModules"`
+	ModuleCount      int        `json:"moduleCount"`
+	EnrolledAt       time.Time  `json:"enrolledAt"`
+	CompletedAt      *time.Time `json:"completedAt"`
+}
+
+// replay applies the events of stream recorded up to asOf to agg, through the same domain code
+// the write side uses, and returns the position of the last one.
+func replay(ctx context.Context, log Log, codec *eventstore.Codec, stream string, asOf time.Time, agg interface{ Apply(domain.Event) }) (uint64, error) {
+	events, err := log.ReadStream(ctx, stream, 1, 0)
+	if err != nil {
+		return 0, err
+	}
+	var last uint64
+	for _, e := range events {
+		if e.RecordedAt.After(asOf) {
+			break
+		}
+		ev, err := codec.Decode(e.Type, e.Data)
+		if err != nil {
+			return 0, fmt.Errorf("replay %s at version %d: %w", stream, e.Version, err)
+		}
+		agg.Apply(ev)
+		last = e.Position
+	}
+	return last, nil
+}
+
+func (a *API) asOf(r *http.Request, log Log, codec *eventstore.Codec) (reply, error) {
+	for name := range r.URL.Query() {
+		if name != "asOf" && name != "minPosition" {
+			return reply{}, problem.New(http.StatusBadRequest, name, "asOf takes no other parameter but minPosition")
+		}
+	}
+	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
+		return reply{}, err
+	}
+	at, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("asOf"))
+	if err != nil {
+		return reply{}, problem.New(http.StatusBadRequest, "asOf", "must be an RFC 3339 time such as 2026-09-01T12:00:00Z")
+	}
+	id := chi.URLParam(r, "id")
+	if _, err := a.store.Get(r.Context(), readmodel.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
+		return reply{}, problem.New(http.StatusNotFound, "", "learner not found")
+	} else if err != nil {
+		return reply{}, err
+	}
+	l := learner.New(id)
+	pos, err := replay(r.Context(), log, codec, learner.StreamPrefix+id, at, l)
+	if err != nil {
+		return reply{}, err
+	}
+	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
+	for _, en := range l.Enrollments() {
+		c := course.New(en.CourseID)
+		if _, err := replay(r.Context(), log, codec, course.StreamPrefix+en.CourseID, at, c); err != nil {
+			return reply{}, err
+		}
+		done := 0
+		for _, m := range en.CompletedModules {
+			if c.HasModule(m) {
+				done++
+			}
+		}
+		e := EnrollmentAsOf{CourseID: en.CourseID, Status: string(en.Status), CompletedModules: en.CompletedModules,
+			ModuleCount: c.ModuleCount(), Progress: readmodel.Rate(done, c.ModuleCount()), EnrolledAt: en.EnrolledAt.UTC()}
+		if e.CompletedModules == nil {
+			e.CompletedModules = []string{}
+		}
+		if !en.CompletedAt.IsZero() {
+			t := en.CompletedAt.UTC()
+			e.CompletedAt = &t
+		}
+		state.Enrollments = append(state.Enrollments, e)
+	}
+	body, err := json.Marshal(state)
+	if err != nil {
+		return reply{}, err
+	}
+	return reply{body: body, etag: `"a` + strconv.FormatUint(pos, 10) + `-` + strconv.FormatInt(at.UnixNano(), 36) + `"`, private: true}, nil
 }
 
 // splitType separates a stored type into its name and schema version: learner.enrolled.v1 is
@@ -66,11 +177,9 @@ func (a *API) history(r *http.Request, log Log) (reply, error) {
 			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
 		}
 	}
-	if raw := qs.Get("minPosition"); raw != "" {
-		// The log is always current; the parameter is accepted for symmetry and checked.
-		if _, err := strconv.ParseUint(raw, 10, 64); err != nil {
-			return reply{}, problem.New(http.StatusBadRequest, "minPosition", "must be a non-negative integer")
-		}
+	// The log is always current, but whether the learner exists is known from the read models.
+	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
+		return reply{}, err
 	}
 	limit, err := limitOf(r)
 	if err != nil {

@@ -88,7 +88,7 @@ func TestLearnerHistory(t *testing.T) {
 		t.Errorf("module completed data = %s", p.Items[1].Data)
 	}
 
-	status, first := get("/v1/learners/bob/history?limit=2")
+	status, first := get("/v1/learners/bob/history?limit=2&minPosition=" + itoa(last))
 	if status != http.StatusOK || len(first.Items) != 2 || first.NextCursor == "" {
 		t.Fatalf("first page of 2 = %d %+v", status, first)
 	}
@@ -124,4 +124,115 @@ type page struct {
 func itoa(u uint64) string {
 	b, _ := json.Marshal(u)
 	return string(b)
+}
+
+func TestLearnerStateAsOf(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
+	base := "http://" + <-addr
+	client := &http.Client{}
+	defer func() {
+		client.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var last uint64
+	send := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res struct{ Position uint64 }
+		json.NewDecoder(resp.Body).Decode(&res)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+		}
+		last = res.Position
+	}
+	// Instants between the steps: the log's clock is the server's, so mark it from outside
+	// with a pause long enough to tell the records apart.
+	mark := func() time.Time {
+		time.Sleep(20 * time.Millisecond)
+		m := time.Now().UTC()
+		time.Sleep(20 * time.Millisecond)
+		return m
+	}
+	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`)
+	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`)
+	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m1","title":"One"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m2","title":"Two"}`)
+	send("POST", "/v1/courses/go/publish", "")
+	beforeEnrollment := mark()
+	send("POST", "/v1/courses/go/enrollments", `{"learnerId":"bob"}`)
+	send("POST", "/v1/learners/bob/courses/go/modules/m1/complete", "")
+	betweenCompletions := mark()
+	send("POST", "/v1/courses/go/modules", `{"id":"m3","title":"Three"}`) // the course grows afterwards
+	send("POST", "/v1/learners/bob/courses/go/modules/m2/complete", "")
+	send("DELETE", "/v1/courses/go/enrollments/bob", "")
+	afterWithdrawal := mark()
+
+	asOf := func(at time.Time) (int, stateAsOf) {
+		t.Helper()
+		resp, err := client.Get(base + "/v1/learners/bob/history?minPosition=" + itoa(last) + "&asOf=" + at.Format(time.RFC3339Nano))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var s stateAsOf
+		json.NewDecoder(resp.Body).Decode(&s)
+		return resp.StatusCode, s
+	}
+	if status, s := asOf(beforeEnrollment); status != http.StatusOK || len(s.Enrollments) != 0 || s.Position != 0 {
+		t.Errorf("before the enrollment: %d %+v, want no enrollment", status, s)
+	}
+	status, s := asOf(betweenCompletions)
+	if status != http.StatusOK || len(s.Enrollments) != 1 {
+		t.Fatalf("between the completions: %d %+v", status, s)
+	}
+	if e := s.Enrollments[0]; e.Status != "active" || e.ModuleCount != 2 || e.Progress != 0.5 ||
+		len(e.CompletedModules) != 1 || e.CompletedModules[0] != "m1" || e.CompletedAt != nil {
+		t.Errorf("between the completions, bob in go = %+v; want active, m1 of the 2 modules the course had then", e)
+	}
+	_, s = asOf(afterWithdrawal)
+	if e := s.Enrollments[0]; e.Status != "withdrawn" || e.ModuleCount != 3 || len(e.CompletedModules) != 2 || e.Progress != 2.0/3 {
+		t.Errorf("after the withdrawal, bob in go = %+v; want withdrawn with m1 and m2 of 3 modules", e)
+	}
+	for _, q := range []string{"asOf=yesterday", "asOf=2026-01-01T00:00:00Z&limit=3"} {
+		resp, err := client.Get(base + "/v1/learners/bob/history?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("history?%s: %d, want 400", q, resp.StatusCode)
+		}
+	}
+}
+
+type stateAsOf struct {
+	LearnerID   string
+	Position    uint64
+	Enrollments []struct {
+		CourseID         string
+		Status           string
+		Progress         float64
+		CompletedModules []string
+		ModuleCount      int
+		CompletedAt      *time.Time
+	}
 }

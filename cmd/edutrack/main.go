@@ -202,9 +202,12 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			r.Use(middleware.Compress(5, "application/json"))
 			readAPI.Routes(r)
 			if events != nil {
-				readAPI.HistoryRoutes(r, events)
+				err = readAPI.HistoryRoutes(r, events)
 			}
 		})
+		if err != nil {
+			return err
+		}
 	}
 	r.Method(http.MethodGet, "/readyz", readiness)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {

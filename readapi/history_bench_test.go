@@ -1,0 +1,98 @@
+package readapi_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edutrack/edutrack/cache"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/domain/learner"
+	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/readstore/sqlitestore"
+)
+
+// BenchmarkAsOf answers asOf for a learner with 10,000 events: 20 courses of 499 modules, each
+// enrolled in and completed.
+func BenchmarkAsOf(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	log, err := sqlitelog.Open(filepath.Join(dir, "events.db"), sqlitelog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	codec, _ := eventstore.NewCodec(append(append(user.Events(), course.Events()...), learner.Events()...)...)
+	at := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC)
+	put := func(stream string, expected uint64, evs ...domain.Event) {
+		data := make([]eventstore.EventData, len(evs))
+		for i, e := range evs {
+			typ, body, _ := codec.Encode(e)
+			data[i] = eventstore.EventData{ID: uuid.New(), Type: typ, Data: body}
+		}
+		if _, err := log.Append(ctx, stream, eventstore.Exact(expected), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var learnerEvents []domain.Event
+	for c := range 20 {
+		id := fmt.Sprintf("c%02d", c)
+		evs := []domain.Event{course.Created{CourseID: id, Title: "Course " + id, Category: "x", Level: course.LevelBeginner, InstructorID: "t", At: at}}
+		for m := range 499 {
+			evs = append(evs, course.ModuleAdded{CourseID: id, ModuleID: fmt.Sprintf("m%03d", m), Title: "M", At: at})
+		}
+		put(course.StreamPrefix+id, 0, append(evs, course.Published{CourseID: id, At: at})...)
+		learnerEvents = append(learnerEvents, learner.Enrolled{LearnerID: "bob", CourseID: id, At: at})
+		for m := range 499 {
+			learnerEvents = append(learnerEvents, learner.ModuleCompleted{LearnerID: "bob", CourseID: id, ModuleID: fmt.Sprintf("m%03d", m), At: at})
+		}
+		learnerEvents = append(learnerEvents, learner.CourseCompleted{LearnerID: "bob", CourseID: id, At: at})
+	}
+	for i := 0; i < len(learnerEvents); i += 500 {
+		put(learner.StreamPrefix+"bob", uint64(i), learnerEvents[i:min(i+500, len(learnerEvents))]...)
+	}
+	store, err := sqlitestore.Open(filepath.Join(dir, "read.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Commit(ctx, "learners", 0, []readstore.Write{{Coll: readmodel.Dashboards,
+		Doc: readstore.Doc{ID: "bob", Position: 1, Body: []byte(`{"learnerId":"bob","name":"Bob","enrollments":[]}`)}}}); err != nil {
+		b.Fatal(err)
+	}
+	api, err := readapi.New(store, cache.NewMemory(10), projections.NewPositions(), prometheus.NewRegistry(),
+		slog.New(slog.NewTextHandler(io.Discard, nil)), readapi.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := chi.NewRouter()
+	if err := api.HistoryRoutes(r, log); err != nil {
+		b.Fatal(err)
+	}
+	url := "/v1/learners/bob/history?asOf=" + time.Now().UTC().Add(time.Hour).Format(time.RFC3339)
+	b.ResetTimer()
+	for range b.N {
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, httptest.NewRequest(http.MethodGet, url, nil))
+		if w.Code != http.StatusOK {
+			b.Fatalf("asOf: %d %s", w.Code, w.Body)
+		}
+	}
+}
