@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -49,13 +51,79 @@ func (a *API) HistoryRoutes(r chi.Router, log Log) error {
 	if err != nil {
 		return err
 	}
+	streams := &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}}
 	r.Get("/v1/learners/{id}/history", a.handle(func(r *http.Request) (reply, error) {
 		if r.URL.Query().Has("asOf") {
-			return a.asOf(r, log, codec)
+			return a.asOf(r, streams)
 		}
 		return a.history(r, log)
 	}))
 	return nil
+}
+
+// replayCache keeps decoded streams for asOf, so an auditor stepping through dates, and every
+// learner of a course, do not read and decode the same events again. Streams only grow, so an
+// entry is brought up to date by reading what follows its version.
+type replayCache struct {
+	log   Log
+	codec *eventstore.Codec
+	max   int // events kept in all
+
+	mu      sync.Mutex
+	entries map[string]*replayed
+	total   int
+}
+
+type replayed struct {
+	mu      sync.Mutex
+	version uint64
+	events  []replayedEvent
+}
+
+type replayedEvent struct {
+	at       time.Time
+	position uint64
+	event    domain.Event
+}
+
+// upTo returns the events of stream recorded up to asOf, decoded.
+func (c *replayCache) upTo(ctx context.Context, stream string, asOf time.Time) ([]replayedEvent, error) {
+	c.mu.Lock()
+	e, ok := c.entries[stream]
+	if !ok {
+		if c.total > c.max {
+			for k, old := range c.entries { // random eviction: map order is random
+				c.total -= len(old.events)
+				delete(c.entries, k)
+				if c.total <= c.max/2 {
+					break
+				}
+			}
+		}
+		e = &replayed{}
+		c.entries[stream] = e
+	}
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	recorded, err := c.log.ReadStream(ctx, stream, e.version+1, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, re := range recorded {
+		ev, err := c.codec.Decode(re.Type, re.Data)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
+		}
+		e.events = append(e.events, replayedEvent{at: re.RecordedAt, position: re.Position, event: ev})
+		e.version = re.Version
+	}
+	c.mu.Lock()
+	c.total += len(recorded)
+	c.mu.Unlock()
+	n := sort.Search(len(e.events), func(i int) bool { return e.events[i].at.After(asOf) })
+	return e.events[:n:n], nil
 }
 
 // StateAsOf is a learner's state as the system had recorded it at one instant.
@@ -80,27 +148,20 @@ type EnrollmentAsOf struct {
 
 // replay applies the events of stream recorded up to asOf to agg, through the same domain code
 // the write side uses, and returns the position of the last one.
-func replay(ctx context.Context, log Log, codec *eventstore.Codec, stream string, asOf time.Time, agg interface{ Apply(domain.Event) }) (uint64, error) {
-	events, err := log.ReadStream(ctx, stream, 1, 0)
+func replay(ctx context.Context, streams *replayCache, stream string, asOf time.Time, agg interface{ Apply(domain.Event) }) (uint64, error) {
+	events, err := streams.upTo(ctx, stream, asOf)
 	if err != nil {
 		return 0, err
 	}
 	var last uint64
 	for _, e := range events {
-		if e.RecordedAt.After(asOf) {
-			break
-		}
-		ev, err := codec.Decode(e.Type, e.Data)
-		if err != nil {
-			return 0, fmt.Errorf("replay %s at version %d: %w", stream, e.Version, err)
-		}
-		agg.Apply(ev)
-		last = e.Position
+		agg.Apply(e.event)
+		last = e.position
 	}
 	return last, nil
 }
 
-func (a *API) asOf(r *http.Request, log Log, codec *eventstore.Codec) (reply, error) {
+func (a *API) asOf(r *http.Request, streams *replayCache) (reply, error) {
 	for name := range r.URL.Query() {
 		if name != "asOf" && name != "minPosition" {
 			return reply{}, problem.New(http.StatusBadRequest, name, "asOf takes no other parameter but minPosition")
@@ -120,14 +181,14 @@ func (a *API) asOf(r *http.Request, log Log, codec *eventstore.Codec) (reply, er
 		return reply{}, err
 	}
 	l := learner.New(id)
-	pos, err := replay(r.Context(), log, codec, learner.StreamPrefix+id, at, l)
+	pos, err := replay(r.Context(), streams, learner.StreamPrefix+id, at, l)
 	if err != nil {
 		return reply{}, err
 	}
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
 	for _, en := range l.Enrollments() {
 		c := course.New(en.CourseID)
-		if _, err := replay(r.Context(), log, codec, course.StreamPrefix+en.CourseID, at, c); err != nil {
+		if _, err := replay(r.Context(), streams, course.StreamPrefix+en.CourseID, at, c); err != nil {
 			return reply{}, err
 		}
 		done := 0
