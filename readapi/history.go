@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -56,6 +57,13 @@ func (a *API) HistoryRoutes(r chi.Router, log Log) error {
 		if r.URL.Query().Has("asOf") {
 			return a.asOf(r, streams)
 		}
+		switch f := r.URL.Query().Get("format"); f {
+		case "xapi":
+			return a.xapi(r, streams)
+		case "":
+		default:
+			return reply{}, problem.New(http.StatusBadRequest, "format", "must be xapi, or absent")
+		}
 		return a.history(r, log)
 	}))
 	return nil
@@ -81,9 +89,26 @@ type replayed struct {
 }
 
 type replayedEvent struct {
+	id       uuid.UUID
 	at       time.Time
 	position uint64
 	event    domain.Event
+}
+
+// progressID derives the id of the progressed statement that accompanies a module completion.
+func progressID(eventID uuid.UUID) string {
+	return uuid.NewSHA1(eventID, []byte("progressed")).String()
+}
+
+// knownLearner answers 404 for an id that is no registered learner: registration creates the
+// dashboard.
+func (a *API) knownLearner(r *http.Request, id string) error {
+	if _, err := a.store.Get(r.Context(), readmodel.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
+		return problem.New(http.StatusNotFound, "", "learner not found")
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // upTo returns the events of stream recorded up to asOf, decoded.
@@ -116,7 +141,7 @@ func (c *replayCache) upTo(ctx context.Context, stream string, asOf time.Time) (
 		if err != nil {
 			return nil, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
 		}
-		e.events = append(e.events, replayedEvent{at: re.RecordedAt, position: re.Position, event: ev})
+		e.events = append(e.events, replayedEvent{id: re.ID, at: re.RecordedAt, position: re.Position, event: ev})
 		e.version = re.Version
 	}
 	c.mu.Lock()
@@ -233,7 +258,7 @@ func (a *API) history(r *http.Request, log Log) (reply, error) {
 	qs := r.URL.Query()
 	for name := range qs {
 		switch name {
-		case "limit", "cursor", "minPosition":
+		case "limit", "cursor", "minPosition", "format":
 		default:
 			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
 		}

@@ -44,6 +44,9 @@ type Positions interface {
 type Options struct {
 	// ConsistencyWait bounds how long a read waits for minPosition (default 3s).
 	ConsistencyWait time.Duration
+	// XAPIHomePage is the homePage of learners' accounts in xAPI statements, and the base of
+	// activity ids (default "https://edutrack.invalid": set it to the school's address).
+	XAPIHomePage string
 }
 
 // API serves the read routes.
@@ -64,6 +67,9 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	}
 	if opts.ConsistencyWait <= 0 {
 		opts.ConsistencyWait = 3 * time.Second
+	}
+	if opts.XAPIHomePage == "" {
+		opts.XAPIHomePage = "https://edutrack.invalid"
 	}
 	a := &API{store: store, cache: c, positions: positions, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ type config struct {
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
 	roles           roles
+	xapiHomePage    string
 	logLevel        slog.Level
 }
 
@@ -54,6 +56,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
 	mongoURI := fs.String("mongo-uri", env("EDUTRACK_MONGO_URI", ""), "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)")
 	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
+	xapiHome := fs.String("xapi-homepage", env("EDUTRACK_XAPI_HOMEPAGE", "https://edutrack.invalid"), "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)")
 	roleList := fs.String("roles", env("EDUTRACK_ROLES", "write,project,read"), "roles this process runs: write, project, read (EDUTRACK_ROLES)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +67,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 
 	cfg := config{httpAddr: *addr, dataDir: *dataDir, mongoURI: *mongoURI, redisURL: *redisURL}
+	cfg.xapiHomePage = strings.TrimRight(*xapiHome, "/")
+	if u, err := url.Parse(cfg.xapiHomePage); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		problems = append(problems, fmt.Errorf("EDUTRACK_XAPI_HOMEPAGE %q: want an http(s) URL", *xapiHome))
+	}
 	var roleErr error
 	if cfg.roles, roleErr = parseRoles(*roleList); roleErr != nil {
 		problems = append(problems, roleErr)

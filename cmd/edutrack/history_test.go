@@ -236,3 +236,144 @@ type stateAsOf struct {
 		CompletedAt      *time.Time
 	}
 }
+
+func TestLearnerHistoryAsXAPI(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error",
+		"EDUTRACK_XAPI_HOMEPAGE": "https://school.example/"}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
+	base := "http://" + <-addr
+	client := &http.Client{}
+	defer func() {
+		client.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	var last uint64
+	send := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var res struct{ Position uint64 }
+		json.NewDecoder(resp.Body).Decode(&res)
+		if resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+		}
+		last = res.Position
+	}
+	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`)
+	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`)
+	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m1","title":"One"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m2","title":"Two"}`)
+	send("POST", "/v1/courses/go/publish", "")
+	send("POST", "/v1/courses/go/enrollments", `{"learnerId":"bob"}`)
+	send("POST", "/v1/learners/bob/courses/go/modules/m1/complete", "")
+	send("POST", "/v1/learners/bob/courses/go/modules/m2/complete", "")
+
+	var got struct {
+		Statements []struct {
+			ID    string
+			Actor struct {
+				ObjectType string
+				Account    struct{ HomePage, Name string }
+			}
+			Verb struct {
+				ID      string
+				Display map[string]string
+			}
+			Object struct {
+				ObjectType string
+				ID         string
+				Definition struct{ Type string }
+			}
+			Result *struct {
+				Completion *bool
+				Extensions map[string]int
+			}
+			Timestamp time.Time
+		}
+		More string
+	}
+	resp, err := client.Get(base + "/v1/learners/bob/history?format=xapi&minPosition=" + itoa(last))
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("xapi: %d", resp.StatusCode)
+	}
+	type row struct{ verb, object string }
+	want := []row{
+		{"registered", "https://school.example/courses/go"},
+		{"completed", "https://school.example/courses/go/modules/m1"},
+		{"progressed", "https://school.example/courses/go"},
+		{"completed", "https://school.example/courses/go/modules/m2"},
+		{"progressed", "https://school.example/courses/go"},
+		{"completed", "https://school.example/courses/go"},
+	}
+	if len(got.Statements) != len(want) {
+		t.Fatalf("%d statements, want %d: %+v", len(got.Statements), len(want), got.Statements)
+	}
+	ids := map[string]bool{}
+	progress := []int{}
+	for i, s := range got.Statements {
+		if s.Verb.Display["en-US"] != want[i].verb || s.Object.ID != want[i].object || s.Object.ObjectType != "Activity" {
+			t.Errorf("statement %d = %s %s, want %s %s", i, s.Verb.Display["en-US"], s.Object.ID, want[i].verb, want[i].object)
+		}
+		if !strings.HasPrefix(s.Verb.ID, "http://adlnet.gov/expapi/verbs/") {
+			t.Errorf("statement %d verb %q is not an ADL verb", i, s.Verb.ID)
+		}
+		if s.Actor.ObjectType != "Agent" || s.Actor.Account.HomePage != "https://school.example" || s.Actor.Account.Name != "bob" {
+			t.Errorf("statement %d actor = %+v", i, s.Actor)
+		}
+		if ids[s.ID] || len(s.ID) != 36 {
+			t.Errorf("statement %d id %q is not a fresh UUID", i, s.ID)
+		}
+		ids[s.ID] = true
+		if s.Timestamp.IsZero() {
+			t.Errorf("statement %d has no timestamp", i)
+		}
+		if want[i].verb == "progressed" {
+			progress = append(progress, s.Result.Extensions["https://w3id.org/xapi/cmi5/result/extensions/progress"])
+		} else if want[i].verb == "completed" && (s.Result == nil || s.Result.Completion == nil || !*s.Result.Completion) {
+			t.Errorf("statement %d (completed) has no completion result", i)
+		}
+	}
+	if len(progress) != 2 || progress[0] != 50 || progress[1] != 100 {
+		t.Errorf("progress = %v, want 50 then 100", progress)
+	}
+	resp, err = client.Get(base + "/v1/learners/bob/history?format=xapi&limit=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.More = ""
+	json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if got.More == "" || !strings.Contains(got.More, "cursor=") {
+		t.Errorf("a page of 2 has no 'more' link: %+v", got.More)
+	}
+	resp, err = client.Get(base + "/v1/learners/bob/history?format=csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("format=csv: %d, want 400", resp.StatusCode)
+	}
+}

@@ -194,7 +194,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		})
 	}
 	if cfg.roles.read {
-		readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait})
+		readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait, XAPIHomePage: cfg.xapiHomePage})
 		if err != nil {
 			return err
 		}

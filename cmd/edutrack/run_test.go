@@ -62,7 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}},
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid"},
 		},
 		{
 			name: "reads the environment",
@@ -70,7 +70,7 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_SHUTDOWN_TIMEOUT": "5s", "EDUTRACK_CONSISTENCY_WAIT": "250ms", "EDUTRACK_CACHE_ENTRIES": "64",
 				"EDUTRACK_LOG_LEVEL": "debug", "EDUTRACK_ROLES": "read"},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
-				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, roles: roles{read: true}},
+				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid"},
 		},
 		{
 			name: "lets flags override the environment",
@@ -78,7 +78,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
-				cacheEntries: 10, logLevel: slog.LevelWarn, roles: roles{write: true, project: true}},
+				cacheEntries: 10, logLevel: slog.LevelWarn, roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid"},
 		},
 		{
 			name: "reports every invalid setting at once",
