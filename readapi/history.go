@@ -200,9 +200,7 @@ func (a *API) asOf(r *http.Request, streams *replayCache) (reply, error) {
 		return reply{}, problem.New(http.StatusBadRequest, "asOf", "must be an RFC 3339 time such as 2026-09-01T12:00:00Z")
 	}
 	id := chi.URLParam(r, "id")
-	if _, err := a.store.Get(r.Context(), readmodel.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
-		return reply{}, problem.New(http.StatusNotFound, "", "learner not found")
-	} else if err != nil {
+	if err := a.knownLearner(r, id); err != nil {
 		return reply{}, err
 	}
 	l := learner.New(id)
@@ -254,36 +252,37 @@ func splitType(stored string) (string, int) {
 	return stored[:i], v
 }
 
-func (a *API) history(r *http.Request, log Log) (reply, error) {
+// historyPage reads what the paged history routes share: the learner, the page size, and the
+// stream version the page starts at.
+func (a *API) historyPage(r *http.Request) (id string, limit int, from uint64, err error) {
 	qs := r.URL.Query()
 	for name := range qs {
 		switch name {
 		case "limit", "cursor", "minPosition", "format":
 		default:
-			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
+			return "", 0, 0, problem.New(http.StatusBadRequest, name, "unknown query parameter")
 		}
 	}
 	// The log is always current, but whether the learner exists is known from the read models.
 	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
-		return reply{}, err
+		return "", 0, 0, err
 	}
-	limit, err := limitOf(r)
-	if err != nil {
-		return reply{}, err
+	if limit, err = limitOf(r); err != nil {
+		return "", 0, 0, err
 	}
-	from := uint64(1)
+	from = 1
 	if raw := qs.Get("cursor"); raw != "" {
-		v, err := strconv.ParseUint(raw, 10, 64)
-		if err != nil || v == 0 {
-			return reply{}, problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
+		if from, err = strconv.ParseUint(raw, 10, 64); err != nil || from == 0 {
+			return "", 0, 0, problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
 		}
-		from = v
 	}
-	id := chi.URLParam(r, "id")
-	// A learner is known by their dashboard, which registration creates.
-	if _, err := a.store.Get(r.Context(), readmodel.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
-		return reply{}, problem.New(http.StatusNotFound, "", "learner not found")
-	} else if err != nil {
+	id = chi.URLParam(r, "id")
+	return id, limit, from, a.knownLearner(r, id)
+}
+
+func (a *API) history(r *http.Request, log Log) (reply, error) {
+	id, limit, from, err := a.historyPage(r)
+	if err != nil {
 		return reply{}, err
 	}
 	events, err := log.ReadStream(r.Context(), learner.StreamPrefix+id, from, limit+1)

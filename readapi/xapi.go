@@ -7,11 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
-	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/readmodel"
 )
 
@@ -83,29 +80,8 @@ func verb(id, word string) Verb { return Verb{ID: id, Display: map[string]string
 // xapi answers a learner's history as xAPI statements. Progress counts the modules each course
 // had when the learner completed one, replayed through the domain aggregates like asOf.
 func (a *API) xapi(r *http.Request, streams *replayCache) (reply, error) {
-	qs := r.URL.Query()
-	for name := range qs {
-		switch name {
-		case "format", "limit", "cursor", "minPosition":
-		default:
-			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
-		}
-	}
-	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
-		return reply{}, err
-	}
-	limit, err := limitOf(r)
+	id, limit, from, err := a.historyPage(r)
 	if err != nil {
-		return reply{}, err
-	}
-	from := uint64(1)
-	if raw := qs.Get("cursor"); raw != "" {
-		if from, err = strconv.ParseUint(raw, 10, 64); err != nil || from == 0 {
-			return reply{}, problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
-		}
-	}
-	id := chi.URLParam(r, "id")
-	if err := a.knownLearner(r, id); err != nil {
 		return reply{}, err
 	}
 	far := time.Now().Add(24 * time.Hour)
