@@ -11,44 +11,8 @@ import (
 )
 
 func TestLearnerHistory(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
-	}()
-	base := "http://" + <-addr
-	client := &http.Client{}
-	defer func() {
-		client.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var last uint64
-	send := func(method, path, body, user string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		req.Header.Set("X-User-Id", user)
-		req.Header.Set("X-Correlation-Id", "corr-"+user)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var res struct{ Position uint64 }
-		json.NewDecoder(resp.Body).Decode(&res)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-		}
-		last = res.Position
-	}
+	srv := startHistoryServer(t, nil)
+	base, client, send := srv.base, srv.client, srv.send
 	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`, "admin")
 	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`, "admin")
 	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`, "ada")
@@ -68,7 +32,7 @@ func TestLearnerHistory(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&p)
 		return resp.StatusCode, p
 	}
-	status, p := get("/v1/learners/bob/history?minPosition=" + itoa(last))
+	status, p := get("/v1/learners/bob/history?minPosition=" + itoa(srv.last))
 	if status != http.StatusOK || len(p.Items) != 3 {
 		t.Fatalf("history of bob = %d with %d events, want 200 with enrolled, module completed, course completed", status, len(p.Items))
 	}
@@ -79,8 +43,8 @@ func TestLearnerHistory(t *testing.T) {
 			t.Errorf("event %d = %+v", i, e)
 		}
 	}
-	if p.Items[2].Position != last {
-		t.Errorf("last event at position %d, the command said %d", p.Items[2].Position, last)
+	if p.Items[2].Position != srv.last {
+		t.Errorf("last event at position %d, the command said %d", p.Items[2].Position, srv.last)
 	}
 	var data struct{ ModuleID string }
 	json.Unmarshal(p.Items[1].Data, &data)
@@ -88,7 +52,7 @@ func TestLearnerHistory(t *testing.T) {
 		t.Errorf("module completed data = %s", p.Items[1].Data)
 	}
 
-	status, first := get("/v1/learners/bob/history?limit=2&minPosition=" + itoa(last))
+	status, first := get("/v1/learners/bob/history?limit=2&minPosition=" + itoa(srv.last))
 	if status != http.StatusOK || len(first.Items) != 2 || first.NextCursor == "" {
 		t.Fatalf("first page of 2 = %d %+v", status, first)
 	}
@@ -127,42 +91,9 @@ func itoa(u uint64) string {
 }
 
 func TestLearnerStateAsOf(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
-	}()
-	base := "http://" + <-addr
-	client := &http.Client{}
-	defer func() {
-		client.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var last uint64
-	send := func(method, path, body string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var res struct{ Position uint64 }
-		json.NewDecoder(resp.Body).Decode(&res)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-		}
-		last = res.Position
-	}
+	srv := startHistoryServer(t, nil)
+	base, client := srv.base, srv.client
+	send := func(method, path, body string) { t.Helper(); srv.send(method, path, body, "") }
 	// Instants between the steps: the log's clock is the server's, so mark it from outside
 	// with a pause long enough to tell the records apart.
 	mark := func() time.Time {
@@ -188,7 +119,7 @@ func TestLearnerStateAsOf(t *testing.T) {
 
 	asOf := func(at time.Time) (int, stateAsOf) {
 		t.Helper()
-		resp, err := client.Get(base + "/v1/learners/bob/history?minPosition=" + itoa(last) + "&asOf=" + at.Format(time.RFC3339Nano))
+		resp, err := client.Get(base + "/v1/learners/bob/history?minPosition=" + itoa(srv.last) + "&asOf=" + at.Format(time.RFC3339Nano))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,43 +169,9 @@ type stateAsOf struct {
 }
 
 func TestLearnerHistoryAsXAPI(t *testing.T) {
-	dir := t.TempDir()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error",
-		"EDUTRACK_XAPI_HOMEPAGE": "https://school.example/"}
-	ctx, cancel := context.WithCancel(context.Background())
-	addr := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
-	}()
-	base := "http://" + <-addr
-	client := &http.Client{}
-	defer func() {
-		client.CloseIdleConnections()
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	var last uint64
-	send := func(method, path, body string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var res struct{ Position uint64 }
-		json.NewDecoder(resp.Body).Decode(&res)
-		if resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
-		}
-		last = res.Position
-	}
+	srv := startHistoryServer(t, map[string]string{"EDUTRACK_XAPI_HOMEPAGE": "https://school.example/"})
+	base, client := srv.base, srv.client
+	send := func(method, path, body string) { t.Helper(); srv.send(method, path, body, "") }
 	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`)
 	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`)
 	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`)
@@ -309,7 +206,7 @@ func TestLearnerHistoryAsXAPI(t *testing.T) {
 		}
 		More string
 	}
-	resp, err := client.Get(base + "/v1/learners/bob/history?format=xapi&minPosition=" + itoa(last))
+	resp, err := client.Get(base + "/v1/learners/bob/history?format=xapi&minPosition=" + itoa(srv.last))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,4 +273,60 @@ func TestLearnerHistoryAsXAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("format=csv: %d, want 400", resp.StatusCode)
 	}
+}
+
+// historyServer is the real program on a free port with its own data, and a client that sends
+// commands to it and remembers the position of the last one.
+type historyServer struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+	last   uint64
+}
+
+func startHistoryServer(t *testing.T, extraEnv map[string]string) *historyServer {
+	t.Helper()
+	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": t.TempDir(), "EDUTRACK_LOG_LEVEL": "error"}
+	for k, v := range extraEnv {
+		env[k] = v
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
+	}()
+	s := &historyServer{t: t, base: "http://" + <-addr, client: &http.Client{}}
+	t.Cleanup(func() {
+		s.client.CloseIdleConnections()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s
+}
+
+// send runs a command; a non-empty user also sets the acting user and a correlation id.
+func (s *historyServer) send(method, path, body, user string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if user != "" {
+		req.Header.Set("X-User-Id", user)
+		req.Header.Set("X-Correlation-Id", "corr-"+user)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res struct{ Position uint64 }
+	json.NewDecoder(resp.Body).Decode(&res)
+	if resp.StatusCode >= 300 {
+		s.t.Fatalf("%s %s: %d", method, path, resp.StatusCode)
+	}
+	s.last = res.Position
 }
