@@ -103,5 +103,8 @@ type Store interface {
 	AddDeadLetter(ctx context.Context, d DeadLetter) error
 	// DeadLetters lists projection's dead letters by position.
 	DeadLetters(ctx context.Context, projection string) ([]DeadLetter, error)
+	// Drop deletes the collections colls and projection's checkpoint: a generation of a read
+	// model that another has replaced. Its dead letters stay, as history.
+	Drop(ctx context.Context, projection string, colls []string) error
 	Close() error
 }

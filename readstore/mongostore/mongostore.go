@@ -711,3 +711,18 @@ func (s *Store) DeadLetters(ctx context.Context, projection string) ([]readstore
 	}
 	return out, nil
 }
+
+// Drop deletes the collections colls and projection's checkpoint.
+func (s *Store) Drop(ctx context.Context, projection string, colls []string) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	for _, c := range colls {
+		if err := s.coll(c).Drop(ctx); err != nil {
+			return fmt.Errorf("drop %s: collection %s: %w", projection, c, err)
+		}
+	}
+	if _, err := s.coll(checkpointsColl).DeleteOne(ctx, bson.D{{Key: idField, Value: projection}}); err != nil {
+		return fmt.Errorf("drop %s: checkpoint: %w", projection, err)
+	}
+	return nil
+}

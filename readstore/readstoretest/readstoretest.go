@@ -31,6 +31,7 @@ func Run(t *testing.T, newStore func(t *testing.T) readstore.Store) {
 		{"filters_by_equal_fields_and_by_terms", filters},
 		{"sorts_and_pages_with_a_cursor", sortsAndPages},
 		{"keeps_dead_letters", deadLetters},
+		{"drops_a_generation_and_leaves_the_others", drops},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -337,5 +338,41 @@ func deadLetters(t *testing.T, s readstore.Store, coll string) {
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
 		t.Errorf("dead letters (-want +got):\n%s", diff)
+	}
+}
+
+func drops(t *testing.T, s readstore.Store, coll string) {
+	c := ctx(t)
+	other := coll + "_other"
+	commit(t, s, coll, coll+"-old", 7, doc(t, 7, course{ID: "a", Title: "old", Category: "x"}))
+	commit(t, s, other, coll+"-new", 8, doc(t, 8, course{ID: "a", Title: "new", Category: "x"}))
+	if err := s.Drop(c, coll+"-old", []string{coll}); err != nil {
+		t.Fatalf("drop: %v", err)
+	}
+	if _, err := s.Get(c, coll, "a"); !errors.Is(err, readstore.ErrNotFound) {
+		t.Errorf("get from a dropped collection: err = %v, want ErrNotFound", err)
+	}
+	if docs, err := s.Find(c, readstore.Query{Coll: coll, Eq: []readstore.Field{{Name: "category", Value: "x"}}}); err != nil || len(docs) != 0 {
+		t.Errorf("find in a dropped collection = %v, %v; want nothing", docs, err)
+	}
+	if cp, err := s.Checkpoint(c, coll+"-old"); err != nil || cp != 0 {
+		t.Errorf("checkpoint of a dropped projection = %d, %v; want 0", cp, err)
+	}
+	if got, err := s.Get(c, other, "a"); err != nil || decode(t, got).Title != "new" {
+		t.Errorf("the other collection lost its document: %v", err)
+	}
+	if cp, _ := s.Checkpoint(c, coll+"-new"); cp != 8 {
+		t.Errorf("the other projection's checkpoint = %d, want 8", cp)
+	}
+	// The name can be used again, from nothing.
+	commit(t, s, coll, coll+"-old", 9, doc(t, 9, course{ID: "b", Title: "again"}))
+	if got, err := s.Get(c, coll, "b"); err != nil || got.Position != 9 {
+		t.Errorf("write after drop: %+v, %v", got, err)
+	}
+	if _, err := s.Get(c, coll, "a"); !errors.Is(err, readstore.ErrNotFound) {
+		t.Errorf("a dropped document came back: err = %v", err)
+	}
+	if err := s.Drop(c, coll+"-never", []string{coll + "_never"}); err != nil {
+		t.Errorf("dropping what does not exist: %v", err)
 	}
 }

@@ -449,4 +449,49 @@ func (s *Store) DeadLetters(ctx context.Context, projection string) ([]readstore
 	return out, rows.Err()
 }
 
+// Drop implements readstore.Store.
+func (s *Store) Drop(ctx context.Context, projection string, colls []string) error {
+	tables := make([]string, len(colls))
+	for i, c := range colls {
+		t, err := table(c)
+		if err != nil {
+			return err
+		}
+		tables[i] = t
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("drop %s: %w", projection, err)
+	}
+	defer tx.Rollback()
+	for _, t := range tables {
+		if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS `+t); err != nil {
+			return fmt.Errorf("drop %s: %w", projection, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM checkpoints WHERE projection = ?`, projection); err != nil {
+		return fmt.Errorf("drop %s: checkpoint: %w", projection, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop %s: %w", projection, err)
+	}
+	s.mu.Lock()
+	for _, c := range colls {
+		delete(s.tables, c)
+	}
+	s.mu.Unlock()
+	// Statements on a dropped table would only fail from now on.
+	s.stmts.Range(func(q, st any) bool {
+		for _, t := range tables {
+			if strings.Contains(q.(string), t) {
+				s.stmts.Delete(q)
+				st.(*sql.Stmt).Close()
+				break
+			}
+		}
+		return true
+	})
+	return nil
+}
+
 var _ readstore.Store = (*Store)(nil)
