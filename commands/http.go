@@ -4,12 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"regexp"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -104,48 +101,9 @@ func meta(r *http.Request) (Meta, error) {
 // maxHeaderLen caps the request headers that commands record.
 const maxHeaderLen = 128
 
-// decode reads a JSON body into v, refusing other media types, unknown fields, trailing data
-// and bodies over MaxBodyBytes.
+// decode reads a command's JSON body into v.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		return problem.New(http.StatusUnsupportedMediaType, "", "the request body must be application/json")
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if me := new(http.MaxBytesError); errors.As(err, &me) {
-			return err
-		}
-		return problem.New(http.StatusBadRequest, "", "the request body must hold one JSON object")
-	}
-	return nil
-}
-
-// bodyError explains a JSON decoding failure, naming the field when there is one.
-func bodyError(err error) error {
-	var (
-		me *http.MaxBytesError
-		se *json.SyntaxError
-		te *json.UnmarshalTypeError
-	)
-	switch {
-	case errors.As(err, &me):
-		return err
-	case errors.As(err, &se), errors.Is(err, io.ErrUnexpectedEOF):
-		return problem.New(http.StatusBadRequest, "", "the request body is not valid JSON")
-	case errors.Is(err, io.EOF):
-		return problem.New(http.StatusBadRequest, "", "the request body is empty")
-	case errors.As(err, &te):
-		return problem.New(http.StatusBadRequest, te.Field, fmt.Sprintf("must be a JSON %s", te.Type.Kind()))
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return problem.New(http.StatusBadRequest, field, "unknown field")
-	default:
-		return problem.New(http.StatusBadRequest, "", "the request body is not valid JSON")
-	}
+	return problem.DecodeJSON(w, r, v, MaxBodyBytes)
 }
 
 // pathID reads a path id; an id that cannot exist is answered as not found.
