@@ -26,6 +26,14 @@ type person struct {
 // Name implements Projector.
 func (Courses) Name() string { return readmodel.CoursesProjection }
 
+// Version implements Projector.
+func (Courses) Version() int { return 1 }
+
+// ReadModels implements Projector.
+func (Courses) ReadModels() []string {
+	return []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats, coursesPeople}
+}
+
 // Collections implements Projector.
 func (Courses) Collections() []string {
 	return []string{readmodel.CourseDetails, readmodel.Stats}

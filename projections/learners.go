@@ -28,6 +28,14 @@ type courseInfo struct {
 // Name implements Projector.
 func (Learners) Name() string { return readmodel.LearnersProjection }
 
+// Version implements Projector.
+func (Learners) Version() int { return 1 }
+
+// ReadModels implements Projector.
+func (Learners) ReadModels() []string {
+	return []string{readmodel.Dashboards, readmodel.Rosters, learnersPeople, learnersCourses}
+}
+
 // Collections implements Projector.
 func (Learners) Collections() []string { return []string{readmodel.Dashboards} }
 

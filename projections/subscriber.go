@@ -47,6 +47,7 @@ type logSubscriber struct {
 	from   func(ctx context.Context) (uint64, error)
 	batch  int
 	linger time.Duration
+	resume <-chan struct{} // an operator's retry or skip of the event the projection stalled at
 	logger *slog.Logger
 
 	mu      sync.Mutex
@@ -82,6 +83,9 @@ func (s *logSubscriber) follow(ctx context.Context, topic string, out chan<- *me
 		}
 		if ctx.Err() != nil || errors.Is(err, eventstore.ErrClosed) {
 			return
+		}
+		if errors.Is(err, errResumed) {
+			continue
 		}
 		// Resume from the checkpoint; the position guard makes any event delivered twice
 		// change nothing.
@@ -130,8 +134,12 @@ func (s *logSubscriber) deliver(ctx context.Context, topic string, after uint64,
 			case <-msg.Nacked():
 				if d.stalled.Load() {
 					s.feed.leave(topic)
-					<-ctx.Done() // held at the dead letter until an operator acts
-					return ctx.Err()
+					select { // held at the dead letter until an operator acts
+					case <-s.resume:
+						return errResumed
+					case <-ctx.Done():
+						return ctx.Err()
+					}
 				}
 				select {
 				case <-time.After(wait):
@@ -147,6 +155,10 @@ func (s *logSubscriber) deliver(ctx context.Context, topic string, after uint64,
 		after = events[len(events)-1].Position
 	}
 }
+
+// errResumed ends a delivery held at a dead letter: the projection starts again from its
+// checkpoint.
+var errResumed = errors.New("resumed by an operator")
 
 func (s *logSubscriber) Close() error {
 	s.mu.Lock()

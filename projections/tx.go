@@ -22,7 +22,8 @@ import (
 // checkpoint) ignores the write, so re-applying an event changes nothing.
 type Tx struct {
 	store readstore.Store
-	hot   *docCache // documents decoded by earlier batches, if any
+	names map[string]string // collection names as projectors know them -> this generation's
+	hot   *docCache         // documents decoded by earlier batches, if any
 	docs  map[docKey]*txDoc
 	order []docKey // first-touched order, so commits are deterministic
 	pos   uint64   // position of the event being applied
@@ -38,8 +39,16 @@ type txDoc struct {
 	dirty  bool
 }
 
-func newTx(store readstore.Store, hot *docCache) *Tx {
-	return &Tx{store: store, hot: hot, docs: make(map[docKey]*txDoc)}
+func newTx(store readstore.Store, names map[string]string, hot *docCache) *Tx {
+	return &Tx{store: store, names: names, hot: hot, docs: make(map[docKey]*txDoc)}
+}
+
+// coll is the stored name of a collection in the generation being built.
+func (tx *Tx) coll(c string) string {
+	if n, ok := tx.names[c]; ok {
+		return n
+	}
+	return c
 }
 
 // fromHot starts a document from the projection's own cache of committed documents.
@@ -65,7 +74,7 @@ func (tx *Tx) load(ctx context.Context, k docKey) (*txDoc, error) {
 		return d, nil
 	}
 	d := &txDoc{}
-	doc, err := tx.store.Get(ctx, k.coll, k.id)
+	doc, err := tx.store.Get(ctx, tx.coll(k.coll), k.id)
 	switch {
 	case errors.Is(err, readstore.ErrNotFound):
 	case err != nil:
@@ -93,7 +102,7 @@ func (tx *Tx) Prefetch(ctx context.Context, coll string, ids []string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	docs, err := tx.store.GetMany(ctx, coll, missing)
+	docs, err := tx.store.GetMany(ctx, tx.coll(coll), missing)
 	if err != nil {
 		return err
 	}
@@ -189,7 +198,7 @@ func (tx *Tx) Put(coll, id string, v any) error {
 // IDsWhere returns the ids of coll's documents whose field equals value, as of the event being
 // applied: the committed ones and those this batch wrote.
 func (tx *Tx) IDsWhere(ctx context.Context, coll, field string, value any) ([]string, error) {
-	docs, err := tx.store.Find(ctx, readstore.Query{Coll: coll, Eq: []readstore.Field{{Name: field, Value: value}}})
+	docs, err := tx.store.Find(ctx, readstore.Query{Coll: tx.coll(coll), Eq: []readstore.Field{{Name: field, Value: value}}})
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +244,7 @@ func (tx *Tx) writes() ([]readstore.Write, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode %s/%s: %w", k.coll, k.id, err)
 		}
-		out = append(out, readstore.Write{Coll: k.coll, Doc: readstore.Doc{ID: k.id, Position: d.pos, Body: body}})
+		out = append(out, readstore.Write{Coll: tx.coll(k.coll), Doc: readstore.Doc{ID: k.id, Position: d.pos, Body: body}})
 	}
 	return out, nil
 }
@@ -271,6 +280,12 @@ func (c *docCache) put(k docKey, h hotDoc) {
 }
 
 func (c *docCache) clear() { clear(c.docs) }
+
+func (c *docCache) each(fn func(k docKey, h hotDoc)) {
+	for k, h := range c.docs {
+		fn(k, h)
+	}
+}
 
 // remember puts the batch's committed documents in the cache.
 func (tx *Tx) remember() {

@@ -47,6 +47,10 @@ type Options struct {
 	// XAPIHomePage is the homePage of learners' accounts in xAPI statements, and the base of
 	// activity ids (default "https://edutrack.invalid": set it to the school's address).
 	XAPIHomePage string
+	// CacheKey names a document's cache entry (default collection:id). With generations of
+	// read models, the key names the generation serving, so a new one never meets an old
+	// one's entries.
+	CacheKey func(coll, id string) string
 }
 
 // API serves the read routes.
@@ -70,6 +74,9 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	}
 	if opts.XAPIHomePage == "" {
 		opts.XAPIHomePage = "https://edutrack.invalid"
+	}
+	if opts.CacheKey == nil {
+		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
 	a := &API{store: store, cache: c, positions: positions, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
@@ -173,7 +180,7 @@ func (a *API) doc(coll, projection, what string, private bool) func(r *http.Requ
 			return reply{}, err
 		}
 		id := chi.URLParam(r, "id")
-		key := coll + ":" + id
+		key := a.opts.CacheKey(coll, id)
 		e, ok := a.cache.Get(r.Context(), key)
 		if ok {
 			a.hits.WithLabelValues(coll).Inc()
