@@ -22,6 +22,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	consistencyWait time.Duration
 	cacheEntries    int
+	esdbURL         string // the KurrentDB/EventStoreDB event log, else the embedded one
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
 	roles           roles
@@ -54,6 +55,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	shutdown := fs.String("shutdown-timeout", env("EDUTRACK_SHUTDOWN_TIMEOUT", "20s"), "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)")
 	wait := fs.String("consistency-wait", env("EDUTRACK_CONSISTENCY_WAIT", "3s"), "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)")
 	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
+	esdbURL := fs.String("esdb-url", env("EDUTRACK_ESDB_URL", ""), "KurrentDB/EventStoreDB connection string of the event log; empty keeps the embedded log (EDUTRACK_ESDB_URL, or _FILE)")
 	mongoURI := fs.String("mongo-uri", env("EDUTRACK_MONGO_URI", ""), "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)")
 	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
 	xapiHome := fs.String("xapi-homepage", env("EDUTRACK_XAPI_HOMEPAGE", "https://edutrack.invalid"), "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)")
@@ -66,7 +68,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 
-	cfg := config{httpAddr: *addr, dataDir: *dataDir, mongoURI: *mongoURI, redisURL: *redisURL}
+	cfg := config{httpAddr: *addr, dataDir: *dataDir, esdbURL: *esdbURL, mongoURI: *mongoURI, redisURL: *redisURL}
 	cfg.xapiHomePage = strings.TrimRight(*xapiHome, "/")
 	if u, err := url.Parse(cfg.xapiHomePage); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		problems = append(problems, fmt.Errorf("EDUTRACK_XAPI_HOMEPAGE %q: want an http(s) URL", *xapiHome))
@@ -74,6 +76,10 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	var roleErr error
 	if cfg.roles, roleErr = parseRoles(*roleList); roleErr != nil {
 		problems = append(problems, roleErr)
+	}
+	if cfg.esdbURL != "" && !hasAnyPrefix(cfg.esdbURL, "kurrentdb://", "kurrentdb+discover://", "kurrent://", "kurrent+discover://",
+		"kdb://", "kdb+discover://", "esdb://", "esdb+discover://") {
+		problems = append(problems, errors.New("EDUTRACK_ESDB_URL: want a kurrentdb:// or esdb:// connection string"))
 	}
 	if cfg.mongoURI != "" && !strings.HasPrefix(cfg.mongoURI, "mongodb://") && !strings.HasPrefix(cfg.mongoURI, "mongodb+srv://") {
 		problems = append(problems, errors.New("EDUTRACK_MONGO_URI: want a mongodb:// or mongodb+srv:// URI"))
@@ -141,4 +147,13 @@ func (r roles) String() string {
 		}
 	}
 	return strings.Join(names, ",")
+}
+
+func hasAnyPrefix(s string, prefixes ...string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }

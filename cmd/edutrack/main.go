@@ -27,6 +27,8 @@ import (
 	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/cache/rediscache"
 	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/eventstore/kurrent"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/projections"
@@ -50,7 +52,9 @@ const usage = `usage: edutrack <command> [flags]
 
 commands:
   serve          run EduTrack (HTTP API on EDUTRACK_HTTP_ADDR, data under EDUTRACK_DATA_DIR)
+  projections    operate the read models of a running server: list, rebuild, dead-letters, skip, retry
   audit verify   recompute the event log's hash chains and name the first altered or removed event
+  healthcheck    exit 0 when the server on this machine is ready (for container health checks)
 
 Run 'edutrack <command> -h' for the flags of a command.`
 
@@ -73,6 +77,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return errors.New("audit: the only audit command is verify")
 		}
 		return auditVerify(ctx, args[2:], getenv, stdout, stderr)
+	case "projections":
+		return projectionsCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -91,14 +99,25 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		return fmt.Errorf("create data dir: %w", err)
 	}
 	checks := map[string]func(context.Context) error{}
-	// The read role alone never touches the event log (reads come from the read models), so it
-	// does not open it; the embedded log admits one process at a time.
-	var events *sqlitelog.Log
-	if cfg.roles.write || cfg.roles.project {
-		var err error
-		if events, err = sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{}); err != nil {
+	// The embedded log admits one process at a time, so a read-only process does not open it
+	// (reads come from the read models, and learner histories are then served by the process
+	// that holds the log). KurrentDB serves any number of processes.
+	var events eventstore.Store
+	switch {
+	case cfg.esdbURL != "":
+		ks, err := kurrent.Open(ctx, cfg.esdbURL, kurrent.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("open the KurrentDB event log: %w", err)
+		}
+		events = ks
+	case cfg.roles.write || cfg.roles.project:
+		sl, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
+		if err != nil {
 			return err
 		}
+		events = sl
+	}
+	if events != nil {
 		defer events.Close()
 		checks["event_log"] = func(ctx context.Context) error { _, err := events.Head(ctx); return err }
 	}
@@ -166,18 +185,21 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		writeAPI.Routes(r)
 	}
 	positions := projections.NewPositions()
+	projectors := []projections.Projector{projections.Courses{}, projections.Learners{}}
+	var live *projections.Live
 	if cfg.roles.project {
 		codec, err := commands.NewCodec()
 		if err != nil {
 			return err
 		}
-		runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{},
-			projections.Courses{}, projections.Learners{})
+		runner, err := projections.NewRunner(events, codec, reads, docs, positions, reg, log, projections.Options{}, projectors...)
 		if err != nil {
 			return err
 		}
+		live = runner.Live()
 		workers = append(workers, runner.Run)
 		closers = append(closers, runner.Close)
+		runner.AdminRoutes(r, log)
 		readiness.Projections = func(ctx context.Context) map[string]readapi.ProjectionState {
 			head, _ := events.Head(ctx)
 			out := map[string]readapi.ProjectionState{}
@@ -188,13 +210,17 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			return out
 		}
 	} else if cfg.roles.read {
-		// Another process projects: follow its checkpoints, so minPosition waits work here too.
-		workers = append(workers, func(ctx context.Context) error {
-			return followCheckpoints(ctx, reads, positions, readmodel.CoursesProjection, readmodel.LearnersProjection)
-		})
+		// Another process projects: follow its registrations and checkpoints, so this process
+		// reads the live generation of each read model and minPosition waits work here too.
+		live = projections.NewLive(reads, projectors...)
+		if err := live.Refresh(ctx); err != nil {
+			return err
+		}
+		workers = append(workers, func(ctx context.Context) error { return live.Follow(ctx, positions, 20*time.Millisecond) })
 	}
 	if cfg.roles.read {
-		readAPI, err := readapi.New(reads, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait, XAPIHomePage: cfg.xapiHomePage})
+		readAPI, err := readapi.New(live, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait,
+			XAPIHomePage: cfg.xapiHomePage, CacheKey: live.CacheKey})
 		if err != nil {
 			return err
 		}
@@ -255,25 +281,6 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		return err
 	})
 	return g.Wait()
-}
-
-// followCheckpoints keeps positions at the read store's checkpoints, for a read process whose
-// projections run elsewhere.
-func followCheckpoints(ctx context.Context, store readstore.Store, positions *projections.Positions, names ...string) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		for _, name := range names {
-			if cp, err := store.Checkpoint(ctx, name); err == nil {
-				positions.Advance(name, cp)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
-	}
 }
 
 // auditVerify checks the embedded log's hash chains. It only reads, so it can run beside a live

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/edutrack/edutrack/projections"
+)
+
+const projectionsUsage = `usage: edutrack projections [flags] <command>
+
+commands:
+  list                      every projection: version, generation, position, head, lag, status, dead letters
+  rebuild NAME              build NAME anew beside the live read models; it takes over once caught up
+  dead-letters NAME         the events NAME could not apply, and what became of each
+  skip NAME POSITION        pass over the event NAME is stalled at (recorded, with -reason)
+  retry NAME                apply the event NAME is stalled at again, after a fix
+
+flags:`
+
+// projectionsCmd operates the projections of a running server through its admin API.
+func projectionsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("projections", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, projectionsUsage); fs.PrintDefaults() }
+	server := fs.String("server", defaultServer(getenv), "URL of the EduTrack process that runs the projections (EDUTRACK_ADMIN_URL)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	detach := fs.Bool("detach", false, "rebuild: start the rebuild and return without following it")
+	reason := fs.String("reason", "", "skip: why the event is passed over; recorded with the skip")
+	// Flags may come before, between or after the arguments.
+	var pos []string
+	for rest := args; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return errors.New("projections: no command given")
+	}
+	c := adminClient{base: strings.TrimRight(*server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second}}
+	want := map[string]int{"list": 1, "rebuild": 2, "dead-letters": 2, "skip": 3, "retry": 2}
+	n, ok := want[pos[0]]
+	if !ok {
+		fs.Usage()
+		return fmt.Errorf("projections: unknown command %q", pos[0])
+	}
+	if len(pos) != n {
+		fs.Usage()
+		return fmt.Errorf("projections %s: want %d argument(s), got %d", pos[0], n-1, len(pos)-1)
+	}
+	switch pos[0] {
+	case "list":
+		var out struct {
+			Items []projections.State `json:"items"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/", nil, &out); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, out.Items)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tVERSION\tGENERATION\tPOSITION\tHEAD\tLAG\tSTATUS\tDEAD LETTERS\tREBUILD")
+		for _, s := range out.Items {
+			rebuild := "-"
+			if s.Rebuild != nil {
+				rebuild = fmt.Sprintf("generation %d at %d, %s", s.Rebuild.Generation, s.Rebuild.Position, rate(s.Rebuild))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", s.Name, s.Version, s.Generation, s.Position, s.Head, s.Lag, s.Status, s.DeadLetters, rebuild)
+		}
+		return tw.Flush()
+	case "rebuild":
+		var st projections.State
+		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/rebuild", nil, &st); err != nil {
+			return err
+		}
+		if st.Rebuild == nil {
+			return fmt.Errorf("projections rebuild: the server started no rebuild of %s", pos[1])
+		}
+		fmt.Fprintf(stderr, "rebuilding %s: generation %d, beside live generation %d\n", pos[1], st.Rebuild.Generation, st.Generation)
+		if *detach {
+			return nil
+		}
+		return follow(ctx, c, pos[1], st.Rebuild.Generation, stdout, stderr)
+	case "dead-letters":
+		var out struct {
+			Items []projections.DeadLetter `json:"items"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/"+url.PathEscape(pos[1])+"/dead-letters", nil, &out); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, out.Items)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "POSITION\tGENERATION\tSTATE\tTYPE\tEVENT ID\tAT\tERROR")
+		for _, d := range out.Items {
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Position, d.Generation, d.State, d.EventType, d.EventID, d.At.Format(time.RFC3339), d.Error)
+		}
+		return tw.Flush()
+	case "skip":
+		at, err := strconv.ParseUint(pos[2], 10, 64)
+		if err != nil || at == 0 {
+			return fmt.Errorf("projections skip: POSITION %q: want the position of the event the projection is stalled at", pos[2])
+		}
+		body := map[string]any{"position": at, "reason": *reason}
+		var st projections.State
+		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/skip", body, &st); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s skipped the event at %d; it is %s\n", pos[1], at, st.Status)
+		return nil
+	case "retry":
+		var st projections.State
+		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/retry", nil, &st); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s retries the event it stalled at; it is %s\n", pos[1], st.Status)
+		return nil
+	}
+	return nil
+}
+
+// defaultServer is the admin API of the server on this machine.
+func defaultServer(getenv func(string) string) string {
+	if u := getenv("EDUTRACK_ADMIN_URL"); u != "" {
+		return u
+	}
+	port := "8080"
+	if _, p, err := net.SplitHostPort(getenv("EDUTRACK_HTTP_ADDR")); err == nil && p != "" {
+		port = p
+	}
+	return "http://" + net.JoinHostPort("127.0.0.1", port)
+}
+
+func rate(p *projections.Progress) string {
+	left := "time left unknown"
+	if p.SecondsLeft > 0 {
+		left = (time.Duration(p.SecondsLeft) * time.Second).String() + " left"
+	}
+	return fmt.Sprintf("%.0f events/s, %s", p.EventsPerSecond, left)
+}
+
+// follow shows a rebuild's progress until its generation is live: a progress bar on a
+// terminal, a plain line every few seconds elsewhere.
+func follow(ctx context.Context, c adminClient, name string, gen int, stdout, stderr io.Writer) error {
+	var bar *progressbar.ProgressBar
+	if f, ok := stdout.(*os.File); ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		bar = progressbar.NewOptions64(-1, progressbar.OptionSetWriter(stdout), progressbar.OptionSetWidth(30),
+			progressbar.OptionSetPredictTime(false), progressbar.OptionShowDescriptionAtLineEnd(),
+			progressbar.OptionThrottle(200*time.Millisecond), progressbar.OptionClearOnFinish())
+	}
+	poll := 500 * time.Millisecond
+	lastLine := time.Time{}
+	var unreachable time.Time
+	for {
+		var st projections.State
+		err := c.do(ctx, http.MethodGet, "/"+url.PathEscape(name), nil, &st)
+		switch {
+		case err == nil:
+			unreachable = time.Time{}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, errUnreachable):
+			// The server may be restarting; a rebuild resumes where it stopped.
+			if unreachable.IsZero() {
+				unreachable = time.Now()
+				fmt.Fprintf(stderr, "server unreachable; waiting for it (%v)\n", err)
+			}
+			if time.Since(unreachable) > 2*time.Minute {
+				return err
+			}
+		default:
+			return err
+		}
+		if err == nil {
+			if st.Generation >= gen && st.Rebuild == nil {
+				if bar != nil {
+					bar.Finish()
+				}
+				fmt.Fprintf(stdout, "%s: generation %d is live at position %d\n", name, st.Generation, st.Position)
+				return nil
+			}
+			if st.Rebuild == nil || st.Rebuild.Generation != gen {
+				return fmt.Errorf("projections rebuild: generation %d of %s is no longer being built", gen, name)
+			}
+			p := st.Rebuild
+			if p.Status == projections.StatusStalled {
+				if bar != nil {
+					bar.Exit()
+				}
+				return fmt.Errorf("the rebuild of %s is stalled at a dead letter: see `edutrack projections dead-letters %s`", name, name)
+			}
+			if bar != nil {
+				bar.ChangeMax64(int64(max(st.Head, 1)))
+				bar.Set64(int64(p.Position))
+				bar.Describe(fmt.Sprintf("%s generation %d: %s", name, gen, rate(p)))
+			} else if time.Since(lastLine) >= 5*time.Second {
+				lastLine = time.Now()
+				fmt.Fprintf(stdout, "%s generation %d: position %d of %d, %s\n", name, gen, p.Position, st.Head, rate(p))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// adminClient calls the admin API.
+type adminClient struct {
+	base string
+	http *http.Client
+}
+
+var errUnreachable = errors.New("cannot reach the EduTrack server")
+
+func (c adminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	target := c.base + path
+	if path == "/" {
+		target = c.base
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", errUnreachable, c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", errUnreachable, c.base, err)
+	}
+	if resp.StatusCode >= 300 {
+		var p struct {
+			Detail string `json:"detail"`
+			Field  string `json:"field"`
+		}
+		if json.Unmarshal(raw, &p) == nil && p.Detail != "" {
+			if p.Field != "" {
+				return fmt.Errorf("%s (%s): %s", resp.Status, p.Field, p.Detail)
+			}
+			return fmt.Errorf("%s: %s", resp.Status, p.Detail)
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("%s: %s serves no projection operations (is it a process with the project role?)", resp.Status, c.base)
+		}
+		return fmt.Errorf("%s from %s", resp.Status, target)
+	}
+	return json.Unmarshal(raw, out)
+}
