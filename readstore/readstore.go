@@ -106,5 +106,8 @@ type Store interface {
 	// Drop deletes the collections colls and projection's checkpoint: a generation of a read
 	// model that another has replaced. Its dead letters stay, as history.
 	Drop(ctx context.Context, projection string, colls []string) error
+	// Leases let one projector process at a time write; writes made under a Fence (WithFence)
+	// are refused with ErrFenced once the lease has a newer owner.
+	Leaser
 	Close() error
 }

@@ -39,6 +39,7 @@ const (
 const (
 	checkpointsColl = "_checkpoints"
 	deadLettersColl = "_dead_letters"
+	leasesColl      = "_leases"
 )
 
 // duplicateKey is MongoDB's error code for an insert whose _id exists.
@@ -256,6 +257,9 @@ func (s *Store) Commit(ctx context.Context, projection string, checkpoint uint64
 	if err != nil {
 		return fmt.Errorf("commit %s: %w", projection, err)
 	}
+	if err := s.checkFence(ctx); err != nil {
+		return fmt.Errorf("commit %s: %w", projection, err)
+	}
 	for _, c := range colls {
 		docs := byColl[c]
 		for start := 0; start < len(docs); start += s.bulkChunk {
@@ -266,10 +270,21 @@ func (s *Store) Commit(ctx context.Context, projection string, checkpoint uint64
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	_, err = s.coll(checkpointsColl).UpdateOne(ctx,
-		bson.D{{Key: idField, Value: projection}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "position", Value: int64(checkpoint)}}}},
-		options.UpdateOne().SetUpsert(true))
+	filter := bson.D{{Key: idField, Value: projection}}
+	set := bson.D{{Key: "position", Value: int64(checkpoint)}}
+	if f, ok := readstore.FenceFrom(ctx); ok {
+		// A checkpoint written under a newer token is never overwritten under an older one:
+		// the filter misses, the upsert collides with the existing _id, and the write fails.
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "fence", Value: bson.D{{Key: "$lte", Value: int64(f.Token)}}}},
+			bson.D{{Key: "fence", Value: bson.D{{Key: "$exists", Value: false}}}},
+		}})
+		set = append(set, bson.E{Key: "fence", Value: int64(f.Token)})
+	}
+	_, err = s.coll(checkpointsColl).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}}, options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("commit %s: %w", projection, readstore.ErrFenced)
+	}
 	if err != nil {
 		return fmt.Errorf("commit %s: store checkpoint %d: %w", projection, checkpoint, err)
 	}
@@ -670,6 +685,9 @@ func (s *Store) AddDeadLetter(ctx context.Context, d readstore.DeadLetter) error
 	if d.Position > math.MaxInt64 {
 		return fmt.Errorf("add dead letter of %s: position %d does not fit in a BSON int64", d.Projection, d.Position)
 	}
+	if err := s.checkFence(ctx); err != nil {
+		return fmt.Errorf("add dead letter of %s at %d: %w", d.Projection, d.Position, err)
+	}
 	pos := int64(d.Position)
 	doc := deadLetter{
 		ID:         deadLetterID{Projection: d.Projection, Position: pos, EventID: d.EventID},
@@ -714,6 +732,9 @@ func (s *Store) DeadLetters(ctx context.Context, projection string) ([]readstore
 
 // Drop deletes the collections colls and projection's checkpoint.
 func (s *Store) Drop(ctx context.Context, projection string, colls []string) error {
+	if err := s.checkFence(ctx); err != nil {
+		return fmt.Errorf("drop %s: %w", projection, err)
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	for _, c := range colls {
@@ -726,3 +747,81 @@ func (s *Store) Drop(ctx context.Context, projection string, colls []string) err
 	}
 	return nil
 }
+
+type leaseDoc struct {
+	ID      string    `bson:"_id"`
+	Owner   string    `bson:"owner"`
+	Token   int64     `bson:"token"`
+	Expires time.Time `bson:"expires"`
+}
+
+// checkFence refuses a write whose context claims a lease token that is no longer the lease's.
+// MongoDB writes here are not one transaction with the check, so an owner that pauses between the
+// check and its writes can still land them; its document writes are position-guarded and carry
+// what the new owner would write for the same events, and its checkpoint cannot overwrite a newer
+// owner's (see Commit).
+func (s *Store) checkFence(ctx context.Context) error {
+	f, ok := readstore.FenceFrom(ctx)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var l leaseDoc
+	err := s.coll(leasesColl).FindOne(ctx, bson.D{{Key: idField, Value: f.Lease}}).Decode(&l)
+	if errors.Is(err, mongo.ErrNoDocuments) || (err == nil && uint64(l.Token) != f.Token) {
+		return readstore.ErrFenced
+	}
+	return err
+}
+
+// AcquireLease implements readstore.Leaser. Expiry uses the clocks of the processes that share
+// the lease, so the lease's ttl must be far longer than their skew.
+func (s *Store) AcquireLease(ctx context.Context, name, owner string, ttl time.Duration) (readstore.Lease, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	now := time.Now()
+	until := now.Add(ttl)
+	after := options.FindOneAndUpdate().SetReturnDocument(options.After)
+	var l leaseDoc
+	// Ours already: extend it, keeping the token.
+	err := s.coll(leasesColl).FindOneAndUpdate(ctx, bson.D{{Key: idField, Value: name}, {Key: "owner", Value: owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: until}}}}, after).Decode(&l)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		// Expired: take it with the next token.
+		err = s.coll(leasesColl).FindOneAndUpdate(ctx, bson.D{{Key: idField, Value: name}, {Key: "expires", Value: bson.D{{Key: "$lt", Value: now}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "owner", Value: owner}, {Key: "expires", Value: until}}},
+				{Key: "$inc", Value: bson.D{{Key: "token", Value: int64(1)}}}}, after).Decode(&l)
+	}
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		// Never taken: the first owner creates it; a concurrent creator or a live holder makes
+		// the insert collide.
+		l = leaseDoc{ID: name, Owner: owner, Token: 1, Expires: until}
+		_, err = s.coll(leasesColl).InsertOne(ctx, l)
+		if mongo.IsDuplicateKeyError(err) {
+			var held leaseDoc
+			if ferr := s.coll(leasesColl).FindOne(ctx, bson.D{{Key: idField, Value: name}}).Decode(&held); ferr == nil {
+				return readstore.Lease{Name: name, Owner: held.Owner, Token: uint64(held.Token), Expires: held.Expires}, readstore.ErrLeaseHeld
+			}
+			return readstore.Lease{}, readstore.ErrLeaseHeld
+		}
+	}
+	if err != nil {
+		return readstore.Lease{}, fmt.Errorf("acquire lease %s: %w", name, err)
+	}
+	return readstore.Lease{Name: name, Owner: l.Owner, Token: uint64(l.Token), Expires: l.Expires}, nil
+}
+
+// ReleaseLease implements readstore.Leaser.
+func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	// Expire it rather than delete it, so the next owner's token is still larger.
+	if _, err := s.coll(leasesColl).UpdateOne(ctx, bson.D{{Key: idField, Value: name}, {Key: "owner", Value: owner}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "expires", Value: time.Unix(0, 0)}}}}); err != nil {
+		return fmt.Errorf("release lease %s: %w", name, err)
+	}
+	return nil
+}
+
+var _ readstore.Leaser = (*Store)(nil)

@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) readstore.Store) {
 		{"sorts_and_pages_with_a_cursor", sortsAndPages},
 		{"keeps_dead_letters", deadLetters},
 		{"drops_a_generation_and_leaves_the_others", drops},
+		{"grants_leases_and_fences_off_their_old_owners", leases},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -374,5 +375,68 @@ func drops(t *testing.T, s readstore.Store, coll string) {
 	}
 	if err := s.Drop(c, coll+"-never", []string{coll + "_never"}); err != nil {
 		t.Errorf("dropping what does not exist: %v", err)
+	}
+}
+
+func leases(t *testing.T, s readstore.Store, coll string) {
+	c := ctx(t)
+	name := coll + "-lease"
+	a, err := s.AcquireLease(c, name, "a", 300*time.Millisecond)
+	if err != nil || a.Owner != "a" || a.Token == 0 {
+		t.Fatalf("first acquire = %+v, %v; want a's lease with a token", a, err)
+	}
+	again, err := s.AcquireLease(c, name, "a", 300*time.Millisecond)
+	if err != nil || again.Token != a.Token || again.Expires.Before(a.Expires) {
+		t.Errorf("renewal = %+v, %v; want the same token %d, expiring no earlier", again, err, a.Token)
+	}
+	if held, err := s.AcquireLease(c, name, "b", time.Second); !errors.Is(err, readstore.ErrLeaseHeld) || held.Owner != "a" {
+		t.Errorf("acquire of a held lease = %+v, %v; want ErrLeaseHeld naming a", held, err)
+	}
+	underA := readstore.Fenced(s, readstore.Fence{Lease: name, Token: a.Token})
+	if err := underA.Commit(c, coll+"-p", 1, []readstore.Write{{Coll: coll, Doc: doc(t, 1, course{ID: "x", Title: "by a"})}}); err != nil {
+		t.Fatalf("commit by the owner: %v", err)
+	}
+	time.Sleep(400 * time.Millisecond) // a's lease runs out
+	b, err := s.AcquireLease(c, name, "b", time.Minute)
+	if err != nil || b.Token <= a.Token {
+		t.Fatalf("acquire after expiry = %+v, %v; want b's lease with a token above %d", b, err, a.Token)
+	}
+	// a, paused past its lease, wakes up and writes: every write is refused, and nothing changes.
+	err = underA.Commit(c, coll+"-p", 2, []readstore.Write{{Coll: coll, Doc: doc(t, 2, course{ID: "x", Title: "late a"})}})
+	if !errors.Is(err, readstore.ErrFenced) {
+		t.Errorf("commit by the old owner: err = %v, want ErrFenced", err)
+	}
+	if got, _ := s.Get(c, coll, "x"); decode(t, got).Title != "by a" || got.Position != 1 {
+		t.Errorf("after the fenced commit x = %q at %d; want a's first write", decode(t, got).Title, got.Position)
+	}
+	if cp, _ := s.Checkpoint(c, coll+"-p"); cp != 1 {
+		t.Errorf("checkpoint after the fenced commit = %d, want 1", cp)
+	}
+	if err := underA.Drop(c, coll+"-p", []string{coll}); !errors.Is(err, readstore.ErrFenced) {
+		t.Errorf("drop by the old owner: err = %v, want ErrFenced", err)
+	}
+	if _, err := s.Get(c, coll, "x"); err != nil {
+		t.Errorf("the fenced drop removed the collection: %v", err)
+	}
+	dl := readstore.DeadLetter{Projection: coll + "-p", Position: 2, EventID: "e", EventType: "t", Error: "boom", At: time.Now().UTC()}
+	if err := underA.AddDeadLetter(c, dl); !errors.Is(err, readstore.ErrFenced) {
+		t.Errorf("dead letter by the old owner: err = %v, want ErrFenced", err)
+	}
+	underB := readstore.Fenced(s, readstore.Fence{Lease: name, Token: b.Token})
+	if err := underB.Commit(c, coll+"-p", 2, []readstore.Write{{Coll: coll, Doc: doc(t, 2, course{ID: "x", Title: "by b"})}}); err != nil {
+		t.Errorf("commit by the new owner: %v", err)
+	}
+	if _, err := s.AcquireLease(c, name, "a", time.Minute); !errors.Is(err, readstore.ErrLeaseHeld) {
+		t.Errorf("the old owner took the lease back: %v", err)
+	}
+	if err := s.ReleaseLease(c, name, "b"); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	a2, err := s.AcquireLease(c, name, "a", time.Minute)
+	if err != nil || a2.Token <= b.Token {
+		t.Errorf("acquire after release = %+v, %v; want a token above %d", a2, err, b.Token)
+	}
+	if err := underB.Commit(c, coll+"-p", 3, nil); !errors.Is(err, readstore.ErrFenced) {
+		t.Errorf("commit by the owner who released: err = %v, want ErrFenced", err)
 	}
 }
