@@ -185,6 +185,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (State, error) {
 	if runCtx == nil || runCtx.Err() != nil {
 		return State{}, ErrNotRunning
 	}
+	ctx = r.writeCtx(ctx)
 	g.mu.Lock()
 	if g.build != nil {
 		g.mu.Unlock()
@@ -224,6 +225,7 @@ func (r *Runner) Skip(ctx context.Context, name string, position uint64, reason 
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrUnknownProjection, name)
 	}
+	ctx = r.writeCtx(ctx)
 	g.mu.Lock()
 	var target *slot
 	for _, s := range []*slot{g.live, g.build} {
@@ -324,4 +326,18 @@ func (r *Runner) reportProgress(ctx context.Context) {
 				"events_per_second", int(st.Rebuild.EventsPerSecond), "seconds_left", int(st.Rebuild.SecondsLeft))
 		}
 	}
+}
+
+// writeCtx gives an operator's request the fence of the run (see HoldLease), so the writes it
+// makes are fenced off like the runner's own once the lease is lost.
+func (r *Runner) writeCtx(ctx context.Context) context.Context {
+	r.mu.Lock()
+	run := r.runCtx
+	r.mu.Unlock()
+	if run != nil {
+		if f, ok := readstore.FenceFrom(run); ok {
+			return readstore.WithFence(ctx, f)
+		}
+	}
+	return ctx
 }
