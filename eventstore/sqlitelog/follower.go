@@ -1,0 +1,189 @@
+package sqlitelog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/edutrack/edutrack/eventstore"
+)
+
+// ErrReadOnly is what a Follower answers to an append: only the process that opened the log
+// with Open writes it.
+var ErrReadOnly = errors.New("the event log is open read-only in this process")
+
+// Follower reads a log that another process on this machine writes: projector and read API
+// processes run beside the one write process and share the file. It sees an event once the
+// writer's transaction has committed, which can be a few milliseconds before the writer has
+// synced it; only a power cut in that window could take back an event a follower has seen, and
+// rebuilding the read models repairs that.
+type Follower struct {
+	db   *sql.DB
+	poll time.Duration
+
+	mu      sync.Mutex
+	closed  bool
+	closing chan struct{}
+}
+
+// OpenFollower opens the log at path for reading, beside its writer. New events are noticed by
+// polling every poll (default 10ms).
+func OpenFollower(path string, poll time.Duration) (*Follower, error) {
+	if poll <= 0 {
+		poll = 10 * time.Millisecond
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open event log %s: %w (the write process creates it)", path, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
+	if err != nil {
+		return nil, fmt.Errorf("open event log %s for reading: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	db.SetMaxIdleConns(4)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open event log %s for reading: %w", path, err)
+	}
+	return &Follower{db: db, poll: poll, closing: make(chan struct{})}, nil
+}
+
+// Close closes the file; subscriptions end with eventstore.ErrClosed.
+func (f *Follower) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil
+	}
+	f.closed = true
+	close(f.closing)
+	return f.db.Close()
+}
+
+// Append implements eventstore.Store: a follower does not write.
+func (f *Follower) Append(context.Context, string, eventstore.ExpectedVersion, []eventstore.EventData) (eventstore.AppendResult, error) {
+	return eventstore.AppendResult{}, ErrReadOnly
+}
+
+// Head implements eventstore.Store.
+func (f *Follower) Head(ctx context.Context) (uint64, error) {
+	var last sql.NullInt64
+	if err := f.db.QueryRowContext(ctx, `SELECT MAX(position) FROM events`).Scan(&last); err != nil {
+		return 0, fmt.Errorf("read event log head: %w", err)
+	}
+	return uint64(last.Int64), nil
+}
+
+// ReadStream implements eventstore.Store. The stream index trails the log, so the events past
+// the index are found by scanning the log after it, in the same snapshot.
+func (f *Follower) ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error) {
+	if from == 0 {
+		from = 1
+	}
+	qlimit := int64(limit)
+	if limit <= 0 {
+		qlimit = -1
+	}
+	tx, err := f.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	defer tx.Rollback()
+	var indexed sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM log_state WHERE key = 'indexed'`).Scan(&indexed); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+columns+` FROM streams s JOIN events e ON e.position = s.position
+		WHERE s.stream = ? AND s.version >= ? AND s.position <= ? ORDER BY s.version LIMIT ?`,
+		stream, int64(from), indexed.Int64, qlimit)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	events, err := scan(rows, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	if limit > 0 && len(events) >= limit {
+		return events, nil
+	}
+	if limit > 0 {
+		qlimit = int64(limit - len(events))
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT `+columns+` FROM events e
+		WHERE e.position > ? AND e.stream = ? AND e.version >= ? ORDER BY e.position LIMIT ?`,
+		indexed.Int64, stream, int64(from), qlimit)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	more, err := scan(rows, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", stream, err)
+	}
+	return append(events, more...), nil
+}
+
+// ReadAll implements eventstore.Store.
+func (f *Follower) ReadAll(ctx context.Context, after uint64, limit int) ([]eventstore.RecordedEvent, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := f.db.QueryContext(ctx, `SELECT `+columns+` FROM events e WHERE e.position > ? ORDER BY e.position LIMIT ?`,
+		int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("read log after %d: %w", after, err)
+	}
+	events, err := scan(rows, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read log after %d: %w", after, err)
+	}
+	return events, nil
+}
+
+// Subscribe implements eventstore.Store: it reads what follows the cursor, and polls when
+// nothing does.
+func (f *Follower) Subscribe(_ context.Context, after uint64) (eventstore.Subscription, error) {
+	return &followerSub{f: f, cursor: after}, nil
+}
+
+type followerSub struct {
+	f      *Follower
+	cursor uint64
+}
+
+func (s *followerSub) Next(ctx context.Context, max int) ([]eventstore.RecordedEvent, error) {
+	for {
+		select {
+		case <-s.f.closing:
+			return nil, eventstore.ErrClosed
+		default:
+		}
+		events, err := s.f.ReadAll(ctx, s.cursor, max)
+		if err != nil {
+			select {
+			case <-s.f.closing:
+				return nil, eventstore.ErrClosed
+			default:
+			}
+			return nil, err
+		}
+		if len(events) > 0 {
+			s.cursor = events[len(events)-1].Position
+			return events, nil
+		}
+		select {
+		case <-time.After(s.f.poll):
+		case <-s.f.closing:
+			return nil, eventstore.ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (s *followerSub) Close() error { return nil }
+
+var _ eventstore.Store = (*Follower)(nil)
