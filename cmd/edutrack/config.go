@@ -26,6 +26,7 @@ type config struct {
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
 	roles           roles
+	leaseTTL        time.Duration // how long the projector lease outlives its holder's last renewal
 	xapiHomePage    string
 	logLevel        slog.Level
 }
@@ -60,6 +61,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
 	xapiHome := fs.String("xapi-homepage", env("EDUTRACK_XAPI_HOMEPAGE", "https://edutrack.invalid"), "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)")
 	roleList := fs.String("roles", env("EDUTRACK_ROLES", "write,project,read"), "roles this process runs: write, project, read (EDUTRACK_ROLES)")
+	leaseTTL := fs.String("lease-ttl", env("EDUTRACK_LEASE_TTL", "10s"), "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
@@ -96,6 +98,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	var err error
 	if cfg.shutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || cfg.shutdownTimeout <= 0 {
 		problems = append(problems, fmt.Errorf("EDUTRACK_SHUTDOWN_TIMEOUT %q: want a positive duration such as 20s", *shutdown))
+	}
+	if cfg.leaseTTL, err = time.ParseDuration(*leaseTTL); err != nil || cfg.leaseTTL < 300*time.Millisecond {
+		problems = append(problems, fmt.Errorf("EDUTRACK_LEASE_TTL %q: want a duration of at least 300ms, such as 10s", *leaseTTL))
 	}
 	if cfg.consistencyWait, err = time.ParseDuration(*wait); err != nil || cfg.consistencyWait <= 0 {
 		problems = append(problems, fmt.Errorf("EDUTRACK_CONSISTENCY_WAIT %q: want a positive duration such as 3s", *wait))

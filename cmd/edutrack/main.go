@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -110,12 +111,24 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			return fmt.Errorf("open the KurrentDB event log: %w", err)
 		}
 		events = ks
-	case cfg.roles.write || cfg.roles.project:
+	case cfg.roles.write:
 		sl, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
 		if err != nil {
 			return err
 		}
 		events = sl
+	default:
+		// Beside a write process on this machine: follow the file it writes. A read process
+		// can do without it (it then serves no learner histories); a projector cannot.
+		fl, err := sqlitelog.OpenFollower(filepath.Join(cfg.dataDir, "events.db"), 0)
+		switch {
+		case err == nil:
+			events = fl
+		case cfg.roles.project:
+			return err
+		default:
+			log.Warn("no event log to follow: learner histories are not served here", "err", err)
+		}
 	}
 	if events != nil {
 		defer events.Close()
@@ -197,7 +210,14 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			return err
 		}
 		live = runner.Live()
-		workers = append(workers, runner.Run)
+		// One process at a time projects: a second one waits for the lease, following the read
+		// models meanwhile, and takes over when the first stops or dies.
+		owner := leaseOwner()
+		workers = append(workers, func(ctx context.Context) error {
+			return projections.HoldLease(ctx, reads, "projector", owner, cfg.leaseTTL, log,
+				func(ctx context.Context) error { return live.Follow(ctx, positions, 20*time.Millisecond) },
+				runner.Run)
+		})
 		closers = append(closers, runner.Close)
 		runner.AdminRoutes(r, log)
 		readiness.Projections = func(ctx context.Context) map[string]readapi.ProjectionState {
@@ -281,6 +301,12 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		return err
 	})
 	return g.Wait()
+}
+
+// leaseOwner names this process in the projector lease.
+func leaseOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
 }
 
 // auditVerify checks the embedded log's hash chains. It only reads, so it can run beside a live
