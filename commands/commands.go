@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
@@ -23,7 +24,12 @@ type Meta struct {
 	CommandID     string
 	CorrelationID string
 	RequestID     string
-	UserID        string
+	// UserID is the acting user recorded in every event's metadata. Over HTTP it is the subject
+	// of the caller's token, never anything the request says of itself.
+	UserID string
+	// Role is the acting user's role, which decides what they may do (policy.go). Over HTTP it
+	// is always set; empty means EduTrack itself, which may do anything.
+	Role auth.Role
 }
 
 // Result is a command's answer: the stream version and the global position of its last event
@@ -98,6 +104,9 @@ type RegisterUser struct {
 
 // RegisterUser executes c.
 func (h *Handler) RegisterUser(ctx context.Context, m Meta, c RegisterUser) (Result, error) {
+	if err := m.mayAdminister(); err != nil {
+		return Result{}, err
+	}
 	role, err := user.ParseRole(c.Role)
 	if err != nil {
 		return Result{}, err
@@ -114,6 +123,9 @@ type UpdateUser struct {
 
 // UpdateUser executes c.
 func (h *Handler) UpdateUser(ctx context.Context, m Meta, c UpdateUser) (Result, error) {
+	if err := m.mayAdminister(); err != nil {
+		return Result{}, err
+	}
 	return h.changeUser(ctx, m, c.ID, func(u *user.User) error {
 		if !u.Registered() {
 			return user.ErrNotFound
@@ -148,12 +160,15 @@ type CreateCourse struct {
 
 // CreateCourse executes c.
 func (h *Handler) CreateCourse(ctx context.Context, m Meta, c CreateCourse) (Result, error) {
+	if err := m.mayCreateCourseFor(c.InstructorID); err != nil {
+		return Result{}, err
+	}
 	level, err := course.ParseLevel(c.Level)
 	if err != nil {
 		return Result{}, err
 	}
 	d := course.Details{Title: c.Title, Description: c.Description, Category: c.Category, Level: level}
-	return h.changeCourse(ctx, m, c.ID, func(co *course.Course) error {
+	return h.createCourse(ctx, m, c.ID, func(co *course.Course) error {
 		if co.Exists() {
 			return course.ErrAlreadyExists
 		}
@@ -202,7 +217,17 @@ func (h *Handler) ArchiveCourse(ctx context.Context, m Meta, c ArchiveCourse) (R
 	return h.changeCourse(ctx, m, c.ID, func(co *course.Course) error { return co.Archive(h.now()) })
 }
 
+// changeCourse lets decide change course id, if m may change it.
 func (h *Handler) changeCourse(ctx context.Context, m Meta, id string, decide func(*course.Course) error) (Result, error) {
+	return h.createCourse(ctx, m, id, func(co *course.Course) error {
+		if err := m.mayChange(co); err != nil {
+			return err
+		}
+		return decide(co)
+	})
+}
+
+func (h *Handler) createCourse(ctx context.Context, m Meta, id string, decide func(*course.Course) error) (Result, error) {
 	res, changed, err := h.courses.update(ctx, id, m, decide, nil)
 	return result(id, res, changed, err)
 }
@@ -215,6 +240,9 @@ type EnrollStudent struct {
 
 // EnrollStudent executes c.
 func (h *Handler) EnrollStudent(ctx context.Context, m Meta, c EnrollStudent) (Result, error) {
+	if err := m.mayActFor(c.LearnerID); err != nil {
+		return Result{}, err
+	}
 	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error { return l.Enroll(u, co, h.now()) })
@@ -230,6 +258,9 @@ type WithdrawEnrollment struct {
 
 // WithdrawEnrollment executes c.
 func (h *Handler) WithdrawEnrollment(ctx context.Context, m Meta, c WithdrawEnrollment) (Result, error) {
+	if err := m.mayActFor(c.LearnerID); err != nil {
+		return Result{}, err
+	}
 	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
 			if !co.Exists() {
@@ -260,6 +291,9 @@ type CompleteModuleResult struct {
 
 // CompleteModule executes c.
 func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) (CompleteModuleResult, error) {
+	if err := m.mayActFor(c.LearnerID); err != nil {
+		return CompleteModuleResult{}, err
+	}
 	var completed bool
 	res, err := h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
@@ -281,4 +315,29 @@ func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) 
 func (h *Handler) changeLearner(ctx context.Context, m Meta, id string, decide func(*learner.Learner) error, inspect func(*learner.Learner)) (Result, error) {
 	res, changed, err := h.learners.update(ctx, id, m, decide, inspect)
 	return result(id, res, changed, err)
+}
+
+// RecordDisclosure records that the caller, who is not the learner, read the learner's
+// Record; the caller is the recipient. It is sent by the read API before it answers.
+type RecordDisclosure struct {
+	LearnerID string
+	Record    learner.Record
+	Reason    string
+}
+
+// RecordDisclosure executes c. It returns learner.ErrLearnerNotFound for an id that is no
+// registered user.
+func (h *Handler) RecordDisclosure(ctx context.Context, m Meta, c RecordDisclosure) (Result, error) {
+	if err := m.mayDisclose(c.LearnerID); err != nil {
+		return Result{}, err
+	}
+	d := learner.Disclosure{RecipientID: m.UserID, RecipientRole: string(m.Role), Record: c.Record, Reason: c.Reason}
+	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
+		return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
+			if !u.Registered() {
+				return learner.ErrLearnerNotFound.WithField("learnerId")
+			}
+			return l.RecordDisclosure(d, h.now())
+		})
+	}, nil)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -52,6 +53,8 @@ type commandCase struct {
 	err             error
 	kind            domain.Kind
 	field           string
+	// caller sends the command; the zero value is EduTrack itself.
+	caller auth.Principal
 }
 
 func runCases(t *testing.T, cases []commandCase) {
@@ -66,6 +69,9 @@ func runCases(t *testing.T, cases []commandCase) {
 
 			e.clock.Set(t1)
 			m := meta()
+			if tc.caller != (auth.Principal{}) {
+				m.UserID, m.Role = tc.caller.Subject, tc.caller.Role
+			}
 			got, err := tc.when(context.Background(), e.h, m)
 			checkErr(t, err, tc.err, tc.kind, tc.field)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/problem"
 )
@@ -34,18 +35,23 @@ func NewAPI(h *Handler, log *slog.Logger) (*API, error) {
 	return &API{h: h, log: log}, nil
 }
 
-// Routes mounts the command routes on r.
+// Routes mounts the command routes on r, behind an authenticator that puts the caller in each
+// request's context. Each route names the roles that may ever send it, so the others get 403
+// before their body is read; which objects a caller may touch the Handler decides (policy.go).
 func (a *API) Routes(r chi.Router) {
-	r.Post("/v1/users", a.handle(a.registerUser))
-	r.Patch("/v1/users/{id}", a.handle(a.updateUser))
-	r.Post("/v1/courses", a.handle(a.createCourse))
-	r.Patch("/v1/courses/{id}", a.handle(a.updateCourse))
-	r.Post("/v1/courses/{id}/modules", a.handle(a.addModule))
-	r.Post("/v1/courses/{id}/publish", a.handle(a.publishCourse))
-	r.Post("/v1/courses/{id}/archive", a.handle(a.archiveCourse))
-	r.Post("/v1/courses/{id}/enrollments", a.handle(a.enroll))
-	r.Delete("/v1/courses/{id}/enrollments/{learnerId}", a.handle(a.withdraw))
-	r.Post("/v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete", a.handle(a.completeModule))
+	admins := auth.Restrict(a.log, auth.Admin)
+	teachers := auth.Restrict(a.log, auth.Instructor, auth.Admin)
+	learners := auth.Restrict(a.log, auth.Learner, auth.Admin)
+	r.With(admins).Post("/v1/users", a.handle(a.registerUser))
+	r.With(admins).Patch("/v1/users/{id}", a.handle(a.updateUser))
+	r.With(teachers).Post("/v1/courses", a.handle(a.createCourse))
+	r.With(teachers).Patch("/v1/courses/{id}", a.handle(a.updateCourse))
+	r.With(teachers).Post("/v1/courses/{id}/modules", a.handle(a.addModule))
+	r.With(teachers).Post("/v1/courses/{id}/publish", a.handle(a.publishCourse))
+	r.With(teachers).Post("/v1/courses/{id}/archive", a.handle(a.archiveCourse))
+	r.With(learners).Post("/v1/courses/{id}/enrollments", a.handle(a.enroll))
+	r.With(learners).Delete("/v1/courses/{id}/enrollments/{learnerId}", a.handle(a.withdraw))
+	r.With(learners).Post("/v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete", a.handle(a.completeModule))
 }
 
 // handle adapts a handler that returns its status and body, or an error.
@@ -70,16 +76,25 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request, m Meta) (in
 // commandNamespace derives command ids from idempotency keys.
 var commandNamespace = uuid.MustParse("0c3b7f0e-51a6-4a8e-a7f4-93d2a0f4c6b1")
 
-// meta reads who sent the request and which command it is. The same Idempotency-Key on the
-// same route from the same user is the same command.
+// errNoCaller means a route was mounted without the authenticator; it fails closed as a 500.
+var errNoCaller = errors.New("commands: no caller in the request context; is the route behind the authenticator?")
+
+// meta reads who sent the request and which command it is. The caller comes from the token the
+// authenticator checked, never from a header. The same Idempotency-Key on the same route from
+// the same user is the same command.
 func meta(r *http.Request) (Meta, error) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok {
+		return Meta{}, errNoCaller
+	}
 	m := Meta{
 		RequestID:     r.Header.Get("X-Request-Id"),
 		CorrelationID: r.Header.Get("X-Correlation-Id"),
-		UserID:        r.Header.Get("X-User-Id"),
+		UserID:        p.Subject,
+		Role:          p.Role,
 	}
 	// These land in every event's metadata, forever: keep them short.
-	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "X-User-Id", "Idempotency-Key"} {
+	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "Idempotency-Key"} {
 		if len(r.Header.Get(h)) > maxHeaderLen {
 			return m, problem.New(http.StatusBadRequest, h, fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
 		}

@@ -26,6 +26,8 @@ const (
 	NotFound
 	// Conflict means a rule forbids the change in the current state.
 	Conflict
+	// Forbidden means the caller's role may never do this, whatever the state.
+	Forbidden
 )
 
 func (k Kind) String() string {
@@ -36,6 +38,8 @@ func (k Kind) String() string {
 		return "not found"
 	case Conflict:
 		return "conflict"
+	case Forbidden:
+		return "forbidden"
 	default:
 		return "internal"
 	}

@@ -3,6 +3,7 @@
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -47,6 +48,8 @@ func statusOf(k domain.Kind) int {
 		return http.StatusNotFound
 	case domain.Conflict:
 		return http.StatusConflict
+	case domain.Forbidden:
+		return http.StatusForbidden
 	default:
 		return http.StatusInternalServerError
 	}
@@ -68,6 +71,9 @@ func From(err error) Details {
 		d.Status, d.Field, d.Detail = statusOf(de.Kind), de.Field, de.Message
 	case errors.As(err, &me):
 		d.Status, d.Detail = http.StatusRequestEntityTooLarge, "the request body is larger than the limit"
+	case errors.Is(err, context.DeadlineExceeded):
+		// The server's own request timeout ran out (see the serve command's request timeout).
+		d.Status, d.Detail = http.StatusServiceUnavailable, "the request took longer than the server allows; retry it"
 	default:
 		d.Status = http.StatusInternalServerError
 	}
@@ -80,7 +86,12 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	d := From(err)
 	d.Instance = r.URL.Path
 	var te *Error
-	if d.Status >= 500 && !errors.As(err, &te) { // a transport's own 503 is an answer, not a failure
+	switch {
+	case errors.As(err, &te): // a transport's own 503 is an answer, not a failure
+	case errors.Is(err, context.DeadlineExceeded):
+		// A slow request is a sign of load, not of a fault in this one.
+		log.WarnContext(r.Context(), "request timed out", "method", r.Method, "path", r.URL.Path, "err", err)
+	case d.Status >= 500:
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	w.Header().Set("Content-Type", ContentType)

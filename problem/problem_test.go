@@ -2,6 +2,7 @@ package problem_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,17 @@ func TestFrom(t *testing.T) {
 			name: "answers a body over the limit with 413",
 			err:  fmt.Errorf("read body: %w", &http.MaxBytesError{Limit: 1 << 20}),
 			want: problem.Details{Type: "about:blank", Title: "Request Entity Too Large", Status: 413, Detail: "the request body is larger than the limit"},
+		},
+		{
+			name: "maps the caller's role being refused to 403",
+			err:  domain.Errorf(domain.Forbidden, "an instructor creates courses of their own").WithField("instructorId"),
+			want: problem.Details{Type: "about:blank", Title: "Forbidden", Status: 403, Detail: "an instructor creates courses of their own", Field: "instructorId"},
+		},
+		{
+			name: "answers a request past the server's timeout with 503",
+			err:  fmt.Errorf("load learner-ada: %w", context.DeadlineExceeded),
+			want: problem.Details{Type: "about:blank", Title: "Service Unavailable", Status: 503,
+				Detail: "the request took longer than the server allows; retry it"},
 		},
 		{
 			name: "keeps an unknown error's text from the client",

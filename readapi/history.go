@@ -53,18 +53,28 @@ func (a *API) HistoryRoutes(r chi.Router, log Log) error {
 		return err
 	}
 	streams := &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}}
-	r.Get("/v1/learners/{id}/history", a.handle(func(r *http.Request) (reply, error) {
-		if r.URL.Query().Has("asOf") {
-			return a.asOf(r, streams)
-		}
-		switch f := r.URL.Query().Get("format"); f {
-		case "xapi":
-			return a.xapi(r, streams)
-		case "":
-		default:
+	r.With(a.learnerRecords).Get("/v1/learners/{id}/history", a.handle(func(r *http.Request) (reply, error) {
+		serve, what := func(r *http.Request) (reply, error) { return a.history(r, log) }, learner.RecordHistory
+		switch f := r.URL.Query().Get("format"); {
+		case r.URL.Query().Has("asOf"):
+			serve, what = func(r *http.Request) (reply, error) { return a.asOf(r, streams) }, learner.RecordStateAsOf
+		case f == "xapi":
+			serve, what = func(r *http.Request) (reply, error) { return a.xapi(r, streams) }, learner.RecordXAPI
+		case f != "":
 			return reply{}, problem.New(http.StatusBadRequest, "format", "must be xapi, or absent")
 		}
-		return a.history(r, log)
+		read, err := a.learnerRead(r, chi.URLParam(r, "id"), what)
+		if err != nil {
+			return reply{}, err
+		}
+		rep, err := serve(r)
+		if err != nil {
+			return reply{}, err
+		}
+		return rep, read.disclose(r)
+	}))
+	r.With(a.learnerRecords).Get("/v1/learners/{id}/disclosures", a.handle(func(r *http.Request) (reply, error) {
+		return a.disclosures(r, log)
 	}))
 	return nil
 }
@@ -188,8 +198,8 @@ func replay(ctx context.Context, streams *replayCache, stream string, asOf time.
 
 func (a *API) asOf(r *http.Request, streams *replayCache) (reply, error) {
 	for name := range r.URL.Query() {
-		if name != "asOf" && name != "minPosition" {
-			return reply{}, problem.New(http.StatusBadRequest, name, "asOf takes no other parameter but minPosition")
+		if name != "asOf" && name != "minPosition" && name != "reason" {
+			return reply{}, problem.New(http.StatusBadRequest, name, "asOf takes no other parameter but minPosition and reason")
 		}
 	}
 	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
@@ -253,15 +263,11 @@ func splitType(stored string) (string, int) {
 }
 
 // historyPage reads what the paged history routes share: the learner, the page size, and the
-// stream version the page starts at.
-func (a *API) historyPage(r *http.Request) (id string, limit int, from uint64, err error) {
+// stream version the page starts at. params are the query parameters the route takes.
+func (a *API) historyPage(r *http.Request, params ...string) (id string, limit int, from uint64, err error) {
 	qs := r.URL.Query()
-	for name := range qs {
-		switch name {
-		case "limit", "cursor", "minPosition", "format":
-		default:
-			return "", 0, 0, problem.New(http.StatusBadRequest, name, "unknown query parameter")
-		}
+	if err := onlyParams(r, params...); err != nil {
+		return "", 0, 0, err
 	}
 	// The log is always current, but whether the learner exists is known from the read models.
 	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
@@ -280,8 +286,11 @@ func (a *API) historyPage(r *http.Request) (id string, limit int, from uint64, e
 	return id, limit, from, a.knownLearner(r, id)
 }
 
+// historyParams are the query parameters of the learner history in its pages.
+var historyParams = []string{"limit", "cursor", "minPosition", "format", "reason"}
+
 func (a *API) history(r *http.Request, log Log) (reply, error) {
-	id, limit, from, err := a.historyPage(r)
+	id, limit, from, err := a.historyPage(r, historyParams...)
 	if err != nil {
 		return reply{}, err
 	}
@@ -307,6 +316,67 @@ func (a *API) history(r *http.Request, log Log) (reply, error) {
 	etag := `"h0"`
 	if n := len(p.Items); n > 0 {
 		etag = `"h` + strconv.FormatUint(p.Items[n-1].Position, 10) + `-` + strconv.Itoa(n) + `"`
+	}
+	return reply{body: body, etag: etag, private: true}, nil
+}
+
+// DisclosureItem is one recorded read of a learner's records by someone else.
+type DisclosureItem struct {
+	RecipientID   string         `json:"recipientId"`
+	RecipientRole string         `json:"recipientRole"`
+	Record        learner.Record `json:"record"`
+	Reason        string         `json:"reason"`
+	At            time.Time      `json:"at"`
+	Position      uint64         `json:"position"`
+}
+
+// disclosureBatch is how many events of the learner's stream one read looks through.
+const disclosureBatch = 500
+
+// disclosures lists who read a learner's records, oldest first, from the learner's stream: the
+// log is the record of them, so nothing else can disagree with it.
+func (a *API) disclosures(r *http.Request, log Log) (reply, error) {
+	if err := mayListDisclosures(r, chi.URLParam(r, "id")); err != nil {
+		return reply{}, err
+	}
+	id, limit, from, err := a.historyPage(r, "limit", "cursor", "minPosition")
+	if err != nil {
+		return reply{}, err
+	}
+	typ := learner.DisclosureRecorded{}.EventType()
+	p := page[DisclosureItem]{Items: []DisclosureItem{}}
+	for {
+		events, err := log.ReadStream(r.Context(), learner.StreamPrefix+id, from, disclosureBatch)
+		if err != nil {
+			return reply{}, err
+		}
+		for _, e := range events {
+			if e.Type != typ {
+				continue
+			}
+			if len(p.Items) == limit {
+				p.NextCursor = strconv.FormatUint(e.Version, 10)
+				break
+			}
+			var d learner.DisclosureRecorded
+			if err := json.Unmarshal(e.Data, &d); err != nil {
+				return reply{}, fmt.Errorf("decode %s at version %d: %w", e.StreamID, e.Version, err)
+			}
+			p.Items = append(p.Items, DisclosureItem{RecipientID: d.RecipientID, RecipientRole: d.RecipientRole,
+				Record: d.Record, Reason: d.Reason, At: d.At.UTC(), Position: e.Position})
+		}
+		if p.NextCursor != "" || len(events) < disclosureBatch {
+			break
+		}
+		from = events[len(events)-1].Version + 1
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return reply{}, err
+	}
+	etag := `"d0"`
+	if n := len(p.Items); n > 0 {
+		etag = `"d` + strconv.FormatUint(p.Items[n-1].Position, 10) + `-` + strconv.Itoa(n) + `"`
 	}
 	return reply{body: body, etag: etag, private: true}, nil
 }

@@ -1,6 +1,7 @@
 // Package readapi is the read HTTP API: it serves the read models to the frontend, cache first,
-// waits for the projections when a client asks to read its own writes, and reports health and
-// metrics. It never touches the event log.
+// waits for the projections when a client asks to read its own writes, lets each caller read
+// only what their role and ownership allow, and reports health and metrics. It never appends to
+// the event log: a read that must be recorded goes through Disclosures.
 package readapi
 
 import (
@@ -13,6 +14,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,7 +22,9 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/cache"
+	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/readmodel"
 	"github.com/edutrack/edutrack/readstore"
@@ -51,6 +55,9 @@ type Options struct {
 	// read models, the key names the generation serving, so a new one never meets an old
 	// one's entries.
 	CacheKey func(coll, id string) string
+	// Disclosures records reads of a learner's records by someone else. Without it such reads
+	// answer 503: the records may only be disclosed once the disclosure is recorded.
+	Disclosures Disclosures
 }
 
 // API serves the read routes.
@@ -62,6 +69,9 @@ type API struct {
 	opts      Options
 	hits      *prometheus.CounterVec
 	misses    *prometheus.CounterVec
+
+	// The roles each kind of route admits; see Routes.
+	readers, teachers, learnerRecords func(http.Handler) http.Handler
 }
 
 // New returns the read API.
@@ -89,20 +99,27 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 			return nil, err
 		}
 	}
+	a.readers = auth.Restrict(log, auth.Learner, auth.Instructor, auth.Admin)
+	a.teachers = auth.Restrict(log, auth.Instructor, auth.Admin)
+	a.learnerRecords = auth.Restrict(log, auth.Learner, auth.Admin, auth.Auditor)
 	return a, nil
 }
 
-// Routes mounts the read routes on r.
+// Routes mounts the read routes on r, behind an authenticator that puts the caller in each
+// request's context. Each route names the roles that may ever read it (403 for the others);
+// which objects a caller may read the handlers decide once they know the object (access.go).
 func (a *API) Routes(r chi.Router) {
-	r.Get("/v1/courses", a.handle(a.catalog))
-	r.Get("/v1/courses/{id}", a.handle(a.doc(readmodel.CourseDetails, readmodel.CoursesProjection, "course", false)))
-	r.Get("/v1/courses/{id}/stats", a.handle(a.doc(readmodel.Stats, readmodel.CoursesProjection, "course", false)))
-	r.Get("/v1/courses/{id}/roster", a.handle(a.roster))
-	r.Get("/v1/learners/{id}/dashboard", a.handle(a.doc(readmodel.Dashboards, readmodel.LearnersProjection, "learner", true)))
-	r.Get("/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(openAPI)
-	})
+	r.With(a.readers).Get("/v1/courses", a.handle(a.catalog))
+	r.With(a.readers).Get("/v1/courses/{id}", a.handle(a.courseDetails))
+	r.With(a.teachers).Get("/v1/courses/{id}/stats", a.handle(a.courseStats))
+	r.With(a.teachers).Get("/v1/courses/{id}/roster", a.handle(a.roster))
+	r.With(a.learnerRecords).Get("/v1/learners/{id}/dashboard", a.handle(a.dashboard))
+}
+
+// ServeOpenAPI answers the API's description. It is public, so it is mounted apart from Routes.
+func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPI)
 }
 
 // reply is a successful read: its body, its strong validator and whether it is private.
@@ -168,36 +185,96 @@ func (a *API) waitFor(r *http.Request, projections ...string) error {
 	return nil
 }
 
-// doc serves one document, cache first.
-func (a *API) doc(coll, projection, what string, private bool) func(r *http.Request) (reply, error) {
-	return func(r *http.Request) (reply, error) {
-		for name := range r.URL.Query() {
-			if name != "minPosition" {
-				return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
-			}
+// onlyParams refuses any query parameter but allowed.
+func onlyParams(r *http.Request, allowed ...string) error {
+	for name := range r.URL.Query() {
+		if !slices.Contains(allowed, name) {
+			return problem.New(http.StatusBadRequest, name, "unknown query parameter")
 		}
-		if err := a.waitFor(r, projection); err != nil {
-			return reply{}, err
-		}
-		id := chi.URLParam(r, "id")
-		key := a.opts.CacheKey(coll, id)
-		e, ok := a.cache.Get(r.Context(), key)
-		if ok {
-			a.hits.WithLabelValues(coll).Inc()
-		} else {
-			a.misses.WithLabelValues(coll).Inc()
-			d, err := a.store.Get(r.Context(), coll, id)
-			if errors.Is(err, readstore.ErrNotFound) {
-				return reply{}, problem.New(http.StatusNotFound, "", what+" not found")
-			}
-			if err != nil {
-				return reply{}, err
-			}
-			e = cache.Entry{Position: d.Position, Body: d.Body}
-			a.cache.Set(r.Context(), key, e)
-		}
-		return reply{body: e.Body, etag: `"` + strconv.FormatUint(e.Position, 10) + `"`, private: private}, nil
 	}
+	return nil
+}
+
+// load returns document id of coll, cache first; what names it in the 404.
+func (a *API) load(r *http.Request, coll, id, what string) (cache.Entry, error) {
+	key := a.opts.CacheKey(coll, id)
+	if e, ok := a.cache.Get(r.Context(), key); ok {
+		a.hits.WithLabelValues(coll).Inc()
+		return e, nil
+	}
+	a.misses.WithLabelValues(coll).Inc()
+	d, err := a.store.Get(r.Context(), coll, id)
+	if errors.Is(err, readstore.ErrNotFound) {
+		return cache.Entry{}, problem.New(http.StatusNotFound, "", what+" not found")
+	}
+	if err != nil {
+		return cache.Entry{}, err
+	}
+	e := cache.Entry{Position: d.Position, Body: d.Body}
+	a.cache.Set(r.Context(), key, e)
+	return e, nil
+}
+
+// docReply answers a document as stored, with its position as the strong validator.
+func docReply(e cache.Entry, private bool) reply {
+	return reply{body: e.Body, etag: `"` + strconv.FormatUint(e.Position, 10) + `"`, private: private}
+}
+
+func (a *API) courseDetails(r *http.Request) (reply, error) {
+	if err := onlyParams(r, "minPosition"); err != nil {
+		return reply{}, err
+	}
+	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
+		return reply{}, err
+	}
+	e, err := a.load(r, readmodel.CourseDetails, chi.URLParam(r, "id"), "course")
+	if err != nil {
+		return reply{}, err
+	}
+	if err := mayView(r, e.Body); err != nil {
+		return reply{}, err
+	}
+	return docReply(e, false), nil
+}
+
+func (a *API) courseStats(r *http.Request) (reply, error) {
+	if err := onlyParams(r, "minPosition"); err != nil {
+		return reply{}, err
+	}
+	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
+		return reply{}, err
+	}
+	id := chi.URLParam(r, "id")
+	if err := a.mayTeach(r, id, false); err != nil {
+		return reply{}, err
+	}
+	e, err := a.load(r, readmodel.Stats, id, "course")
+	if err != nil {
+		return reply{}, err
+	}
+	return docReply(e, false), nil
+}
+
+func (a *API) dashboard(r *http.Request) (reply, error) {
+	if err := onlyParams(r, "minPosition", "reason"); err != nil {
+		return reply{}, err
+	}
+	id := chi.URLParam(r, "id")
+	read, err := a.learnerRead(r, id, learner.RecordDashboard)
+	if err != nil {
+		return reply{}, err
+	}
+	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
+		return reply{}, err
+	}
+	e, err := a.load(r, readmodel.Dashboards, id, "learner")
+	if err != nil {
+		return reply{}, err
+	}
+	if err := read.disclose(r); err != nil {
+		return reply{}, err
+	}
+	return docReply(e, true), nil
 }
 
 // page is one page of a listing.
@@ -304,12 +381,8 @@ var sorts = map[string]readstore.Order{
 
 func (a *API) catalog(r *http.Request) (reply, error) {
 	qs := r.URL.Query()
-	for name := range qs {
-		switch name {
-		case "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition":
-		default:
-			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
-		}
+	if err := onlyParams(r, "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition"); err != nil {
+		return reply{}, err
 	}
 	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
 		return reply{}, err
@@ -356,12 +429,8 @@ func (a *API) catalog(r *http.Request) (reply, error) {
 
 func (a *API) roster(r *http.Request) (reply, error) {
 	qs := r.URL.Query()
-	for name := range qs {
-		switch name {
-		case "limit", "cursor", "minPosition":
-		default:
-			return reply{}, problem.New(http.StatusBadRequest, name, "unknown query parameter")
-		}
+	if err := onlyParams(r, "limit", "cursor", "minPosition"); err != nil {
+		return reply{}, err
 	}
 	if err := a.waitFor(r, readmodel.CoursesProjection, readmodel.LearnersProjection); err != nil {
 		return reply{}, err
@@ -371,9 +440,7 @@ func (a *API) roster(r *http.Request) (reply, error) {
 		return reply{}, err
 	}
 	id := chi.URLParam(r, "id")
-	if _, err := a.store.Get(r.Context(), readmodel.CourseDetails, id); errors.Is(err, readstore.ErrNotFound) {
-		return reply{}, problem.New(http.StatusNotFound, "", "course not found")
-	} else if err != nil {
+	if err := a.mayTeach(r, id, true); err != nil {
 		return reply{}, err
 	}
 	q := readstore.Query{Coll: readmodel.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/problem"
 	"github.com/edutrack/edutrack/projections"
@@ -41,7 +43,36 @@ type fixture struct {
 	positions *projections.Positions
 	reg       *prometheus.Registry
 	router    chi.Router
+	// disclosed holds the disclosures the API recorded.
+	disclosed *disclosures
+	api       *readapi.API
 }
+
+// disclosures is a Disclosures that keeps what it records, or fails with err.
+type disclosures struct {
+	mu   sync.Mutex
+	got  []readapi.Disclosure
+	fail error
+}
+
+func (d *disclosures) RecordDisclosure(_ context.Context, x readapi.Disclosure) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.fail != nil {
+		return d.fail
+	}
+	d.got = append(d.got, x)
+	return nil
+}
+
+func (d *disclosures) recorded() []readapi.Disclosure {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.got)
+}
+
+// admin is the caller of the fixture's requests unless a test names another.
+var admin = auth.Principal{Subject: "root", Role: auth.Admin}
 
 func newFixture(t *testing.T, opts readapi.Options) *fixture {
 	return newFixtureWith(t, opts, nil)
@@ -56,7 +87,10 @@ func newFixtureWith(t *testing.T, opts readapi.Options, wrap func(*projections.P
 	}
 	t.Cleanup(func() { store.Close() })
 	f := &fixture{t: t, store: store, cache: cache.NewMemory(1024), positions: projections.NewPositions(),
-		reg: prometheus.NewRegistry(), router: chi.NewRouter()}
+		reg: prometheus.NewRegistry(), router: chi.NewRouter(), disclosed: &disclosures{}}
+	if opts.Disclosures == nil {
+		opts.Disclosures = f.disclosed
+	}
 	var positions readapi.Positions = f.positions
 	if wrap != nil {
 		positions = wrap(f.positions)
@@ -66,6 +100,7 @@ func newFixtureWith(t *testing.T, opts readapi.Options, wrap func(*projections.P
 		t.Fatal(err)
 	}
 	api.Routes(f.router)
+	f.api = api
 	return f
 }
 
@@ -95,10 +130,17 @@ func doc(id string, pos uint64, v any) readstore.Doc {
 	return readstore.Doc{ID: id, Position: pos, Body: b}
 }
 
-// get answers a GET of path with headers given as name, value pairs.
+// get answers a GET of path by an admin, with headers given as name, value pairs.
 func (f *fixture) get(path string, headers ...string) *http.Response {
 	f.t.Helper()
+	return f.getAs(admin, path, headers...)
+}
+
+// getAs answers a GET of path by p, as the authenticator would pass it on.
+func (f *fixture) getAs(p auth.Principal, path string, headers ...string) *http.Response {
+	f.t.Helper()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req = req.WithContext(auth.NewContext(req.Context(), p))
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}

@@ -80,7 +80,7 @@ func verb(id, word string) Verb { return Verb{ID: id, Display: map[string]string
 // xapi answers a learner's history as xAPI statements. Progress counts the modules each course
 // had when the learner completed one, replayed through the domain aggregates like asOf.
 func (a *API) xapi(r *http.Request, streams *replayCache) (reply, error) {
-	id, limit, from, err := a.historyPage(r)
+	id, limit, from, err := a.historyPage(r, historyParams...)
 	if err != nil {
 		return reply{}, err
 	}
@@ -106,6 +106,10 @@ func (a *API) xapi(r *http.Request, streams *replayCache) (reply, error) {
 		}
 		if len(out.Statements) >= limit {
 			out.More = r.URL.Path + "?format=xapi&limit=" + strconv.Itoa(limit) + "&cursor=" + strconv.FormatUint(version, 10)
+			if reason := r.URL.Query().Get("reason"); reason != "" {
+				// The next page is read for the same reason, and recorded with it.
+				out.More += "&reason=" + url.QueryEscape(reason)
+			}
 			break
 		}
 		sid := e.id.String()

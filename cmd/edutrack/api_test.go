@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/eventstore"
 )
 
@@ -77,7 +78,7 @@ func TestWriteAPI(t *testing.T) {
 		check(s.ok(s.do("POST", "/v1/users", user("ins", "Grace Hopper", "instructor")), created, 1), "ins", 1)
 		appended("user-ins", 1, "user.registered.v1")
 		ada := s.ok(s.do("POST", "/v1/users", user("ada", "Ada Lovelace", "learner"),
-			"X-User-Id", "admin-1", "X-Request-Id", "req-1", "X-Correlation-Id", "corr-1"), created, 1)
+			"Authorization", bearer("admin-1", auth.Admin), "X-Request-Id", "req-1", "X-Correlation-Id", "corr-1"), created, 1)
 		check(ada, "ada", 1)
 		appended("user-ada", 1, "user.registered.v1")
 
@@ -199,18 +200,18 @@ func TestWriteAPI(t *testing.T) {
 			return eventstore.Metadata{}
 		}
 		// The headers travel into the metadata; without them, the request id is the command id
-		// and the correlation id the request id.
+		// and the correlation id the request id. The acting user is the token's subject.
 		ada := meta("user-ada", 1)
 		if ada.CausationID == "" || ada.UserID != "admin-1" || ada.RequestID != "req-1" || ada.CorrelationID != "corr-1" {
 			t.Errorf("user-ada v1 metadata %+v, want user admin-1, request req-1, correlation corr-1 and a causation id", ada)
 		}
 		renamed := meta("user-ada", 2)
-		if renamed.RequestID != "req-2" || renamed.CorrelationID != "req-2" || renamed.UserID != "" || renamed.CausationID == "" {
-			t.Errorf("user-ada v2 metadata %+v, want request and correlation req-2, no user", renamed)
+		if renamed.RequestID != "req-2" || renamed.CorrelationID != "req-2" || renamed.UserID != testAdmin || renamed.CausationID == "" {
+			t.Errorf("user-ada v2 metadata %+v, want request and correlation req-2, user %s", renamed, testAdmin)
 		}
 		ins := meta("user-ins", 1)
-		if ins.CausationID == "" || ins.RequestID != ins.CausationID || ins.CorrelationID != ins.CausationID || ins.UserID != "" {
-			t.Errorf("user-ins v1 metadata %+v, want request and correlation ids equal to the causation id", ins)
+		if ins.CausationID == "" || ins.RequestID != ins.CausationID || ins.CorrelationID != ins.CausationID || ins.UserID != testAdmin {
+			t.Errorf("user-ins v1 metadata %+v, want request and correlation ids equal to the causation id, user %s", ins, testAdmin)
 		}
 		if ada.CausationID == ins.CausationID {
 			t.Errorf("two commands share causation id %s", ada.CausationID)
@@ -423,7 +424,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 	t.Run("takes_the_same_key_from_another_user_as_another_command", func(t *testing.T) {
 		s.t = t
-		other := s.ok(s.do("POST", "/v1/courses", newCourse(""), "Idempotency-Key", "k1", "X-User-Id", "someone-else"), created, 1)
+		other := s.ok(s.do("POST", "/v1/courses", newCourse(""), "Idempotency-Key", "k1", "Authorization", bearer("someone-else", auth.Admin)), created, 1)
 		if other.ID == first.ID {
 			t.Errorf("another user's key k1 named the same course %s", other.ID)
 		}
@@ -580,7 +581,8 @@ func TestWriteAPIRefusesOverlongMetadataHeaders(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_LOG_LEVEL": "error"}
+	env := testEnv(dir)
+	env["EDUTRACK_LOG_LEVEL"] = "error"
 	go func() {
 		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
 	}()
@@ -594,6 +596,7 @@ func TestWriteAPIRefusesOverlongMetadataHeaders(t *testing.T) {
 	post := func(header, value string) (int, map[string]any) {
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/users", strings.NewReader(`{"name":"Ada","email":"ada@example.com","role":"learner"}`))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", bearer(testAdmin, auth.Admin))
 		if header != "" {
 			req.Header.Set(header, value)
 		}
@@ -606,7 +609,8 @@ func TestWriteAPIRefusesOverlongMetadataHeaders(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&body)
 		return resp.StatusCode, body
 	}
-	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "X-User-Id", "Idempotency-Key"} {
+	// X-User-Id is not among them: the acting user comes from the token, and the header is ignored.
+	for _, h := range []string{"X-Request-Id", "X-Correlation-Id", "Idempotency-Key"} {
 		status, body := post(h, strings.Repeat("x", 129))
 		if status != http.StatusBadRequest || body["field"] != h {
 			t.Errorf("%s of 129 bytes: %d %v, want 400 naming the header", h, status, body)

@@ -21,19 +21,29 @@ func TestAuditVerify(t *testing.T) {
 		done <- run(ctx, []string{"serve"}, getenv, io.Discard, io.Discard, func(a string) { addr <- a })
 	}()
 	base := "http://" + <-addr
+	// The embedded default signs with the key it generated in the data dir, which the token
+	// command reads.
+	var token bytes.Buffer
+	if err := run(context.Background(), []string{"token", "--sub", "ops", "--role", "admin"}, getenv, &token, io.Discard, nil); err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	send := func(method, path, body string) (*http.Response, error) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(token.String()))
+		return http.DefaultClient.Do(req)
+	}
 	for _, body := range []string{
 		`{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`,
 		`{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`,
 	} {
-		resp, err := http.Post(base+"/v1/users", "application/json", strings.NewReader(body))
+		resp, err := send(http.MethodPost, "/v1/users", body)
 		if err != nil || resp.StatusCode != http.StatusCreated {
 			t.Fatalf("register: %v %v", resp, err)
 		}
 		resp.Body.Close()
 	}
-	req, _ := http.NewRequest(http.MethodPatch, base+"/v1/users/bob", strings.NewReader(`{"name":"Robert"}`))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := send(http.MethodPatch, "/v1/users/bob", `{"name":"Robert"}`)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("rename: %v %v", resp, err)
 	}

@@ -7,11 +7,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/auth/clientip"
+	"github.com/edutrack/edutrack/auth/cors"
+	"github.com/edutrack/edutrack/auth/ratelimit"
 )
 
 // config is what serve needs. Every setting comes from an EDUTRACK_ variable, and a flag of the
@@ -29,10 +35,37 @@ type config struct {
 	leaseTTL        time.Duration // how long the projector lease outlives its holder's last renewal
 	xapiHomePage    string
 	logLevel        slog.Level
+	access          access
+}
+
+// access is how serve authenticates callers and bounds what they may ask of it.
+type access struct {
+	// disabled turns authentication off (EDUTRACK_AUTH=disabled): every caller is an admin.
+	disabled bool
+	// jwtKey is the HMAC key of the tokens; nil with oidcIssuer, or to use the data dir's.
+	jwtKey     []byte
+	oidcIssuer string
+	// issuer is the iss of HMAC tokens; OIDC tokens carry oidcIssuer.
+	issuer    string
+	audience  string
+	roleClaim string
+	// trustedProxies may say who the client is in X-Forwarded-For.
+	trustedProxies []netip.Prefix
+	corsOrigins    []string
+	// perIP and perUser are the request budgets; a zero Limit is no limit.
+	perIP, perUser ratelimit.Limit
+	requestTimeout time.Duration
 }
 
 // loadConfig reads the environment and the flags, and reports every invalid setting at once.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return loadConfigFlags(fs, args, getenv)
+}
+
+// loadConfigFlags is loadConfig for a command that adds flags of its own to fs.
+func loadConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (config, error) {
 	var problems []error
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -49,8 +82,6 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 		return def
 	}
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	addr := fs.String("http-addr", env("EDUTRACK_HTTP_ADDR", ":8080"), "HTTP listen address (EDUTRACK_HTTP_ADDR)")
 	dataDir := fs.String("data-dir", env("EDUTRACK_DATA_DIR", "./data"), "directory of the embedded stores (EDUTRACK_DATA_DIR)")
 	shutdown := fs.String("shutdown-timeout", env("EDUTRACK_SHUTDOWN_TIMEOUT", "20s"), "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)")
@@ -63,6 +94,18 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	roleList := fs.String("roles", env("EDUTRACK_ROLES", "write,project,read"), "roles this process runs: write, project, read (EDUTRACK_ROLES)")
 	leaseTTL := fs.String("lease-ttl", env("EDUTRACK_LEASE_TTL", "10s"), "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)")
 	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
+	authMode := fs.String("auth", env("EDUTRACK_AUTH", "jwt"), "jwt, or disabled to let every request act as an admin (EDUTRACK_AUTH)")
+	// The key itself has no flag: command lines are visible to every user of the machine.
+	keyFile := fs.String("jwt-key-file", getenv("EDUTRACK_JWT_KEY_FILE"), "file holding the HMAC key of the bearer tokens (EDUTRACK_JWT_KEY_FILE, or the key itself in EDUTRACK_JWT_KEY); default: "+auth.KeyFileName+" in the data dir, generated on first start")
+	oidcIssuer := fs.String("oidc-issuer", env("EDUTRACK_OIDC_ISSUER", ""), "https URL of an OpenID Connect provider whose tokens to accept instead of HMAC ones (EDUTRACK_OIDC_ISSUER)")
+	jwtIssuer := fs.String("jwt-issuer", env("EDUTRACK_JWT_ISSUER", auth.DefaultIssuer), "iss of HMAC tokens (EDUTRACK_JWT_ISSUER)")
+	audience := fs.String("jwt-audience", env("EDUTRACK_JWT_AUDIENCE", auth.DefaultAudience), "aud every token must carry (EDUTRACK_JWT_AUDIENCE)")
+	roleClaim := fs.String("jwt-role-claim", env("EDUTRACK_JWT_ROLE_CLAIM", auth.DefaultRoleClaim), "claim holding the caller's role (EDUTRACK_JWT_ROLE_CLAIM)")
+	proxies := fs.String("trusted-proxies", env("EDUTRACK_TRUSTED_PROXIES", ""), "CIDRs or addresses of proxies whose X-Forwarded-For names the client (EDUTRACK_TRUSTED_PROXIES)")
+	origins := fs.String("cors-origins", env("EDUTRACK_CORS_ORIGINS", ""), "origins whose pages may call the API, such as https://school.example; empty: none (EDUTRACK_CORS_ORIGINS)")
+	perIP := fs.String("rate-limit-ip", env("EDUTRACK_RATE_LIMIT_IP", defaultPerIP), "requests per client address, as N/period, or off (EDUTRACK_RATE_LIMIT_IP)")
+	perUser := fs.String("rate-limit-user", env("EDUTRACK_RATE_LIMIT_USER", defaultPerUser), "requests per user, as N/period, or off (EDUTRACK_RATE_LIMIT_USER)")
+	reqTimeout := fs.String("request-timeout", env("EDUTRACK_REQUEST_TIMEOUT", "10s"), "longest time the server spends on one /v1 request (EDUTRACK_REQUEST_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -115,6 +158,62 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		problems = append(problems, fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", *level))
 	}
+	a := access{oidcIssuer: *oidcIssuer, issuer: *jwtIssuer, audience: *audience, roleClaim: *roleClaim}
+	switch *authMode {
+	case "jwt":
+	case "disabled":
+		a.disabled = true
+	default:
+		problems = append(problems, fmt.Errorf("EDUTRACK_AUTH %q: want jwt, or disabled", *authMode))
+	}
+	key := getenv("EDUTRACK_JWT_KEY")
+	switch {
+	case key != "" && *keyFile != "":
+		problems = append(problems, errors.New("EDUTRACK_JWT_KEY and EDUTRACK_JWT_KEY_FILE: set one of them"))
+	case key != "" && len(key) < auth.MinKeyLen:
+		problems = append(problems, fmt.Errorf("EDUTRACK_JWT_KEY: %d bytes; want at least %d", len(key), auth.MinKeyLen))
+	case key != "":
+		a.jwtKey = []byte(key)
+	case *keyFile != "":
+		if a.jwtKey, err = auth.ReadKeyFile(*keyFile); err != nil {
+			problems = append(problems, fmt.Errorf("EDUTRACK_JWT_KEY_FILE: %w", err))
+		}
+	}
+	if a.oidcIssuer != "" && (key != "" || *keyFile != "") {
+		problems = append(problems, errors.New("EDUTRACK_OIDC_ISSUER and EDUTRACK_JWT_KEY(_FILE): set one of them"))
+	}
+	if a.oidcIssuer != "" {
+		if u, err := url.Parse(a.oidcIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			problems = append(problems, fmt.Errorf("EDUTRACK_OIDC_ISSUER %q: want an https URL", a.oidcIssuer))
+		}
+	}
+	// Processes on KurrentDB have data dirs of their own: a key generated in each would make
+	// each refuse the others' tokens.
+	if !a.disabled && cfg.esdbURL != "" && a.oidcIssuer == "" && key == "" && *keyFile == "" {
+		problems = append(problems, errors.New("EDUTRACK_JWT_KEY: the processes of a KurrentDB deployment must share one key: set EDUTRACK_JWT_KEY(_FILE) or EDUTRACK_OIDC_ISSUER"))
+	}
+	if a.trustedProxies, err = clientip.ParsePrefixes(*proxies); err != nil {
+		problems = append(problems, fmt.Errorf("EDUTRACK_TRUSTED_PROXIES: %w", err))
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			a.corsOrigins = append(a.corsOrigins, o)
+		}
+	}
+	if _, err := cors.New(a.corsOrigins); err != nil {
+		problems = append(problems, fmt.Errorf("EDUTRACK_CORS_ORIGINS: %w", err))
+	}
+	if a.perIP, err = parseLimit(*perIP); err != nil {
+		problems = append(problems, fmt.Errorf("EDUTRACK_RATE_LIMIT_IP %q: %w", *perIP, err))
+	}
+	if a.perUser, err = parseLimit(*perUser); err != nil {
+		problems = append(problems, fmt.Errorf("EDUTRACK_RATE_LIMIT_USER %q: %w", *perUser, err))
+	}
+	// The write timeout must leave room to send the answer past the request's own deadline.
+	if a.requestTimeout, err = time.ParseDuration(*reqTimeout); err != nil || a.requestTimeout <= 0 || a.requestTimeout > writeTimeout-5*time.Second {
+		problems = append(problems, fmt.Errorf("EDUTRACK_REQUEST_TIMEOUT %q: want a positive duration up to %s", *reqTimeout, writeTimeout-5*time.Second))
+	}
+	cfg.access = a
 	if len(problems) > 0 {
 		return config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(problems...))
 	}
@@ -162,3 +261,32 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 	}
 	return false
 }
+
+// The default request budgets: bursts of a page's worth of requests, and a sustained rate no
+// person clicks at. A school behind one NAT address shares the address's budget, hence its size.
+const (
+	defaultPerIP   = "100/1s"
+	defaultPerUser = "20/1s"
+)
+
+// parseLimit reads a budget written N/period, such as 100/1s or 600/1m, with a burst of N; off
+// is no limit.
+func parseLimit(s string) (ratelimit.Limit, error) {
+	if s == "off" {
+		return ratelimit.Limit{}, nil
+	}
+	n, period, ok := strings.Cut(s, "/")
+	requests, err := strconv.Atoi(n)
+	if !ok || err != nil || requests <= 0 {
+		return ratelimit.Limit{}, errors.New("want N/period such as 100/1s, or off")
+	}
+	d, err := time.ParseDuration(period)
+	if err != nil || d <= 0 || d/time.Duration(requests) < time.Microsecond {
+		return ratelimit.Limit{}, errors.New("want N/period such as 100/1s, or off, at most one request per microsecond")
+	}
+	return ratelimit.Limit{Requests: requests, Period: d}, nil
+}
+
+// writeTimeout bounds the writing of an answer; the request timeout stays below it, so that a
+// request that runs out of time still gets its 503.
+const writeTimeout = 30 * time.Second

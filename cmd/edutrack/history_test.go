@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edutrack/edutrack/auth"
 )
 
 func TestLearnerHistory(t *testing.T) {
@@ -286,7 +288,8 @@ type historyServer struct {
 
 func startHistoryServer(t *testing.T, extraEnv map[string]string) *historyServer {
 	t.Helper()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": t.TempDir(), "EDUTRACK_LOG_LEVEL": "error"}
+	env := testEnv(t.TempDir())
+	env["EDUTRACK_LOG_LEVEL"] = "error"
 	for k, v := range extraEnv {
 		env[k] = v
 	}
@@ -296,7 +299,7 @@ func startHistoryServer(t *testing.T, extraEnv map[string]string) *historyServer
 	go func() {
 		done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard, func(a string) { addr <- a })
 	}()
-	s := &historyServer{t: t, base: "http://" + <-addr, client: &http.Client{}}
+	s := &historyServer{t: t, base: "http://" + <-addr, client: &http.Client{Transport: callerTransport{http.DefaultTransport}}}
 	t.Cleanup(func() {
 		s.client.CloseIdleConnections()
 		cancel()
@@ -307,7 +310,10 @@ func startHistoryServer(t *testing.T, extraEnv map[string]string) *historyServer
 	return s
 }
 
-// send runs a command; a non-empty user also sets the acting user and a correlation id.
+// historyRoles are the roles of the users the history tests send commands as.
+var historyRoles = map[string]auth.Role{"admin": auth.Admin, "ada": auth.Instructor, "bob": auth.Learner}
+
+// send runs a command; a non-empty user (of historyRoles) sends it, with a correlation id.
 func (s *historyServer) send(method, path, body, user string) {
 	s.t.Helper()
 	req, _ := http.NewRequest(method, s.base+path, strings.NewReader(body))
@@ -315,7 +321,7 @@ func (s *historyServer) send(method, path, body, user string) {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if user != "" {
-		req.Header.Set("X-User-Id", user)
+		req.Header.Set("Authorization", bearer(user, historyRoles[user]))
 		req.Header.Set("X-Correlation-Id", "corr-"+user)
 	}
 	resp, err := s.client.Do(req)

@@ -18,13 +18,15 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/auth/cors"
 	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/cache/rediscache"
 	"github.com/edutrack/edutrack/commands"
@@ -56,6 +58,7 @@ commands:
   projections    operate the read models of a running server: list, rebuild, dead-letters, skip, retry
   audit verify   recompute the event log's hash chains and name the first altered or removed event
   healthcheck    exit 0 when the server on this machine is ready (for container health checks)
+  token          mint a bearer token signed with the configured key: token --sub ID --role ROLE [--ttl 1h]
 
 Run 'edutrack <command> -h' for the flags of a command.`
 
@@ -82,6 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return projectionsCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return tokenCmd(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -175,8 +180,29 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	if err != nil {
 		return err
 	}
+	authn, err := newAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	limiter, closeLimiter, err := newLimiter(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeLimiter()
+	v1mw, err := v1Middleware(cfg, authn, limiter, log)
+	if err != nil {
+		return err
+	}
+	corsMW, err := cors.New(cfg.access.corsOrigins)
+	if err != nil {
+		return err
+	}
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, instrument)
+	// CORS goes before routing: a preflight carries no token and uses a method no route has.
+	r.Use(middleware.Recoverer, instrument, corsMW)
+	// Health, readiness, metrics and the API description stay open; every /v1 route is
+	// mounted on v1, behind the authenticator.
+	v1 := r.With(v1mw...)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
@@ -186,16 +212,21 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	var workers []func(ctx context.Context) error
 	var closers []func() error
 
-	if cfg.roles.write {
-		handler, err := commands.New(events, time.Now, commands.Options{})
-		if err != nil {
+	// The command side serves the write API, and records the read API's disclosures in any
+	// process that can append to the log: the writer of the embedded log, or any on KurrentDB
+	// (a follower of the embedded log only reads it).
+	var handler *commands.Handler
+	if canAppend := cfg.roles.write || cfg.esdbURL != ""; canAppend && (cfg.roles.write || cfg.roles.read) {
+		if handler, err = commands.New(events, time.Now, commands.Options{}); err != nil {
 			return err
 		}
+	}
+	if cfg.roles.write {
 		writeAPI, err := commands.NewAPI(handler, log)
 		if err != nil {
 			return err
 		}
-		writeAPI.Routes(r)
+		writeAPI.Routes(v1)
 	}
 	positions := projections.NewPositions()
 	projectors := []projections.Projector{projections.Courses{}, projections.Learners{}}
@@ -219,7 +250,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 				runner.Run)
 		})
 		closers = append(closers, runner.Close)
-		runner.AdminRoutes(r, log)
+		runner.AdminRoutes(v1.With(auth.Restrict(log, auth.Admin)), log)
 		readiness.Projections = func(ctx context.Context) map[string]readapi.ProjectionState {
 			head, _ := events.Head(ctx)
 			out := map[string]readapi.ProjectionState{}
@@ -239,12 +270,14 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		workers = append(workers, func(ctx context.Context) error { return live.Follow(ctx, positions, 20*time.Millisecond) })
 	}
 	if cfg.roles.read {
-		readAPI, err := readapi.New(live, docs, positions, reg, log, readapi.Options{ConsistencyWait: cfg.consistencyWait,
-			XAPIHomePage: cfg.xapiHomePage, CacheKey: live.CacheKey})
+		opts := readapi.Options{ConsistencyWait: cfg.consistencyWait, XAPIHomePage: cfg.xapiHomePage, CacheKey: live.CacheKey,
+			Disclosures: disclosures(cfg, handler, log)}
+		readAPI, err := readapi.New(live, docs, positions, reg, log, opts)
 		if err != nil {
 			return err
 		}
-		r.Group(func(r chi.Router) {
+		r.Get("/openapi.json", readapi.ServeOpenAPI)
+		v1.Group(func(r chi.Router) {
 			r.Use(middleware.Compress(5, "application/json"))
 			readAPI.Routes(r)
 			if events != nil {
@@ -271,7 +304,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		Handler:           r,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       2 * time.Minute,
 	}
 	log.Info("edutrack serving", "addr", ln.Addr().String(), "data", cfg.dataDir, "roles", cfg.roles.String())

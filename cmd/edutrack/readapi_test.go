@@ -953,7 +953,7 @@ const consistencyTimeout = "has not reached position"
 // to return nil and no error logged, but leaves consistency timeouts to the test that checks them.
 func startWith(t *testing.T, dir string, log *logTracker, extra map[string]string) *server {
 	t.Helper()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir}
+	env := testEnv(dir)
 	maps.Copy(env, extra)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{t: t, dir: dir, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), log: log}
@@ -973,9 +973,11 @@ func startWith(t *testing.T, dir string, log *logTracker, extra map[string]strin
 		t.Fatalf("server not ready after 30s\n%s", s.logs)
 	}
 	transport := &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}
-	s.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	s.client = &http.Client{Transport: callerTransport{transport}, Timeout: 30 * time.Second}
 	s.stop = sync.OnceFunc(func() {
-		s.settle(t)
+		if !s.early {
+			s.settle(t)
+		}
 		cancel()
 		var err error
 		select {
@@ -1321,7 +1323,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"PATCH /v1/users/{id}", "POST /v1/courses", "PATCH /v1/courses/{id}", "POST /v1/courses/{id}/modules",
 			"POST /v1/courses/{id}/publish", "POST /v1/courses/{id}/archive", "POST /v1/courses/{id}/enrollments",
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
-			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete"} {
+			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
+			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1366,7 +1369,10 @@ func servedRoutes(t *testing.T) []string {
 	r := chi.NewRouter()
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics"}
+	if err := readAPI.HistoryRoutes(r, events); err != nil {
+		t.Fatal(err)
+	}
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)
 		return nil

@@ -3,11 +3,17 @@ package main
 import (
 	"bytes"
 	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/edutrack/edutrack/auth/ratelimit"
 )
 
 func TestRun(t *testing.T) {
@@ -51,7 +57,34 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// defaultAccess is the access of a server with no access settings.
+func defaultAccess() access {
+	return access{issuer: "edutrack", audience: "edutrack", roleClaim: "role", perIP: ratelimit.Limit{Requests: 100, Period: time.Second},
+		perUser: ratelimit.Limit{Requests: 20, Period: time.Second}, requestTimeout: 10 * time.Second}
+}
+
+func withAccess(change func(*access)) access {
+	a := defaultAccess()
+	change(&a)
+	return a
+}
+
+// defaults is the default configuration with a.
+func defaults(a access) config {
+	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
+		cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+		leaseTTL: 10 * time.Second, access: a}
+}
+
 func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, shortKeyFile := filepath.Join(dir, "jwt.key"), filepath.Join(dir, "short.key")
+	if err := os.WriteFile(keyFile, []byte(testKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shortKeyFile, []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		env     map[string]string
@@ -63,17 +96,17 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second},
+				leaseTTL: 10 * time.Second, access: defaultAccess()},
 		},
 		{
 			name: "reads the environment",
 			env: map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:9000", "EDUTRACK_DATA_DIR": "/srv/edutrack",
 				"EDUTRACK_SHUTDOWN_TIMEOUT": "5s", "EDUTRACK_CONSISTENCY_WAIT": "250ms", "EDUTRACK_CACHE_ENTRIES": "64",
 				"EDUTRACK_LOG_LEVEL": "debug", "EDUTRACK_ROLES": "read", "EDUTRACK_LEASE_TTL": "3s",
-				"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false"},
+				"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false", "EDUTRACK_JWT_KEY": testKey},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
 				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false"},
+				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) })},
 		},
 		{
 			name: "lets flags override the environment",
@@ -82,7 +115,7 @@ func TestLoadConfig(t *testing.T) {
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
 				cacheEntries: 10, logLevel: slog.LevelWarn, roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: time.Minute},
+				leaseTTL: time.Minute, access: defaultAccess()},
 		},
 		{
 			name: "reports every invalid setting at once",
@@ -103,6 +136,45 @@ func TestLoadConfig(t *testing.T) {
 			env:     map[string]string{"EDUTRACK_SHUTDOWN_TIMEOUT": "20"},
 			wantErr: []string{"EDUTRACK_SHUTDOWN_TIMEOUT"},
 		},
+		{
+			name: "reads the access settings",
+			env: map[string]string{"EDUTRACK_JWT_KEY_FILE": keyFile, "EDUTRACK_JWT_AUDIENCE": "school", "EDUTRACK_JWT_ROLE_CLAIM": "edutrack_role",
+				"EDUTRACK_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7", "EDUTRACK_CORS_ORIGINS": "https://school.example, http://localhost:5173",
+				"EDUTRACK_RATE_LIMIT_IP": "600/1m", "EDUTRACK_RATE_LIMIT_USER": "off", "EDUTRACK_REQUEST_TIMEOUT": "5s"},
+			want: defaults(withAccess(func(a *access) {
+				a.jwtKey, a.audience, a.roleClaim = []byte(testKey), "school", "edutrack_role"
+				a.trustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")}
+				a.corsOrigins = []string{"https://school.example", "http://localhost:5173"}
+				a.perIP, a.perUser, a.requestTimeout = ratelimit.Limit{Requests: 600, Period: time.Minute}, ratelimit.Limit{}, 5*time.Second
+			})),
+		},
+		{
+			name: "turns authentication off only when told to",
+			env:  map[string]string{"EDUTRACK_AUTH": "disabled", "EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false"},
+			want: func() config {
+				c := defaults(withAccess(func(a *access) { a.disabled = true }))
+				c.esdbURL = "kurrentdb://127.0.0.1:2113?tls=false"
+				return c
+			}(),
+		},
+		{
+			name: "reports every invalid access setting at once",
+			env: map[string]string{"EDUTRACK_AUTH": "off", "EDUTRACK_JWT_KEY": "short", "EDUTRACK_OIDC_ISSUER": "http://idp.example",
+				"EDUTRACK_TRUSTED_PROXIES": "everyone", "EDUTRACK_CORS_ORIGINS": "*", "EDUTRACK_RATE_LIMIT_IP": "fast",
+				"EDUTRACK_RATE_LIMIT_USER": "10/0s", "EDUTRACK_REQUEST_TIMEOUT": "1h"},
+			wantErr: []string{"EDUTRACK_AUTH", "EDUTRACK_JWT_KEY:", "EDUTRACK_OIDC_ISSUER and EDUTRACK_JWT_KEY", "EDUTRACK_OIDC_ISSUER \"http",
+				"EDUTRACK_TRUSTED_PROXIES", "EDUTRACK_CORS_ORIGINS", "EDUTRACK_RATE_LIMIT_IP", "EDUTRACK_RATE_LIMIT_USER", "EDUTRACK_REQUEST_TIMEOUT"},
+		},
+		{
+			name:    "wants a key of the deployment's own on KurrentDB",
+			env:     map[string]string{"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false"},
+			wantErr: []string{"must share one key"},
+		},
+		{
+			name:    "refuses a key file too short to be a key",
+			env:     map[string]string{"EDUTRACK_JWT_KEY_FILE": shortKeyFile},
+			wantErr: []string{"EDUTRACK_JWT_KEY_FILE"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
@@ -121,7 +193,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

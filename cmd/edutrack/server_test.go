@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/problem"
@@ -72,7 +73,7 @@ type logTracker struct {
 // returned nil and that nothing was logged as an error.
 func start(t *testing.T, dir string, log *logTracker) *server {
 	t.Helper()
-	env := map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir}
+	env := testEnv(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{t: t, dir: dir, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), log: log}
 	ready := make(chan string, 1)
@@ -91,7 +92,7 @@ func start(t *testing.T, dir string, log *logTracker) *server {
 		t.Fatalf("server not ready after 30s\n%s", s.logs)
 	}
 	transport := &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}
-	s.client = &http.Client{Transport: transport, Timeout: 30 * time.Second}
+	s.client = &http.Client{Transport: callerTransport{transport}, Timeout: 30 * time.Second}
 	s.stop = sync.OnceFunc(func() {
 		if !s.early {
 			s.settle(t)
@@ -114,6 +115,49 @@ func start(t *testing.T, dir string, log *logTracker) *server {
 	})
 	t.Cleanup(s.stop)
 	return s
+}
+
+// testKey signs the tokens of the test servers (EDUTRACK_JWT_KEY).
+const testKey = "a-key-for-tests-only-32-bytes-or-more"
+
+// testAdmin is the admin who sends a test's requests unless it names another caller.
+const testAdmin = "test-admin"
+
+// testEnv is the environment of a test server on dir: its own port, tokens signed with
+// testKey, and no rate limits, which tests of their own check.
+func testEnv(dir string) map[string]string {
+	return map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_JWT_KEY": testKey,
+		"EDUTRACK_RATE_LIMIT_IP": "off", "EDUTRACK_RATE_LIMIT_USER": "off"}
+}
+
+// bearer is the Authorization header of sub acting in role, signed with testKey.
+func bearer(sub string, role auth.Role) string {
+	token, err := auth.Mint([]byte(testKey), auth.Claims{Subject: sub, Role: role})
+	if err != nil {
+		panic(err) // only a test's own mistake: a bad subject or role
+	}
+	return "Bearer " + token
+}
+
+// learnerRecords matches the reads of a learner's own records.
+var learnerRecords = regexp.MustCompile(`^/v1/learners/([^/]+)/`)
+
+// callerTransport signs each request that carries no Authorization header of its own. A GET
+// of a learner's records is sent by that learner, so that the read discloses nothing and
+// appends nothing to the log; everything else by testAdmin.
+type callerTransport struct{ base http.RoundTripper }
+
+func (c callerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Authorization") != "" {
+		return c.base.RoundTrip(req)
+	}
+	req = req.Clone(req.Context())
+	if m := learnerRecords.FindStringSubmatch(req.URL.Path); m != nil && req.Method == http.MethodGet {
+		req.Header.Set("Authorization", bearer(m[1], auth.Learner))
+	} else {
+		req.Header.Set("Authorization", bearer(testAdmin, auth.Admin))
+	}
+	return c.base.RoundTrip(req)
 }
 
 // reply is one HTTP answer.

@@ -37,14 +37,30 @@ type CourseCompleted struct {
 	At        time.Time `json:"at"`
 }
 
-func (Enrolled) EventType() string        { return "learner.enrolled.v1" }
-func (Withdrawn) EventType() string       { return "learner.withdrawn.v1" }
-func (ModuleCompleted) EventType() string { return "learner.module_completed.v1" }
-func (CourseCompleted) EventType() string { return "learner.course_completed.v1" }
+// DisclosureRecorded: someone other than the learner read the learner's records, and the school
+// keeps who, when, what and why, as FERPA (34 CFR 99.32) asks. It changes nothing about the
+// learner's progress; the learner can list these.
+type DisclosureRecorded struct {
+	LearnerID string `json:"learnerId"`
+	// RecipientID and RecipientRole name who read: a token's subject and its role.
+	RecipientID   string `json:"recipientId"`
+	RecipientRole string `json:"recipientRole"`
+	// Record is what they read.
+	Record Record `json:"record"`
+	// Reason is why, as the recipient gave it; it may be empty.
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+func (Enrolled) EventType() string           { return "learner.enrolled.v1" }
+func (Withdrawn) EventType() string          { return "learner.withdrawn.v1" }
+func (ModuleCompleted) EventType() string    { return "learner.module_completed.v1" }
+func (CourseCompleted) EventType() string    { return "learner.course_completed.v1" }
+func (DisclosureRecorded) EventType() string { return "learner.disclosure_recorded.v1" }
 
 // Events returns one zero value of every event type this package defines, for a codec registry.
 func Events() []domain.Event {
-	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}}
+	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}, DisclosureRecorded{}}
 }
 
 // StreamPrefix begins the id of every learner stream: the stream of learner id is StreamPrefix + id.

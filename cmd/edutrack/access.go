@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/auth/clientip"
+	"github.com/edutrack/edutrack/auth/ratelimit"
+	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/readapi"
+)
+
+// newAuthenticator returns the authenticator cfg asks for: tokens of the OIDC provider, tokens
+// signed with the configured key, or, by default, with the key kept in the data dir (generated
+// on first start). Only EDUTRACK_AUTH=disabled turns it off.
+func newAuthenticator(ctx context.Context, cfg config, log *slog.Logger) (*auth.Authenticator, error) {
+	a := cfg.access
+	opts := auth.Options{Issuer: a.issuer, Audience: a.audience, RoleClaim: a.roleClaim}
+	switch {
+	case a.disabled:
+		return auth.NewDisabledAuthenticator(log)
+	case a.oidcIssuer != "":
+		opts.Issuer = a.oidcIssuer
+		v, err := auth.NewOIDCVerifier(ctx, log, opts)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("authentication: bearer tokens of the OIDC provider", "issuer", a.oidcIssuer, "audience", a.audience)
+		return auth.NewAuthenticator(v, log)
+	}
+	key := a.jwtKey
+	if key == nil {
+		path := filepath.Join(cfg.dataDir, auth.KeyFileName)
+		_, err := os.Stat(path)
+		created := errors.Is(err, fs.ErrNotExist)
+		if key, err = auth.LoadOrCreateKey(cfg.dataDir); err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("authentication: generated the token signing key", "path", path)
+		}
+		log.Info("authentication: bearer tokens signed with the key in the data dir; mint one with: edutrack token --data-dir "+
+			cfg.dataDir+" --sub ID --role admin", "path", path)
+	} else {
+		log.Info("authentication: bearer tokens signed with the configured key; mint one with: edutrack token --sub ID --role admin")
+	}
+	v, err := auth.NewVerifier(key, opts)
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewAuthenticator(v, log)
+}
+
+// newLimiter returns the limiter of the request budgets: in Redis when the deployment has one,
+// so that every process draws on the same budgets, else in this process. close releases it.
+func newLimiter(cfg config, reg prometheus.Registerer, log *slog.Logger) (l ratelimit.Limiter, close func() error, err error) {
+	if cfg.redisURL == "" {
+		return ratelimit.NewMemory(), func() error { return nil }, nil
+	}
+	o, err := redis.ParseURL(cfg.redisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rate limits in Redis: %w", err)
+	}
+	// Without it go-redis ignores the per-decision deadline on socket reads.
+	o.ContextTimeoutEnabled = true
+	o.DialerRetries = 1
+	client := redis.NewClient(o)
+	rl, err := ratelimit.NewRedis(client, log, ratelimit.RedisOptions{})
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	errs := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "ratelimit",
+		Name: "redis_errors_total", Help: "Rate limit decisions Redis failed, which the process made alone."},
+		func() float64 { return float64(rl.Errors()) })
+	if err := reg.Register(errs); err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return rl, client.Close, nil
+}
+
+// v1Middleware is what every /v1 request passes, outermost first: the server's deadline; the
+// budget of the client's address, spent before the token is checked so that guessing tokens
+// costs it too; the authenticator; and the budget of the caller.
+func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
+	mw := []func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}
+	if lim := cfg.access.perIP; lim != (ratelimit.Limit{}) {
+		byIP, err := ratelimit.Middleware(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), log)
+		if err != nil {
+			return nil, err
+		}
+		mw = append(mw, byIP)
+	}
+	mw = append(mw, authn.Middleware)
+	if lim := cfg.access.perUser; lim != (ratelimit.Limit{}) {
+		byUser, err := ratelimit.Middleware(limiter, lim, ratelimit.ByUser(), log)
+		if err != nil {
+			return nil, err
+		}
+		mw = append(mw, byUser)
+	}
+	return mw, nil
+}
+
+// deadline gives each request d to be answered in. The stores and waits a request runs honour
+// its context, and a request past its deadline answers 503 (problem.From); the server's write
+// timeout, a little longer, cuts off what does not.
+func deadline(d time.Duration) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ctx, cancel := context.WithTimeout(r.Context(), d)
+			defer cancel()
+			next.ServeHTTP(w, r.WithContext(ctx))
+		})
+	}
+}
+
+// disclosures is how the read API records disclosures in this process: through the command
+// side when it can append to the log, not at all without authentication, and otherwise nil,
+// which makes reads of other people's records answer 503.
+func disclosures(cfg config, handler *commands.Handler, log *slog.Logger) readapi.Disclosures {
+	switch {
+	case cfg.access.disabled:
+		// Nobody is identified, so a record would name no one: every caller is the same admin.
+		log.Warn("authentication is disabled: reads of learners' records are not recorded as disclosures")
+		return unrecorded{}
+	case handler == nil:
+		log.Warn("this process cannot record disclosures: reads of a learner's records by anyone but the learner answer 503 here")
+		return nil
+	}
+	return disclosureRecorder{handler}
+}
+
+// unrecorded records nothing.
+type unrecorded struct{}
+
+func (unrecorded) RecordDisclosure(context.Context, readapi.Disclosure) error { return nil }
+
+// disclosureRecorder records the read API's disclosures through the command side, in the
+// reader's name: the event's acting user is whoever read.
+type disclosureRecorder struct{ h *commands.Handler }
+
+// maxRecordedHeader is the longest request or correlation id that the event keeps, as for
+// commands; a longer one is replaced by the command's id.
+const maxRecordedHeader = 128
+
+func (d disclosureRecorder) RecordDisclosure(ctx context.Context, x readapi.Disclosure) error {
+	m := commands.Meta{CommandID: uuid.NewString(), RequestID: x.RequestID, CorrelationID: x.CorrelationID,
+		UserID: x.Recipient.Subject, Role: x.Recipient.Role}
+	if m.RequestID == "" || len(m.RequestID) > maxRecordedHeader {
+		m.RequestID = m.CommandID
+	}
+	if m.CorrelationID == "" || len(m.CorrelationID) > maxRecordedHeader {
+		m.CorrelationID = m.RequestID
+	}
+	_, err := d.h.RecordDisclosure(ctx, m, commands.RecordDisclosure{LearnerID: x.LearnerID, Record: x.Record, Reason: x.Reason})
+	return err
+}

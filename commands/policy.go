@@ -1,0 +1,85 @@
+package commands
+
+import (
+	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/domain/learner"
+)
+
+// Who may send which command. The HTTP routes refuse a role that may never send a command
+// before its body is read; the checks here are the ones that need the aggregate or the
+// command's ids, and each Handler method makes them, so no transport can skip them. What
+// belongs to another person answers not found, exactly like what does not exist, so that a
+// caller cannot probe for other people's ids.
+
+// ErrForbidden is returned when the caller's role may never send the command.
+var ErrForbidden = domain.Errorf(domain.Forbidden, "your role may not do this")
+
+// errOthersCourse is returned when an instructor names another instructor in a new course.
+var errOthersCourse = domain.Errorf(domain.Forbidden, "an instructor creates courses with themselves as instructor").WithField("instructorId")
+
+// system reports whether m comes from inside EduTrack (a reactor, an import, a test) rather
+// than from a caller the transport authenticated. The HTTP API always sets a role.
+func (m Meta) system() bool { return m.Role == "" }
+
+// mayAdminister allows what only admins do, such as managing users.
+func (m Meta) mayAdminister() error {
+	if m.system() || m.Role == auth.Admin {
+		return nil
+	}
+	return ErrForbidden
+}
+
+// mayActFor allows a learner to act for themselves, and admins for anyone.
+func (m Meta) mayActFor(learnerID string) error {
+	switch {
+	case m.system() || m.Role == auth.Admin:
+		return nil
+	case m.Role == auth.Learner && learnerID == m.UserID:
+		return nil
+	case m.Role == auth.Learner:
+		return learner.ErrLearnerNotFound.WithField("learnerId")
+	}
+	return ErrForbidden
+}
+
+// mayCreateCourseFor allows an instructor to create courses they teach, and admins any course.
+func (m Meta) mayCreateCourseFor(instructorID string) error {
+	switch {
+	case m.system() || m.Role == auth.Admin:
+		return nil
+	case m.Role == auth.Instructor && instructorID == m.UserID:
+		return nil
+	case m.Role == auth.Instructor:
+		return errOthersCourse
+	}
+	return ErrForbidden
+}
+
+// mayChange allows an instructor to change the courses they teach, and admins any course.
+func (m Meta) mayChange(co *course.Course) error {
+	switch {
+	case m.system() || m.Role == auth.Admin:
+		return nil
+	case m.Role == auth.Instructor && co.Exists() && co.InstructorID() == m.UserID:
+		return nil
+	case m.Role == auth.Instructor:
+		return course.ErrNotFound
+	}
+	return ErrForbidden
+}
+
+// mayDisclose allows recording the disclosures of the roles that read other people's records;
+// a learner's read of their own records is let through and records nothing.
+func (m Meta) mayDisclose(learnerID string) error {
+	switch {
+	case m.system() || m.Role == auth.Admin || m.Role == auth.Auditor:
+		return nil
+	case m.Role == auth.Learner && learnerID == m.UserID:
+		return nil
+	case m.Role == auth.Learner:
+		return learner.ErrLearnerNotFound.WithField("learnerId")
+	}
+	return ErrForbidden
+}
