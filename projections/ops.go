@@ -187,7 +187,7 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (State, error) {
 	}
 	ctx = r.writeCtx(ctx)
 	g.mu.Lock()
-	if g.build != nil {
+	if g.build != nil || g.reg.Build != nil {
 		g.mu.Unlock()
 		return State{}, ErrRebuilding
 	}
@@ -205,12 +205,16 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (State, error) {
 		return State{}, err
 	}
 	g.reg = reg
-	s := r.newSlot(g, gen)
-	g.build = s
 	g.mu.Unlock()
+	s := r.newSlot(g, gen)
 	if _, err := r.prepare(ctx, s); err != nil {
 		return State{}, err
 	}
+	// Published once prepared, as at start: the operations read the fields prepare sets. Until
+	// then the registration's Build refuses a second rebuild.
+	g.mu.Lock()
+	g.build = s
+	g.mu.Unlock()
 	if err := r.router.RunHandlers(runCtx); err != nil {
 		return State{}, err
 	}

@@ -326,9 +326,6 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 		if reg.Build != nil {
 			build = r.newSlot(g, *reg.Build)
 		}
-		g.mu.Lock()
-		g.reg, g.live, g.build = reg, live, build
-		g.mu.Unlock()
 		r.live.set(name, reg.Live)
 		if live != nil {
 			cp, err := r.prepare(ctx, live)
@@ -353,6 +350,11 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 			}
 			from = max(from, cp)
 		}
+		// Published once prepared: before, a slot's position is 0, and the operations would
+		// show a resumed rebuild as starting over.
+		g.mu.Lock()
+		g.reg, g.live, g.build = reg, live, build
+		g.mu.Unlock()
 	}
 	return from, nil
 }
@@ -588,6 +590,19 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 	if s.retired.Load() {
 		return nil
 	}
+	live := s.g.live == s
+	if live {
+		// The cache before the store: a read process elsewhere learns of this commit from the
+		// checkpoint in the store and then serves the shared cache, which must not hold the
+		// documents as they were before it. Set for a commit that then fails, an entry holds
+		// what the retry, or the next lease holder, writes again. A generation being built
+		// stays out of the cache; it is warmed when it takes over.
+		for _, w := range writes {
+			if s.public[w.Coll] {
+				r.cache.Set(ctx, CacheKey(w.Coll, w.Doc.ID), cache.Entry{Position: w.Doc.Position, Body: w.Doc.Body})
+			}
+		}
+	}
 	start := time.Now()
 	if err := r.store.Commit(ctx, s.key, checkpoint, writes); err != nil {
 		return fmt.Errorf("%s: commit up to %d: %w", s.key, checkpoint, err)
@@ -597,15 +612,6 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 	r.metrics.position.WithLabelValues(s.key).Set(float64(checkpoint))
 	s.applied.Add(int64(handled))
 	s.position.Store(checkpoint)
-	live := s.g.live == s
-	if live {
-		// A generation being built stays out of the cache; it is warmed when it takes over.
-		for _, w := range writes {
-			if s.public[w.Coll] {
-				r.cache.Set(ctx, CacheKey(w.Coll, w.Doc.ID), cache.Entry{Position: w.Doc.Position, Body: w.Doc.Body})
-			}
-		}
-	}
 	tx.remember()
 	r.positions.Advance(s.key, checkpoint)
 	if live {

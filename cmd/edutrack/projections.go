@@ -58,7 +58,8 @@ func projectionsCmd(ctx context.Context, args []string, getenv func(string) stri
 		fs.Usage()
 		return errors.New("projections: no command given")
 	}
-	c := adminClient{base: strings.TrimRight(*server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second}}
+	c := adminClient{base: strings.TrimRight(*server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second},
+		token: func() (string, error) { return adminToken(getenv) }}
 	want := map[string]int{"list": 1, "rebuild": 2, "dead-letters": 2, "skip": 3, "retry": 2}
 	n, ok := want[pos[0]]
 	if !ok {
@@ -237,8 +238,9 @@ func printJSON(w io.Writer, v any) error {
 
 // adminClient calls the admin API.
 type adminClient struct {
-	base string
-	http *http.Client
+	base  string
+	http  *http.Client
+	token func() (string, error) // a fresh admin token for each call: following a rebuild can outlast one
 }
 
 var errUnreachable = errors.New("cannot reach the EduTrack server")
@@ -264,6 +266,15 @@ func (c adminClient) do(ctx context.Context, method, path string, body, out any)
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.token != nil {
+		token, err := c.token()
+		if err != nil {
+			return fmt.Errorf("an admin token for %s: %w", c.base, err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("%w at %s: %v", errUnreachable, c.base, err)
@@ -278,14 +289,17 @@ func (c adminClient) do(ctx context.Context, method, path string, body, out any)
 			Detail string `json:"detail"`
 			Field  string `json:"field"`
 		}
-		if json.Unmarshal(raw, &p) == nil && p.Detail != "" {
+		detailed := json.Unmarshal(raw, &p) == nil && p.Detail != ""
+		// Only the admin API names a missing projection; any other 404 (EduTrack's own "no such
+		// route" among them) comes from a process that does not serve the admin API.
+		if resp.StatusCode == http.StatusNotFound && !strings.Contains(p.Detail, projections.ErrUnknownProjection.Error()) {
+			return fmt.Errorf("%s: %s serves no projection operations (is it a process with the project role?)", resp.Status, c.base)
+		}
+		if detailed {
 			if p.Field != "" {
 				return fmt.Errorf("%s (%s): %s", resp.Status, p.Field, p.Detail)
 			}
 			return fmt.Errorf("%s: %s", resp.Status, p.Detail)
-		}
-		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s: %s serves no projection operations (is it a process with the project role?)", resp.Status, c.base)
 		}
 		return fmt.Errorf("%s from %s", resp.Status, target)
 	}
