@@ -584,13 +584,19 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 	}
 	name := s.g.p.Name()
 	// The live generation commits under the group's lock, so that a switch to a new generation
-	// sees its position settled, and nothing it commits lands after the switch.
+	// sees its position settled, and nothing it commits lands after the switch. A generation
+	// being built commits without it: only its own handler can make it live, after this commit,
+	// and its big batches would otherwise hold the live generation's commits back.
 	s.g.mu.Lock()
-	defer s.g.mu.Unlock()
+	live := s.g.live == s
+	if live {
+		defer s.g.mu.Unlock()
+	} else {
+		s.g.mu.Unlock()
+	}
 	if s.retired.Load() {
 		return nil
 	}
-	live := s.g.live == s
 	if live {
 		// The cache before the store: a read process elsewhere learns of this commit from the
 		// checkpoint in the store and then serves the shared cache, which must not hold the
