@@ -76,7 +76,15 @@ func newLimiter(cfg config, reg prometheus.Registerer, log *slog.Logger) (l rate
 	// Without it go-redis ignores the per-decision deadline on socket reads.
 	o.ContextTimeoutEnabled = true
 	o.DialerRetries = 1
+	o.MinIdleConns = 2
 	client := redis.NewClient(o)
+	// Connect now: a decision that had to dial Redis first would often miss its 50 ms and be
+	// made by this process alone, outside the shared budget. Redis being down is not fatal.
+	pctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	if err := client.Ping(pctx).Err(); err != nil {
+		log.Warn("rate limits: Redis does not answer yet; each process limits alone until it does", "err", err)
+	}
+	cancel()
 	rl, err := ratelimit.NewRedis(client, log, ratelimit.RedisOptions{})
 	if err != nil {
 		client.Close()
