@@ -282,7 +282,7 @@ func (s *Store) appendAt(ctx context.Context, stream string, state kurrentdb.Str
 	if err != nil {
 		return eventstore.AppendResult{}, err
 	}
-	if last, found, _ := findRun(stored, events); found {
+	if last, found, _ := eventstore.FindAppend(stored, events); found {
 		return eventstore.AppendResult{Version: last.Version, Position: last.Position}, nil
 	}
 	// Not where the answer pointed: look through the whole stream rather than guess.
@@ -313,7 +313,7 @@ func (s *Store) lookFor(ctx context.Context, stream string, from uint64, events 
 	if err != nil {
 		return eventstore.AppendResult{}, false, err
 	}
-	last, found, err := findRun(stored, events)
+	last, found, err := eventstore.FindAppend(stored, events)
 	if !found {
 		return eventstore.AppendResult{}, false, err
 	}
@@ -334,7 +334,7 @@ func (s *Store) appendAny(ctx context.Context, stream string, events []eventstor
 		if err != nil {
 			return eventstore.AppendResult{}, err
 		}
-		last, found, err := findRun(stored, events)
+		last, found, err := eventstore.FindAppend(stored, events)
 		switch {
 		case err != nil:
 			return eventstore.AppendResult{}, err

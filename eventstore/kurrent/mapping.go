@@ -164,35 +164,6 @@ func firstRetriedVersion(lastRevision uint64, n int) uint64 {
 	return last - uint64(n) + 1
 }
 
-// findRun looks for an earlier append of exactly events among stored. found is false when none
-// of the ids are there; ErrDuplicateEvent when some are but not all, in order and together: the
-// append is then neither new nor a retry.
-func findRun(stored []eventstore.RecordedEvent, events []eventstore.EventData) (last eventstore.RecordedEvent, found bool, err error) {
-	at := make(map[uuid.UUID]int, len(stored))
-	for i, e := range stored {
-		if _, seen := at[e.ID]; !seen {
-			at[e.ID] = i
-		}
-	}
-	first, ok := at[events[0].ID]
-	matches := 0
-	for i, e := range events {
-		if j, seen := at[e.ID]; seen {
-			matches++
-			if !ok || j != first+i {
-				ok = false
-			}
-		}
-	}
-	switch {
-	case matches == 0:
-		return eventstore.RecordedEvent{}, false, nil
-	case !ok || matches != len(events):
-		return eventstore.RecordedEvent{}, false, eventstore.ErrDuplicateEvent
-	}
-	return stored[first+len(events)-1], true, nil
-}
-
 // errorCode returns the client's error code of err, and false when err is not the client's.
 // The client's FromError answers ok == false exactly when there is an error, so errors.As is
 // the reliable test.

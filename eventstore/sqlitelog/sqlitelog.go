@@ -657,27 +657,13 @@ func (l *Log) appended(stream string, from uint64, events []eventstore.EventData
 	if err != nil {
 		return eventstore.AppendResult{}, false, err
 	}
-	at := make(map[uuid.UUID]int, len(stored))
-	for i, e := range stored {
-		at[e.ID] = i
+	last, found, err := eventstore.FindAppend(stored, events)
+	if err != nil {
+		return eventstore.AppendResult{}, false, fmt.Errorf("append to %s: %w", stream, err)
 	}
-	first, ok := at[events[0].ID]
-	matches := 0
-	for i, e := range events {
-		if j, seen := at[e.ID]; seen {
-			matches++
-			if !ok || j != first+i {
-				ok = false
-			}
-		}
-	}
-	switch {
-	case matches == 0:
+	if !found {
 		return eventstore.AppendResult{}, false, nil
-	case !ok || matches != len(events):
-		return eventstore.AppendResult{}, false, fmt.Errorf("append to %s: %w", stream, eventstore.ErrDuplicateEvent)
 	}
-	last := stored[first+len(events)-1]
 	return eventstore.AppendResult{Version: last.Version, Position: last.Position}, true, nil
 }
 
