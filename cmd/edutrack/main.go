@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -245,6 +247,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		// models meanwhile, and takes over when the first stops or dies.
 		owner := leaseOwner()
 		workers = append(workers, func(ctx context.Context) error {
+			freeDeadHolder(ctx, reads, "projector", log)
 			return projections.HoldLease(ctx, reads, "projector", owner, cfg.leaseTTL, log,
 				func(ctx context.Context) error { return live.Follow(ctx, positions, 20*time.Millisecond) },
 				runner.Run)
@@ -340,6 +343,30 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 func leaseOwner() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
+}
+
+// freeDeadHolder releases the projector lease when its holder was a process of this machine
+// that no longer runs, as after a crash of the one process of the embedded default: the restart
+// then projects at once instead of waiting out the lease. The fencing token still moves on, so
+// nothing the dead holder left in flight can land. A holder elsewhere, or alive, is left alone.
+func freeDeadHolder(ctx context.Context, store readstore.Store, name string, log *slog.Logger) {
+	l, err := store.AcquireLease(ctx, name, "probe/"+uuid.NewString(), time.Nanosecond)
+	if err == nil {
+		// Nobody held it; the probe's lease has expired already, so this changes nothing.
+		return
+	}
+	host, _ := os.Hostname()
+	parts := strings.Split(l.Owner, "/")
+	if !errors.Is(err, readstore.ErrLeaseHeld) || len(parts) != 3 || parts[0] != host {
+		return
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid <= 0 || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return
+	}
+	if err := store.ReleaseLease(ctx, name, l.Owner); err == nil {
+		log.Info("released the projector lease of a process of this machine that no longer runs", "holder", l.Owner)
+	}
 }
 
 // auditVerify checks the embedded log's hash chains. It only reads, so it can run beside a live
