@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -953,51 +952,7 @@ const consistencyTimeout = "has not reached position"
 // to return nil and no error logged, but leaves consistency timeouts to the test that checks them.
 func startWith(t *testing.T, dir string, log *logTracker, extra map[string]string) *server {
 	t.Helper()
-	env := testEnv(dir)
-	maps.Copy(env, extra)
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{t: t, dir: dir, logs: &syncBuffer{}, cancel: cancel, done: make(chan error, 1), log: log}
-	ready := make(chan string, 1)
-	go func() {
-		s.done <- run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, s.logs,
-			func(addr string) { ready <- addr })
-	}()
-	select {
-	case addr := <-ready:
-		s.base = "http://" + addr
-	case err := <-s.done:
-		cancel()
-		t.Fatalf("run returned before serving: %v\n%s", err, s.logs)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("server not ready after 30s\n%s", s.logs)
-	}
-	transport := &http.Transport{MaxIdleConns: 64, MaxIdleConnsPerHost: 64}
-	s.client = &http.Client{Transport: callerTransport{transport}, Timeout: 30 * time.Second}
-	s.stop = sync.OnceFunc(func() {
-		if !s.early {
-			s.settle(t)
-		}
-		cancel()
-		var err error
-		select {
-		case err = <-s.done:
-		case <-time.After(60 * time.Second):
-			t.Errorf("run did not return within 60s of its context ending")
-			return
-		}
-		transport.CloseIdleConnections()
-		if err != nil {
-			t.Errorf("run returned %v, want nil", err)
-		}
-		for line := range strings.Lines(s.logs.String()) {
-			if strings.Contains(line, "level=ERROR") && !strings.Contains(line, consistencyTimeout) {
-				t.Errorf("server logged an error: %s", line)
-			}
-		}
-	})
-	t.Cleanup(s.stop)
-	return s
+	return launch(t, dir, log, extra, func(line string) bool { return strings.Contains(line, consistencyTimeout) })
 }
 
 // wantProblem checks an error answer: problem+json with this status, its title, the field at
