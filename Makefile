@@ -29,7 +29,9 @@ load: build
 	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases healthz,write,reads,lag -duration 10s -warmup 2s; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
+# gofmt, go vet, staticcheck, and the layering rules of internal/layering/rules.txt.
 lint:
-	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	$(GO) run ./internal/layering

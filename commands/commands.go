@@ -1,6 +1,7 @@
 // Package commands is EduTrack's write side: one type and one handler per command, each loading
 // its aggregate, letting the domain decide and appending the result with optimistic
-// concurrency; and the write HTTP API that serves them.
+// concurrency. It knows no transport: the write HTTP API (writeapi) and any other client call
+// the Handler's methods.
 package commands
 
 import (
@@ -9,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
@@ -24,12 +24,10 @@ type Meta struct {
 	CommandID     string
 	CorrelationID string
 	RequestID     string
-	// UserID is the acting user recorded in every event's metadata. Over HTTP it is the subject
-	// of the caller's token, never anything the request says of itself.
-	UserID string
-	// Role is the acting user's role, which decides what they may do (policy.go). Over HTTP it
-	// is always set; empty means EduTrack itself, which may do anything.
-	Role auth.Role
+	// Actor is who sends the command: the acting user recorded in every event's metadata, and
+	// the role that decides what they may do (policy.go). Over HTTP it is the caller of the
+	// token, never anything the request says of itself; the zero Actor is EduTrack itself.
+	Actor domain.Actor
 }
 
 // Result is a command's answer: the stream version and the global position of its last event
@@ -267,7 +265,7 @@ func (h *Handler) WithdrawEnrollment(ctx context.Context, m Meta, c WithdrawEnro
 				return learner.ErrCourseNotFound.WithField("courseId")
 			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
-				if !u.Registered() || u.Role() != user.RoleLearner {
+				if !u.Registered() || u.Role() != domain.Learner {
 					return learner.ErrLearnerNotFound.WithField("learnerId")
 				}
 				return l.Withdraw(c.CourseID, h.now())
@@ -298,7 +296,7 @@ func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) 
 	res, err := h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
-				if !u.Registered() || u.Role() != user.RoleLearner {
+				if !u.Registered() || u.Role() != domain.Learner {
 					return learner.ErrLearnerNotFound.WithField("learnerId")
 				}
 				_, err := l.CompleteModule(co, c.ModuleID, h.now())
@@ -331,7 +329,7 @@ func (h *Handler) RecordDisclosure(ctx context.Context, m Meta, c RecordDisclosu
 	if err := m.mayDisclose(c.LearnerID); err != nil {
 		return Result{}, err
 	}
-	d := learner.Disclosure{RecipientID: m.UserID, RecipientRole: string(m.Role), Record: c.Record, Reason: c.Reason}
+	d := learner.Disclosure{RecipientID: m.Actor.UserID, RecipientRole: string(m.Actor.Role), Record: c.Record, Reason: c.Reason}
 	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 			if !u.Registered() {

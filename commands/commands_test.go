@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -54,7 +53,7 @@ type commandCase struct {
 	kind            domain.Kind
 	field           string
 	// caller sends the command; the zero value is EduTrack itself.
-	caller auth.Principal
+	caller domain.Actor
 }
 
 func runCases(t *testing.T, cases []commandCase) {
@@ -69,8 +68,8 @@ func runCases(t *testing.T, cases []commandCase) {
 
 			e.clock.Set(t1)
 			m := meta()
-			if tc.caller != (auth.Principal{}) {
-				m.UserID, m.Role = tc.caller.Subject, tc.caller.Role
+			if tc.caller != (domain.Actor{}) {
+				m.Actor = tc.caller
 			}
 			got, err := tc.when(context.Background(), e.h, m)
 			checkErr(t, err, tc.err, tc.kind, tc.field)
@@ -119,14 +118,14 @@ func TestRegisterUser(t *testing.T) {
 			name:   "registers a learner",
 			when:   registerUser(commands.RegisterUser{ID: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Role: "learner"}),
 			stream: "user-ada",
-			then:   []domain.Event{user.Registered{UserID: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Role: user.RoleLearner, At: t1}},
+			then:   []domain.Event{user.Registered{UserID: "ada", Name: "Ada Lovelace", Email: "ada@example.com", Role: domain.Learner, At: t1}},
 			id:     "ada",
 		},
 		{
 			name:   "registers an instructor",
 			when:   registerUser(commands.RegisterUser{ID: "ins", Name: "Grace", Email: "grace@example.com", Role: "instructor"}),
 			stream: "user-ins",
-			then:   []domain.Event{user.Registered{UserID: "ins", Name: "Grace", Email: "grace@example.com", Role: user.RoleInstructor, At: t1}},
+			then:   []domain.Event{user.Registered{UserID: "ins", Name: "Grace", Email: "grace@example.com", Role: domain.Instructor, At: t1}},
 			id:     "ins",
 		},
 		{
@@ -647,7 +646,7 @@ func TestRejectedCommandLeavesNoTraceInTheCache(t *testing.T) {
 	}
 	got := e.decode(e.read("user-ada"))
 	want := []domain.Event{
-		user.Registered{UserID: "ada", Name: "Name of ada", Email: "ada@example.com", Role: user.RoleLearner, At: t0},
+		user.Registered{UserID: "ada", Name: "Name of ada", Email: "ada@example.com", Role: domain.Learner, At: t0},
 		user.NameChanged{UserID: "ada", Name: "Ada King", At: t0},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -92,13 +92,13 @@ func meta() commands.Meta {
 		CommandID:     fmt.Sprintf("cmd-%d", n),
 		CorrelationID: fmt.Sprintf("corr-%d", n),
 		RequestID:     fmt.Sprintf("req-%d", n),
-		UserID:        fmt.Sprintf("user-%d", n),
+		Actor:         domain.Actor{UserID: fmt.Sprintf("user-%d", n)},
 	}
 }
 
 // metadataOf is what every event appended by a command sent with m must carry.
 func metadataOf(m commands.Meta) eventstore.Metadata {
-	return eventstore.Metadata{CorrelationID: m.CorrelationID, CausationID: m.CommandID, UserID: m.UserID, RequestID: m.RequestID}
+	return eventstore.Metadata{CorrelationID: m.CorrelationID, CausationID: m.CommandID, UserID: m.Actor.UserID, RequestID: m.RequestID}
 }
 
 func (e *env) read(stream string) []eventstore.RecordedEvent {

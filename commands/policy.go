@@ -1,7 +1,6 @@
 package commands
 
 import (
-	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
@@ -19,13 +18,9 @@ var ErrForbidden = domain.Errorf(domain.Forbidden, "your role may not do this")
 // errOthersCourse is returned when an instructor names another instructor in a new course.
 var errOthersCourse = domain.Errorf(domain.Forbidden, "an instructor creates courses with themselves as instructor").WithField("instructorId")
 
-// system reports whether m comes from inside EduTrack (a reactor, an import, a test) rather
-// than from a caller the transport authenticated. The HTTP API always sets a role.
-func (m Meta) system() bool { return m.Role == "" }
-
 // mayAdminister allows what only admins do, such as managing users.
 func (m Meta) mayAdminister() error {
-	if m.system() || m.Role == auth.Admin {
+	if m.Actor.System() || m.Actor.Role == domain.Admin {
 		return nil
 	}
 	return ErrForbidden
@@ -34,11 +29,11 @@ func (m Meta) mayAdminister() error {
 // mayActFor allows a learner to act for themselves, and admins for anyone.
 func (m Meta) mayActFor(learnerID string) error {
 	switch {
-	case m.system() || m.Role == auth.Admin:
+	case m.Actor.System() || m.Actor.Role == domain.Admin:
 		return nil
-	case m.Role == auth.Learner && learnerID == m.UserID:
+	case m.Actor.Role == domain.Learner && learnerID == m.Actor.UserID:
 		return nil
-	case m.Role == auth.Learner:
+	case m.Actor.Role == domain.Learner:
 		return learner.ErrLearnerNotFound.WithField("learnerId")
 	}
 	return ErrForbidden
@@ -47,11 +42,11 @@ func (m Meta) mayActFor(learnerID string) error {
 // mayCreateCourseFor allows an instructor to create courses they teach, and admins any course.
 func (m Meta) mayCreateCourseFor(instructorID string) error {
 	switch {
-	case m.system() || m.Role == auth.Admin:
+	case m.Actor.System() || m.Actor.Role == domain.Admin:
 		return nil
-	case m.Role == auth.Instructor && instructorID == m.UserID:
+	case m.Actor.Role == domain.Instructor && instructorID == m.Actor.UserID:
 		return nil
-	case m.Role == auth.Instructor:
+	case m.Actor.Role == domain.Instructor:
 		return errOthersCourse
 	}
 	return ErrForbidden
@@ -60,11 +55,11 @@ func (m Meta) mayCreateCourseFor(instructorID string) error {
 // mayChange allows an instructor to change the courses they teach, and admins any course.
 func (m Meta) mayChange(co *course.Course) error {
 	switch {
-	case m.system() || m.Role == auth.Admin:
+	case m.Actor.System() || m.Actor.Role == domain.Admin:
 		return nil
-	case m.Role == auth.Instructor && co.Exists() && co.InstructorID() == m.UserID:
+	case m.Actor.Role == domain.Instructor && co.Exists() && co.InstructorID() == m.Actor.UserID:
 		return nil
-	case m.Role == auth.Instructor:
+	case m.Actor.Role == domain.Instructor:
 		return course.ErrNotFound
 	}
 	return ErrForbidden
@@ -74,11 +69,11 @@ func (m Meta) mayChange(co *course.Course) error {
 // a learner's read of their own records is let through and records nothing.
 func (m Meta) mayDisclose(learnerID string) error {
 	switch {
-	case m.system() || m.Role == auth.Admin || m.Role == auth.Auditor:
+	case m.Actor.System() || m.Actor.Role == domain.Admin || m.Actor.Role == domain.Auditor:
 		return nil
-	case m.Role == auth.Learner && learnerID == m.UserID:
+	case m.Actor.Role == domain.Learner && learnerID == m.Actor.UserID:
 		return nil
-	case m.Role == auth.Learner:
+	case m.Actor.Role == domain.Learner:
 		return learner.ErrLearnerNotFound.WithField("learnerId")
 	}
 	return ErrForbidden

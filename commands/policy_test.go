@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/edutrack/edutrack/auth"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -14,13 +13,13 @@ import (
 
 // The callers of the policy cases: ins teaches go, ins2 teaches nothing, ada and bob learn.
 var (
-	admin    = auth.Principal{Subject: "root", Role: auth.Admin}
-	auditor  = auth.Principal{Subject: "aud", Role: auth.Auditor}
-	ins      = auth.Principal{Subject: "ins", Role: auth.Instructor}
-	ins2     = auth.Principal{Subject: "ins2", Role: auth.Instructor}
-	ada      = auth.Principal{Subject: "ada", Role: auth.Learner}
-	bob      = auth.Principal{Subject: "bob", Role: auth.Learner}
-	everyone = []auth.Principal{admin, auditor, ins, ins2, ada, bob}
+	admin    = domain.Actor{UserID: "root", Role: domain.Admin}
+	auditor  = domain.Actor{UserID: "aud", Role: domain.Auditor}
+	ins      = domain.Actor{UserID: "ins", Role: domain.Instructor}
+	ins2     = domain.Actor{UserID: "ins2", Role: domain.Instructor}
+	ada      = domain.Actor{UserID: "ada", Role: domain.Learner}
+	bob      = domain.Actor{UserID: "bob", Role: domain.Learner}
+	everyone = []domain.Actor{admin, auditor, ins, ins2, ada, bob}
 )
 
 func recordDisclosure(c commands.RecordDisclosure) action {
@@ -42,14 +41,14 @@ type outcome struct {
 var forbidden = outcome{err: commands.ErrForbidden, kind: domain.Forbidden}
 
 // policyCases builds one case per caller of everyone.
-func policyCases(name string, given []action, when action, stream string, outcomes map[auth.Principal]outcome) []commandCase {
+func policyCases(name string, given []action, when action, stream string, outcomes map[domain.Actor]outcome) []commandCase {
 	var cases []commandCase
 	for _, p := range everyone {
 		o, ok := outcomes[p]
 		if !ok {
 			o = forbidden
 		}
-		cases = append(cases, commandCase{name: name + " as " + p.Subject, given: given, when: when, stream: stream,
+		cases = append(cases, commandCase{name: name + " as " + p.UserID, given: given, when: when, stream: stream,
 			caller: p, then: o.then, id: o.id, err: o.err, kind: o.kind, field: o.field})
 	}
 	return cases
@@ -65,32 +64,32 @@ func TestPolicy(t *testing.T) {
 
 	cases = append(cases, policyCases("registers a user", withIns2(nil),
 		registerUser(commands.RegisterUser{ID: "cyd", Name: "Cyd", Email: "cyd@example.com", Role: "learner"}), "user-cyd",
-		map[auth.Principal]outcome{admin: {id: "cyd", then: []domain.Event{user.Registered{UserID: "cyd", Name: "Cyd",
-			Email: "cyd@example.com", Role: user.RoleLearner, At: t1}}}})...)
+		map[domain.Actor]outcome{admin: {id: "cyd", then: []domain.Event{user.Registered{UserID: "cyd", Name: "Cyd",
+			Email: "cyd@example.com", Role: domain.Learner, At: t1}}}})...)
 	cases = append(cases, policyCases("renames a user", withIns2(people()),
 		updateUser(commands.UpdateUser{ID: "ada", Name: ptr("Ada King")}), "user-ada",
-		map[auth.Principal]outcome{admin: {id: "ada", then: []domain.Event{user.NameChanged{UserID: "ada", Name: "Ada King", At: t1}}}})...)
+		map[domain.Actor]outcome{admin: {id: "ada", then: []domain.Event{user.NameChanged{UserID: "ada", Name: "Ada King", At: t1}}}})...)
 
 	goCreated := course.Created{CourseID: "go2", Title: "Go", Description: "Learn Go.", Category: "programming",
 		Level: course.LevelBeginner, InstructorID: "ins", At: t1}
 	cases = append(cases, policyCases("creates a course taught by ins", withIns2(people()),
 		createCourse(commands.CreateCourse{ID: "go2", Title: "Go", Description: "Learn Go.", Category: "programming", Level: "beginner", InstructorID: "ins"}),
-		"course-go2", map[auth.Principal]outcome{
+		"course-go2", map[domain.Actor]outcome{
 			admin: {id: "go2", then: []domain.Event{goCreated}},
 			ins:   {id: "go2", then: []domain.Event{goCreated}},
 			// Naming another instructor is refused for the role's sake: no instructor may.
 			ins2: {kind: domain.Forbidden, field: "instructorId"},
 		})...)
 
-	owned := func(ev domain.Event) map[auth.Principal]outcome {
-		return map[auth.Principal]outcome{admin: {id: "go", then: []domain.Event{ev}}, ins: {id: "go", then: []domain.Event{ev}}, ins2: courseNotFound}
+	owned := func(ev domain.Event) map[domain.Actor]outcome {
+		return map[domain.Actor]outcome{admin: {id: "go", then: []domain.Event{ev}}, ins: {id: "go", then: []domain.Event{ev}}, ins2: courseNotFound}
 	}
 	cases = append(cases, policyCases("retitles a course", withIns2(draftCourse()),
 		updateCourse(commands.UpdateCourseDetails{ID: "go", Patch: course.DetailsPatch{Title: ptr("Go 2")}}), "course-go",
 		owned(course.DetailsUpdated{CourseID: "go", Title: "Go 2", Description: "Learn Go.", Category: "programming",
 			Level: course.LevelBeginner, At: t1}))...)
 	cases = append(cases, policyCases("adds a module", withIns2(draftCourse()), addModule("go", "m1", "Intro"), "course-go",
-		map[auth.Principal]outcome{
+		map[domain.Actor]outcome{
 			admin: {id: "m1", then: []domain.Event{course.ModuleAdded{CourseID: "go", ModuleID: "m1", Title: "Intro", At: t1}}},
 			ins:   {id: "m1", then: []domain.Event{course.ModuleAdded{CourseID: "go", ModuleID: "m1", Title: "Intro", At: t1}}},
 			ins2:  courseNotFound,
@@ -100,10 +99,10 @@ func TestPolicy(t *testing.T) {
 	cases = append(cases, policyCases("archives a course", withIns2(publishedCourse()), archive("go"), "course-go",
 		owned(course.Archived{CourseID: "go", At: t1}))...)
 	cases = append(cases, policyCases("changes a course that does not exist", withIns2(people()), publish("nope"), "course-nope",
-		map[auth.Principal]outcome{admin: courseNotFound, ins: courseNotFound, ins2: courseNotFound})...)
+		map[domain.Actor]outcome{admin: courseNotFound, ins: courseNotFound, ins2: courseNotFound})...)
 
-	self := func(ev ...domain.Event) map[auth.Principal]outcome {
-		return map[auth.Principal]outcome{admin: {id: "ada", then: ev}, ada: {id: "ada", then: ev}, bob: learnerNotFound}
+	self := func(ev ...domain.Event) map[domain.Actor]outcome {
+		return map[domain.Actor]outcome{admin: {id: "ada", then: ev}, ada: {id: "ada", then: ev}, bob: learnerNotFound}
 	}
 	cases = append(cases, policyCases("enrolls ada", withIns2(publishedCourse()), enroll("ada", "go"), "learner-ada",
 		self(learner.Enrolled{LearnerID: "ada", CourseID: "go", At: t1}))...)
@@ -112,15 +111,15 @@ func TestPolicy(t *testing.T) {
 	cases = append(cases, policyCases("completes a module of ada's", withIns2(adaEnrolled()), complete("ada", "go", "m1"), "learner-ada",
 		self(learner.ModuleCompleted{LearnerID: "ada", CourseID: "go", ModuleID: "m1", At: t1}))...)
 
-	disclosed := func(p auth.Principal) outcome {
-		return outcome{id: "ada", then: []domain.Event{learner.DisclosureRecorded{LearnerID: "ada", RecipientID: p.Subject,
+	disclosed := func(p domain.Actor) outcome {
+		return outcome{id: "ada", then: []domain.Event{learner.DisclosureRecorded{LearnerID: "ada", RecipientID: p.UserID,
 			RecipientRole: string(p.Role), Record: learner.RecordHistory, Reason: "review", At: t1}}}
 	}
 	cases = append(cases, policyCases("records a disclosure of ada's history", withIns2(adaEnrolled()),
 		recordDisclosure(commands.RecordDisclosure{LearnerID: "ada", Record: learner.RecordHistory, Reason: "review"}), "learner-ada",
-		map[auth.Principal]outcome{admin: disclosed(admin), auditor: disclosed(auditor), ada: {id: "ada"}, bob: learnerNotFound})...)
+		map[domain.Actor]outcome{admin: disclosed(admin), auditor: disclosed(auditor), ada: {id: "ada"}, bob: learnerNotFound})...)
 	cases = append(cases, policyCases("records a disclosure of someone never registered", withIns2(people()),
 		recordDisclosure(commands.RecordDisclosure{LearnerID: "nobody", Record: learner.RecordDashboard}), "learner-nobody",
-		map[auth.Principal]outcome{admin: learnerNotFound, auditor: learnerNotFound, ada: learnerNotFound, bob: learnerNotFound})...)
+		map[domain.Actor]outcome{admin: learnerNotFound, auditor: learnerNotFound, ada: learnerNotFound, bob: learnerNotFound})...)
 	runCases(t, cases)
 }

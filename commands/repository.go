@@ -253,7 +253,7 @@ func (r *repository[A]) encode(m Meta, changes []domain.Event) ([]eventstore.Eve
 			Metadata: eventstore.Metadata{
 				CorrelationID: m.CorrelationID,
 				CausationID:   m.CommandID,
-				UserID:        m.UserID,
+				UserID:        m.Actor.UserID,
 				RequestID:     m.RequestID,
 			},
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -22,7 +21,8 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 )
 
 // benchLog fills an event log with a school's history: instructors and courses, then learners
@@ -52,7 +52,7 @@ func benchLog(b *testing.B, learners, courses, modules int) (*sqlitelog.Log, uin
 			b.Fatal(err)
 		}
 	}
-	appendAll("user-teacher", eventstore.NoStream, user.Registered{UserID: "teacher", Name: "Teacher", Email: "t@example.com", Role: user.RoleInstructor, At: at})
+	appendAll("user-teacher", eventstore.NoStream, user.Registered{UserID: "teacher", Name: "Teacher", Email: "t@example.com", Role: domain.Instructor, At: at})
 	for c := range courses {
 		id := fmt.Sprintf("c%03d", c)
 		evs := []domain.Event{course.Created{CourseID: id, Title: fmt.Sprintf("Course number %d", c), Category: "cat", Level: course.LevelBeginner, InstructorID: "teacher", At: at}}
@@ -69,7 +69,7 @@ func benchLog(b *testing.B, learners, courses, modules int) (*sqlitelog.Log, uin
 			defer wg.Done()
 			for i := w; i < learners; i += workers {
 				id := fmt.Sprintf("l%05d", i)
-				appendAll("user-"+id, eventstore.NoStream, user.Registered{UserID: id, Name: "Learner " + id, Email: id + "@example.com", Role: user.RoleLearner, At: at})
+				appendAll("user-"+id, eventstore.NoStream, user.Registered{UserID: id, Name: "Learner " + id, Email: id + "@example.com", Role: domain.Learner, At: at})
 				cid := fmt.Sprintf("c%03d", i%courses)
 				appendAll("learner-"+id, eventstore.NoStream, learner.Enrolled{LearnerID: id, CourseID: cid, At: at})
 				version := uint64(1)

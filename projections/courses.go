@@ -8,8 +8,8 @@ import (
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/domain/user"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // Courses builds the catalog, the course details and the course stats. It keeps the names of
@@ -24,49 +24,49 @@ type person struct {
 }
 
 // Name implements Projector.
-func (Courses) Name() string { return readmodel.CoursesProjection }
+func (Courses) Name() string { return documents.CoursesProjection }
 
 // Version implements Projector.
 func (Courses) Version() int { return 1 }
 
 // ReadModels implements Projector.
 func (Courses) ReadModels() []string {
-	return []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats, coursesPeople}
+	return []string{documents.Catalog, documents.CourseDetails, documents.Stats, coursesPeople}
 }
 
 // Collections implements Projector.
 func (Courses) Collections() []string {
-	return []string{readmodel.CourseDetails, readmodel.Stats}
+	return []string{documents.CourseDetails, documents.Stats}
 }
 
 // Indexes implements Projector.
 func (Courses) Indexes() []readstore.Index {
 	return []readstore.Index{
-		{Coll: readmodel.Catalog, Fields: []string{"status", "publishedN"}},
-		{Coll: readmodel.Catalog, Fields: []string{"status", "enrollmentCount"}},
-		{Coll: readmodel.Catalog, Fields: []string{"status", "titleKey"}},
-		{Coll: readmodel.Catalog, Fields: []string{"status", "category"}},
-		{Coll: readmodel.Catalog, Fields: []string{"instructorId"}},
+		{Coll: documents.Catalog, Fields: []string{"status", "publishedN"}},
+		{Coll: documents.Catalog, Fields: []string{"status", "enrollmentCount"}},
+		{Coll: documents.Catalog, Fields: []string{"status", "titleKey"}},
+		{Coll: documents.Catalog, Fields: []string{"status", "category"}},
+		{Coll: documents.Catalog, Fields: []string{"instructorId"}},
 	}
 }
 
 // courseDocs is one course's three documents, read and written together.
 type courseDocs struct {
-	entry  readmodel.CatalogEntry
-	detail readmodel.CourseDetail
-	stats  readmodel.CourseStats
+	entry  documents.CatalogEntry
+	detail documents.CourseDetail
+	stats  documents.CourseStats
 }
 
 func loadCourse(ctx context.Context, tx *Tx, id string) (*courseDocs, bool, error) {
 	c := &courseDocs{}
-	ok, err := tx.Get(ctx, readmodel.Catalog, id, &c.entry)
+	ok, err := tx.Get(ctx, documents.Catalog, id, &c.entry)
 	if err != nil {
 		return c, false, err
 	}
-	if _, err := tx.Get(ctx, readmodel.CourseDetails, id, &c.detail); err != nil {
+	if _, err := tx.Get(ctx, documents.CourseDetails, id, &c.detail); err != nil {
 		return c, false, err
 	}
-	if _, err := tx.Get(ctx, readmodel.Stats, id, &c.stats); err != nil {
+	if _, err := tx.Get(ctx, documents.Stats, id, &c.stats); err != nil {
 		return c, false, err
 	}
 	return c, ok, nil
@@ -78,24 +78,24 @@ func (c *courseDocs) save(tx *Tx, e Event) error {
 	d.ModuleCount = len(d.Modules)
 	d.EnrollmentCount = c.stats.Active + c.stats.Completed
 	d.CompletionCount = c.stats.Completed
-	d.CompletionRate = readmodel.Rate(c.stats.Completed, c.stats.Enrolled)
+	d.CompletionRate = documents.Rate(c.stats.Completed, c.stats.Enrolled)
 	d.UpdatedAt = e.RecordedAt
 	c.stats.CompletionRate = d.CompletionRate
 	c.entry.CatalogItem = d.CatalogItem
 	c.entry.Status = d.Status
 	c.entry.InstructorID = d.Instructor.ID
-	c.entry.TitleWords = readmodel.Words(d.Title)
+	c.entry.TitleWords = documents.Words(d.Title)
 	c.entry.TitleKey = strings.ToLower(d.Title)
 	if d.PublishedAt != nil {
 		c.entry.PublishedN = d.PublishedAt.UnixNano()
 	}
-	if err := tx.Put(readmodel.Catalog, d.ID, c.entry); err != nil {
+	if err := tx.Put(documents.Catalog, d.ID, c.entry); err != nil {
 		return err
 	}
-	if err := tx.Put(readmodel.CourseDetails, d.ID, c.detail); err != nil {
+	if err := tx.Put(documents.CourseDetails, d.ID, c.detail); err != nil {
 		return err
 	}
-	return tx.Put(readmodel.Stats, d.ID, c.stats)
+	return tx.Put(documents.Stats, d.ID, c.stats)
 }
 
 // Refs implements Prefetcher: learner events, most of the log, touch their course.
@@ -109,11 +109,11 @@ func (Courses) Refs(e Event) []DocRef {
 	case learner.CourseCompleted:
 		id = ev.CourseID
 	case learner.ModuleCompleted:
-		return []DocRef{{readmodel.Stats, ev.CourseID}}
+		return []DocRef{{documents.Stats, ev.CourseID}}
 	default:
 		return nil
 	}
-	return []DocRef{{readmodel.Catalog, id}, {readmodel.CourseDetails, id}, {readmodel.Stats, id}}
+	return []DocRef{{documents.Catalog, id}, {documents.CourseDetails, id}, {documents.Stats, id}}
 }
 
 // Apply implements Projector.
@@ -125,7 +125,7 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err := putPerson(ctx, tx, coursesPeople, ev.UserID, person{Name: ev.Name}); err != nil {
 			return err
 		}
-		ids, err := tx.IDsWhere(ctx, readmodel.Catalog, "instructorId", ev.UserID)
+		ids, err := tx.IDsWhere(ctx, documents.Catalog, "instructorId", ev.UserID)
 		if err != nil {
 			return err
 		}
@@ -139,14 +139,14 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err != nil {
 			return err
 		}
-		c.detail = readmodel.CourseDetail{
-			CatalogItem: readmodel.CatalogItem{ID: ev.CourseID, Title: ev.Title, Category: ev.Category, Level: string(ev.Level),
-				Instructor: readmodel.Instructor{ID: ev.InstructorID, Name: who.Name}},
+		c.detail = documents.CourseDetail{
+			CatalogItem: documents.CatalogItem{ID: ev.CourseID, Title: ev.Title, Category: ev.Category, Level: string(ev.Level),
+				Instructor: documents.Instructor{ID: ev.InstructorID, Name: who.Name}},
 			Description: ev.Description,
 			Status:      string(course.StatusDraft),
-			Modules:     []readmodel.Module{},
+			Modules:     []documents.Module{},
 		}
-		c.stats = readmodel.CourseStats{CourseID: ev.CourseID, ModuleCompletions: map[string]int{}}
+		c.stats = documents.CourseStats{CourseID: ev.CourseID, ModuleCompletions: map[string]int{}}
 		return c.save(tx, e)
 	case course.DetailsUpdated:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
@@ -154,7 +154,7 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		})
 	case course.ModuleAdded:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
-			c.detail.Modules = append(c.detail.Modules, readmodel.Module{ID: ev.ModuleID, Title: ev.Title})
+			c.detail.Modules = append(c.detail.Modules, documents.Module{ID: ev.ModuleID, Title: ev.Title})
 			c.stats.ModuleCompletions[ev.ModuleID] = 0
 		})
 	case course.Published:
@@ -179,13 +179,13 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.stats.Active--; c.stats.Completed++ })
 	case learner.ModuleCompleted:
 		// Only the stats change; the catalog and the details stay as they are.
-		var s readmodel.CourseStats
-		ok, err := tx.Get(ctx, readmodel.Stats, ev.CourseID, &s)
+		var s documents.CourseStats
+		ok, err := tx.Get(ctx, documents.Stats, ev.CourseID, &s)
 		if err != nil || !ok {
 			return err
 		}
 		s.ModuleCompletions[ev.ModuleID]++
-		return tx.Put(readmodel.Stats, ev.CourseID, s)
+		return tx.Put(documents.Stats, ev.CourseID, s)
 	}
 	return nil
 }

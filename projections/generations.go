@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // A projection's read models are built in generations. The live generation serves reads; a

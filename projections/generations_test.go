@@ -20,7 +20,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
@@ -29,8 +28,10 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/opsapi"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // schoolHistory appends a school's history to l: courses with modules, then learners who each
@@ -57,7 +58,7 @@ func schoolHistory(t testing.TB, l *sqlitelog.Log, learners, courses, modules in
 			t.Errorf("append to %s: %v", stream, err)
 		}
 	}
-	appendAll("user-teacher", user.Registered{UserID: "teacher", Name: "Teacher", Email: "t@example.com", Role: user.RoleInstructor, At: at})
+	appendAll("user-teacher", user.Registered{UserID: "teacher", Name: "Teacher", Email: "t@example.com", Role: domain.Instructor, At: at})
 	for c := range courses {
 		id := courseID(c)
 		evs := []domain.Event{course.Created{CourseID: id, Title: fmt.Sprintf("Course number %d", c), Category: "cat",
@@ -77,7 +78,7 @@ func schoolHistory(t testing.TB, l *sqlitelog.Log, learners, courses, modules in
 			defer wg.Done()
 			for i := w; i < learners; i += workers {
 				id, cid := learnerID(i), courseID(i%courses)
-				appendAll("user-"+id, user.Registered{UserID: id, Name: "Learner " + id, Email: id + "@example.com", Role: user.RoleLearner, At: at})
+				appendAll("user-"+id, user.Registered{UserID: id, Name: "Learner " + id, Email: id + "@example.com", Role: domain.Learner, At: at})
 				evs := []domain.Event{learner.Enrolled{LearnerID: id, CourseID: cid, At: at}}
 				for m := range modules {
 					evs = append(evs, learner.ModuleCompleted{LearnerID: id, CourseID: cid, ModuleID: moduleID(m), At: at})
@@ -337,8 +338,8 @@ type finder interface {
 func dumpOf(t *testing.T, f finder) map[string]readstore.Doc {
 	t.Helper()
 	out := map[string]readstore.Doc{}
-	for _, coll := range []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats, readmodel.Dashboards,
-		readmodel.Rosters, "courses_people", "learners_people", "learners_courses"} {
+	for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
+		documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
 		docs, err := f.Find(context.Background(), readstore.Query{Coll: coll})
 		if err != nil {
 			t.Fatal(err)
@@ -428,9 +429,9 @@ func readLoad(t *testing.T, live *projections.Live, c cache.Cache, courses, lear
 		seen := monotonic{}
 		for i := 0; ctx.Err() == nil; i++ {
 			for _, doc := range []readstore.Doc{{ID: courses[i%len(courses)]}, {ID: learners[(i*7)%len(learners)]}} {
-				coll := readmodel.CourseDetails
+				coll := documents.CourseDetails
 				if strings.HasPrefix(doc.ID, "l") {
-					coll = readmodel.Dashboards
+					coll = documents.Dashboards
 				}
 				pos, body, err := get(coll, doc.ID)
 				if ctx.Err() != nil {
@@ -467,7 +468,7 @@ func readLoad(t *testing.T, live *projections.Live, c cache.Cache, courses, lear
 		seen := monotonic{}
 		rosterLen := rosterMin
 		for ctx.Err() == nil {
-			catalog, err := live.Find(ctx, readstore.Query{Coll: readmodel.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}}})
+			catalog, err := live.Find(ctx, readstore.Query{Coll: documents.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}}})
 			if ctx.Err() != nil {
 				return
 			}
@@ -475,9 +476,9 @@ func readLoad(t *testing.T, live *projections.Live, c cache.Cache, courses, lear
 				fails.add("find the published catalog: %d entries, %v; want %d", len(catalog), err, len(courses))
 			}
 			for _, d := range catalog {
-				seen.saw(fails, "find", readmodel.Catalog, d.ID, d.Position)
+				seen.saw(fails, "find", documents.Catalog, d.ID, d.Position)
 			}
-			roster, err := live.Find(ctx, readstore.Query{Coll: readmodel.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: rosterOf}},
+			roster, err := live.Find(ctx, readstore.Query{Coll: documents.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: rosterOf}},
 				Sort: []readstore.Order{{Name: "enrolledAtN"}}})
 			if ctx.Err() != nil {
 				return
@@ -487,7 +488,7 @@ func readLoad(t *testing.T, live *projections.Live, c cache.Cache, courses, lear
 			}
 			rosterLen = max(rosterLen, len(roster))
 			for _, d := range roster {
-				seen.saw(fails, "find", readmodel.Rosters, d.ID, d.Position)
+				seen.saw(fails, "find", documents.Rosters, d.ID, d.Position)
 			}
 			reads.Add(2)
 			time.Sleep(5 * time.Millisecond) // on two cores, leave the projections time to run
@@ -649,14 +650,14 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 		}
 	})
 	t.Run("the_old_generations_are_dropped_after_the_grace", func(t *testing.T) {
-		for _, coll := range []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats, readmodel.Dashboards,
-			readmodel.Rosters, "courses_people", "learners_people", "learners_courses"} {
+		for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
+			documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
 			docs, err := store.Find(ctx, readstore.Query{Coll: coll})
 			if err != nil || len(docs) != 0 {
 				t.Errorf("the old %s holds %d documents (%v); want it dropped", coll, len(docs), err)
 			}
 		}
-		if _, err := store.Get(ctx, readmodel.Dashboards, learners[0]); !errors.Is(err, readstore.ErrNotFound) {
+		if _, err := store.Get(ctx, documents.Dashboards, learners[0]); !errors.Is(err, readstore.ErrNotFound) {
 			t.Errorf("get from the old dashboards: %v, want not found", err)
 		}
 		for _, name := range []string{"courses", "learners"} {
@@ -675,7 +676,7 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 		}
 	})
 	t.Run("the_cache_serves_the_new_generation_under_its_own_keys", func(t *testing.T) {
-		public := map[string]bool{readmodel.CourseDetails: true, readmodel.Stats: true, readmodel.Dashboards: true}
+		public := map[string]bool{documents.CourseDetails: true, documents.Stats: true, documents.Dashboards: true}
 		written := 0
 		for key, d := range dumpOf(t, live) {
 			coll, _, _ := strings.Cut(key, "/")
@@ -730,17 +731,17 @@ func (p coursesV2) Apply(ctx context.Context, tx *projections.Tx, e projections.
 	default:
 		return nil
 	}
-	var d readmodel.CourseDetail
-	if ok, err := tx.Get(ctx, readmodel.CourseDetails, id, &d); err != nil || !ok {
+	var d documents.CourseDetail
+	if ok, err := tx.Get(ctx, documents.CourseDetails, id, &d); err != nil || !ok {
 		return err
 	}
 	d.Description = v2Mark + description
-	return tx.Put(readmodel.CourseDetails, id, d)
+	return tx.Put(documents.CourseDetails, id, d)
 }
 
-func detailOf(t *testing.T, body []byte) readmodel.CourseDetail {
+func detailOf(t *testing.T, body []byte) documents.CourseDetail {
 	t.Helper()
-	var d readmodel.CourseDetail
+	var d documents.CourseDetail
 	if err := json.Unmarshal(body, &d); err != nil {
 		t.Fatal(err)
 	}
@@ -756,7 +757,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 	ctx := context.Background()
 	v1 := map[string]readstore.Doc{}
 	for i := range nCourses {
-		d, err := store.Get(ctx, readmodel.CourseDetails, courseID(i))
+		d, err := store.Get(ctx, documents.CourseDetails, courseID(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -793,7 +794,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 		}
 		for id, old := range v1 {
 			// Through the read API's path, which fills the cache with generation 1's entries.
-			e, err := readThrough(ctx, c, live, readmodel.CourseDetails, id)
+			e, err := readThrough(ctx, c, live, documents.CourseDetails, id)
 			if err != nil || e.Position != old.Position || normal(e.Body) != normal(old.Body) {
 				t.Errorf("course %s is served at %d (%v); want generation 1's document at %d, unchanged", id, e.Position, err, old.Position)
 			}
@@ -809,13 +810,13 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 		}
 		for id := range v1 {
 			// Warmed by the switch, before anyone read it.
-			e, ok := c.Get(ctx, live.CacheKey(readmodel.CourseDetails, id))
+			e, ok := c.Get(ctx, live.CacheKey(documents.CourseDetails, id))
 			if !ok {
 				t.Errorf("course %s is not in the cache under generation 2's key after the switch", id)
 			} else if d := detailOf(t, e.Body); !strings.HasPrefix(d.Description, v2Mark) {
 				t.Errorf("the cache holds course %s under generation 2's key without version 2's mark: %s", id, e.Body)
 			}
-			got, err := readThrough(ctx, c, live, readmodel.CourseDetails, id)
+			got, err := readThrough(ctx, c, live, documents.CourseDetails, id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -826,7 +827,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 	})
 	rr.waitHead(t, w.log, "courses", "learners")
 	t.Run("the_new_version_takes_the_changes_the_old_one_missed", func(t *testing.T) {
-		d, err := live.Get(ctx, readmodel.CourseDetails, courseID(0))
+		d, err := live.Get(ctx, documents.CourseDetails, courseID(0))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -843,7 +844,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 		if want := (registered{Live: projections.Generation{N: 2, Version: 2}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
 			t.Errorf("registration (-want +got):\n%s", cmp.Diff(want, reg, cmpopts.EquateEmpty()))
 		}
-		if docs, err := store.Find(ctx, readstore.Query{Coll: readmodel.CourseDetails}); err != nil || len(docs) != 0 {
+		if docs, err := store.Find(ctx, readstore.Query{Coll: documents.CourseDetails}); err != nil || len(docs) != 0 {
 			t.Errorf("generation 1's course details hold %d documents (%v); want them dropped", len(docs), err)
 		}
 		if cp, _ := store.Checkpoint(ctx, "courses"); cp != 0 {
@@ -954,7 +955,7 @@ func TestRebuildResumesAfterACrash(t *testing.T) {
 		if want := (registered{Live: projections.Generation{N: 2, Version: 1}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
 			t.Errorf("registration (-want +got):\n%s", cmp.Diff(want, reg, cmpopts.EquateEmpty()))
 		}
-		if docs, _ := store.Find(ctx, readstore.Query{Coll: readmodel.Catalog}); len(docs) != 0 {
+		if docs, _ := store.Find(ctx, readstore.Query{Coll: documents.Catalog}); len(docs) != 0 {
 			t.Errorf("generation 1's catalog holds %d documents; want it dropped", len(docs))
 		}
 		if cp, _ := store.Checkpoint(ctx, "courses"); cp != 0 {
@@ -1101,8 +1102,8 @@ func TestSkip(t *testing.T) {
 		if reg, _ := registrationOf(t, store, "poisoned"); len(reg.Skips) != 1 || reg.Skips[0].Position != poison.Position {
 			t.Errorf("registration skips = %+v; want the skip recorded in the store", reg.Skips)
 		}
-		art := get[readmodel.CourseDetail](t, store, readmodel.CourseDetails, "art")
-		goCourse := get[readmodel.CourseDetail](t, store, readmodel.CourseDetails, "go")
+		art := get[documents.CourseDetail](t, store, documents.CourseDetails, "art")
+		goCourse := get[documents.CourseDetail](t, store, documents.CourseDetails, "go")
 		if art.Status != "draft" || goCourse.Status != "published" {
 			t.Errorf("art is %s and go %s; want the skipped publication of art not applied, and go's applied", art.Status, goCourse.Status)
 		}
@@ -1119,7 +1120,7 @@ func TestSkip(t *testing.T) {
 		if letters, _ := store.DeadLetters(ctx, "poisoned_g2"); len(letters) != 0 {
 			t.Errorf("generation 2 recorded dead letters %+v; want the skip to hold for it", letters)
 		}
-		d, err := rr.Live().Get(ctx, readmodel.CourseDetails, "art")
+		d, err := rr.Live().Get(ctx, documents.CourseDetails, "art")
 		if err != nil || detailOf(t, d.Body).Status != "draft" {
 			t.Errorf("art in generation 2: %s, %v; want the draft", d.Body, err)
 		}
@@ -1163,7 +1164,7 @@ func TestRetry(t *testing.T) {
 		if err != nil || len(letters) != 1 || letters[0].Position != poison.Position || letters[0].State != "applied" {
 			t.Errorf("dead letters = %+v, %v; want the publication of go, applied", letters, err)
 		}
-		if d := get[readmodel.CourseDetail](t, store, readmodel.CourseDetails, "go"); d.Status != "published" {
+		if d := get[documents.CourseDetail](t, store, documents.CourseDetails, "go"); d.Status != "published" {
 			t.Errorf("go is %s, want published", d.Status)
 		}
 	})
@@ -1305,7 +1306,7 @@ func TestAdminRoutes(t *testing.T) {
 	rr := startRunner(t, log, store, cache.NewMemory(100), projections.Options{BatchSize: 10},
 		poisoned{course: courseID(1)}, projections.Learners{})
 	router := chi.NewRouter()
-	rr.AdminRoutes(router, slog.New(slog.DiscardHandler))
+	opsapi.Routes(router, rr.Runner, slog.New(slog.DiscardHandler))
 	rr.waitHead(t, w.log, "learners")
 	rr.waitStalled(t, "poisoned")
 	poison := publication(t, w.log, courseID(1))

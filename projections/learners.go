@@ -4,11 +4,12 @@ import (
 	"context"
 	"time"
 
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/domain/user"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // Learners builds the learner dashboards and the course rosters. It keeps people's names and
@@ -26,24 +27,24 @@ type courseInfo struct {
 }
 
 // Name implements Projector.
-func (Learners) Name() string { return readmodel.LearnersProjection }
+func (Learners) Name() string { return documents.LearnersProjection }
 
 // Version implements Projector.
 func (Learners) Version() int { return 1 }
 
 // ReadModels implements Projector.
 func (Learners) ReadModels() []string {
-	return []string{readmodel.Dashboards, readmodel.Rosters, learnersPeople, learnersCourses}
+	return []string{documents.Dashboards, documents.Rosters, learnersPeople, learnersCourses}
 }
 
 // Collections implements Projector.
-func (Learners) Collections() []string { return []string{readmodel.Dashboards} }
+func (Learners) Collections() []string { return []string{documents.Dashboards} }
 
 // Indexes implements Projector.
 func (Learners) Indexes() []readstore.Index {
 	return []readstore.Index{
-		{Coll: readmodel.Rosters, Fields: []string{"courseId", "enrolledAtN"}},
-		{Coll: readmodel.Rosters, Fields: []string{"learnerId"}},
+		{Coll: documents.Rosters, Fields: []string{"courseId", "enrolledAtN"}},
+		{Coll: documents.Rosters, Fields: []string{"learnerId"}},
 	}
 }
 
@@ -53,7 +54,7 @@ func (Learners) Refs(e Event) []DocRef {
 	switch ev := e.Data.(type) {
 	case learner.Enrolled:
 		learnerID, courseID = ev.LearnerID, ev.CourseID
-		return []DocRef{{readmodel.Dashboards, learnerID}, {readmodel.Rosters, readmodel.RosterID(courseID, learnerID)},
+		return []DocRef{{documents.Dashboards, learnerID}, {documents.Rosters, documents.RosterID(courseID, learnerID)},
 			{learnersPeople, learnerID}, {learnersCourses, courseID}}
 	case learner.Withdrawn:
 		learnerID, courseID = ev.LearnerID, ev.CourseID
@@ -62,11 +63,11 @@ func (Learners) Refs(e Event) []DocRef {
 	case learner.CourseCompleted:
 		learnerID, courseID = ev.LearnerID, ev.CourseID
 	case user.Registered:
-		return []DocRef{{learnersPeople, ev.UserID}, {readmodel.Dashboards, ev.UserID}}
+		return []DocRef{{learnersPeople, ev.UserID}, {documents.Dashboards, ev.UserID}}
 	default:
 		return nil
 	}
-	return []DocRef{{readmodel.Dashboards, learnerID}, {readmodel.Rosters, readmodel.RosterID(courseID, learnerID)}}
+	return []DocRef{{documents.Dashboards, learnerID}, {documents.Rosters, documents.RosterID(courseID, learnerID)}}
 }
 
 // Apply implements Projector.
@@ -76,38 +77,38 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err := putPerson(ctx, tx, learnersPeople, ev.UserID, person{Name: ev.Name, Role: string(ev.Role)}); err != nil {
 			return err
 		}
-		if ev.Role != user.RoleLearner {
+		if ev.Role != domain.Learner {
 			return nil
 		}
-		var d readmodel.Dashboard
-		if _, err := tx.Get(ctx, readmodel.Dashboards, ev.UserID, &d); err != nil {
+		var d documents.Dashboard
+		if _, err := tx.Get(ctx, documents.Dashboards, ev.UserID, &d); err != nil {
 			return err
 		}
 		d.LearnerID, d.Name = ev.UserID, ev.Name
 		if d.Enrollments == nil {
-			d.Enrollments = []readmodel.Enrollment{}
+			d.Enrollments = []documents.Enrollment{}
 		}
-		return tx.Put(readmodel.Dashboards, ev.UserID, d)
+		return tx.Put(documents.Dashboards, ev.UserID, d)
 	case user.NameChanged:
 		if err := putPerson(ctx, tx, learnersPeople, ev.UserID, person{Name: ev.Name}); err != nil {
 			return err
 		}
-		var d readmodel.Dashboard
-		ok, err := tx.Get(ctx, readmodel.Dashboards, ev.UserID, &d)
+		var d documents.Dashboard
+		ok, err := tx.Get(ctx, documents.Dashboards, ev.UserID, &d)
 		if err != nil {
 			return err
 		}
 		if ok {
 			d.Name = ev.Name
-			if err := tx.Put(readmodel.Dashboards, ev.UserID, d); err != nil {
+			if err := tx.Put(documents.Dashboards, ev.UserID, d); err != nil {
 				return err
 			}
 		}
-		ids, err := tx.IDsWhere(ctx, readmodel.Rosters, "learnerId", ev.UserID)
+		ids, err := tx.IDsWhere(ctx, documents.Rosters, "learnerId", ev.UserID)
 		if err != nil {
 			return err
 		}
-		return p.eachRoster(ctx, tx, ids, func(r *readmodel.RosterEntry) { r.Name = ev.Name })
+		return p.eachRoster(ctx, tx, ids, func(r *documents.RosterEntry) { r.Name = ev.Name })
 	case course.Created:
 		var c courseInfo
 		if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
@@ -126,7 +127,7 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err := tx.Put(learnersCourses, ev.CourseID, c); err != nil {
 			return err
 		}
-		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *readmodel.Enrollment, _ *readmodel.RosterEntry) { en.Title = ev.Title })
+		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *documents.Enrollment, _ *documents.RosterEntry) { en.Title = ev.Title })
 	case course.ModuleAdded:
 		var c courseInfo
 		if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
@@ -136,23 +137,23 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err := tx.Put(learnersCourses, ev.CourseID, c); err != nil {
 			return err
 		}
-		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *readmodel.Enrollment, r *readmodel.RosterEntry) {
+		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *documents.Enrollment, r *documents.RosterEntry) {
 			en.ModuleCount = c.ModuleCount
-			en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
+			en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
 			r.Progress = en.Progress
 		})
 	case learner.Enrolled:
 		return p.enroll(ctx, tx, e, ev)
 	case learner.Withdrawn:
-		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *documents.Enrollment) {
 			en.Status = string(learner.StatusWithdrawn)
 		})
 	case learner.ModuleCompleted:
-		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *documents.Enrollment) {
 			en.CompletedModules++
 		})
 	case learner.CourseCompleted:
-		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *readmodel.Enrollment) {
+		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *documents.Enrollment) {
 			at := ev.At.UTC()
 			en.Status, en.CompletedAt = string(learner.StatusCompleted), &at
 		})
@@ -169,39 +170,39 @@ func (p Learners) enroll(ctx context.Context, tx *Tx, e Event, ev learner.Enroll
 	if _, err := tx.Get(ctx, learnersPeople, ev.LearnerID, &who); err != nil {
 		return err
 	}
-	var d readmodel.Dashboard
-	if _, err := tx.Get(ctx, readmodel.Dashboards, ev.LearnerID, &d); err != nil {
+	var d documents.Dashboard
+	if _, err := tx.Get(ctx, documents.Dashboards, ev.LearnerID, &d); err != nil {
 		return err
 	}
 	d.LearnerID, d.Name = ev.LearnerID, who.Name
 	at := ev.At.UTC()
 	i := findEnrollment(d.Enrollments, ev.CourseID)
 	if i < 0 {
-		d.Enrollments = append(d.Enrollments, readmodel.Enrollment{CourseID: ev.CourseID, EnrolledAt: at})
+		d.Enrollments = append(d.Enrollments, documents.Enrollment{CourseID: ev.CourseID, EnrolledAt: at})
 		i = len(d.Enrollments) - 1
 	}
 	en := &d.Enrollments[i]
 	en.Title, en.ModuleCount, en.Status, en.LastActivityAt = c.Title, c.ModuleCount, string(learner.StatusActive), at
-	en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
-	if err := tx.Put(readmodel.Dashboards, ev.LearnerID, d); err != nil {
+	en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
+	if err := tx.Put(documents.Dashboards, ev.LearnerID, d); err != nil {
 		return err
 	}
-	var r readmodel.RosterEntry
-	id := readmodel.RosterID(ev.CourseID, ev.LearnerID)
-	if _, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil {
+	var r documents.RosterEntry
+	id := documents.RosterID(ev.CourseID, ev.LearnerID)
+	if _, err := tx.Get(ctx, documents.Rosters, id, &r); err != nil {
 		return err
 	}
 	r.RosterItem = rosterItem(ev.LearnerID, who.Name, *en)
 	r.CourseID, r.EnrolledAtN = ev.CourseID, en.EnrolledAt.UnixNano()
-	return tx.Put(readmodel.Rosters, id, r)
+	return tx.Put(documents.Rosters, id, r)
 }
 
-func rosterItem(learnerID, name string, en readmodel.Enrollment) readmodel.RosterItem {
-	return readmodel.RosterItem{LearnerID: learnerID, Name: name, Status: en.Status, Progress: en.Progress,
+func rosterItem(learnerID, name string, en documents.Enrollment) documents.RosterItem {
+	return documents.RosterItem{LearnerID: learnerID, Name: name, Status: en.Status, Progress: en.Progress,
 		EnrolledAt: en.EnrolledAt, CompletedAt: en.CompletedAt}
 }
 
-func findEnrollment(ens []readmodel.Enrollment, courseID string) int {
+func findEnrollment(ens []documents.Enrollment, courseID string) int {
 	for i := range ens {
 		if ens[i].CourseID == courseID {
 			return i
@@ -211,9 +212,9 @@ func findEnrollment(ens []readmodel.Enrollment, courseID string) int {
 }
 
 // change applies a learner event to the enrollment on the dashboard and to the roster entry.
-func (p Learners) change(ctx context.Context, tx *Tx, learnerID, courseID string, at time.Time, fn func(*readmodel.Enrollment)) error {
-	var d readmodel.Dashboard
-	ok, err := tx.Get(ctx, readmodel.Dashboards, learnerID, &d)
+func (p Learners) change(ctx context.Context, tx *Tx, learnerID, courseID string, at time.Time, fn func(*documents.Enrollment)) error {
+	var d documents.Dashboard
+	ok, err := tx.Get(ctx, documents.Dashboards, learnerID, &d)
 	if err != nil || !ok {
 		return err
 	}
@@ -223,61 +224,61 @@ func (p Learners) change(ctx context.Context, tx *Tx, learnerID, courseID string
 	}
 	en := &d.Enrollments[i]
 	fn(en)
-	en.Progress = readmodel.Rate(en.CompletedModules, en.ModuleCount)
+	en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
 	en.LastActivityAt = at.UTC()
-	if err := tx.Put(readmodel.Dashboards, learnerID, d); err != nil {
+	if err := tx.Put(documents.Dashboards, learnerID, d); err != nil {
 		return err
 	}
-	var r readmodel.RosterEntry
-	id := readmodel.RosterID(courseID, learnerID)
-	if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+	var r documents.RosterEntry
+	id := documents.RosterID(courseID, learnerID)
+	if ok, err := tx.Get(ctx, documents.Rosters, id, &r); err != nil || !ok {
 		return err
 	}
 	r.RosterItem = rosterItem(learnerID, d.Name, *en)
-	return tx.Put(readmodel.Rosters, id, r)
+	return tx.Put(documents.Rosters, id, r)
 }
 
 // eachLearnerOf changes the enrollment of every learner of a course, on their dashboard and
 // on the roster.
-func (p Learners) eachLearnerOf(ctx context.Context, tx *Tx, courseID string, fn func(*readmodel.Enrollment, *readmodel.RosterEntry)) error {
-	ids, err := tx.IDsWhere(ctx, readmodel.Rosters, "courseId", courseID)
+func (p Learners) eachLearnerOf(ctx context.Context, tx *Tx, courseID string, fn func(*documents.Enrollment, *documents.RosterEntry)) error {
+	ids, err := tx.IDsWhere(ctx, documents.Rosters, "courseId", courseID)
 	if err != nil {
 		return err
 	}
-	if err := tx.Prefetch(ctx, readmodel.Rosters, ids); err != nil {
+	if err := tx.Prefetch(ctx, documents.Rosters, ids); err != nil {
 		return err
 	}
 	for _, id := range ids {
-		var r readmodel.RosterEntry
-		if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+		var r documents.RosterEntry
+		if ok, err := tx.Get(ctx, documents.Rosters, id, &r); err != nil || !ok {
 			return err
 		}
-		var d readmodel.Dashboard
-		ok, err := tx.Get(ctx, readmodel.Dashboards, r.LearnerID, &d)
+		var d documents.Dashboard
+		ok, err := tx.Get(ctx, documents.Dashboards, r.LearnerID, &d)
 		if err != nil {
 			return err
 		}
 		if i := findEnrollment(d.Enrollments, courseID); ok && i >= 0 {
 			fn(&d.Enrollments[i], &r)
-			if err := tx.Put(readmodel.Dashboards, r.LearnerID, d); err != nil {
+			if err := tx.Put(documents.Dashboards, r.LearnerID, d); err != nil {
 				return err
 			}
 		}
-		if err := tx.Put(readmodel.Rosters, id, r); err != nil {
+		if err := tx.Put(documents.Rosters, id, r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (p Learners) eachRoster(ctx context.Context, tx *Tx, ids []string, fn func(*readmodel.RosterEntry)) error {
+func (p Learners) eachRoster(ctx context.Context, tx *Tx, ids []string, fn func(*documents.RosterEntry)) error {
 	for _, id := range ids {
-		var r readmodel.RosterEntry
-		if ok, err := tx.Get(ctx, readmodel.Rosters, id, &r); err != nil || !ok {
+		var r documents.RosterEntry
+		if ok, err := tx.Get(ctx, documents.Rosters, id, &r); err != nil || !ok {
 			return err
 		}
 		fn(&r)
-		if err := tx.Put(readmodel.Rosters, id, r); err != nil {
+		if err := tx.Put(documents.Rosters, id, r); err != nil {
 			return err
 		}
 	}

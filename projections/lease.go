@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // ErrLeaseLost means another process took the projector lease from this one (this one paused,

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/edutrack/edutrack/projections"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // pausingStore stalls lease renewals while paused, as a process stopped by the scheduler or a

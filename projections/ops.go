@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // State is what an operator sees of a projection.

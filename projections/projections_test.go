@@ -19,15 +19,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -182,7 +182,7 @@ func TestReadModels(t *testing.T) {
 	run(t, w.log, store, cache.NewMemory(100))
 
 	t.Run("the_catalog_shows_the_instructor_by_their_current_name", func(t *testing.T) {
-		e := get[readmodel.CatalogEntry](t, store, readmodel.Catalog, "go")
+		e := get[documents.CatalogEntry](t, store, documents.Catalog, "go")
 		if e.Instructor.Name != "Ada Lovelace" || e.Title != "Go, properly" || e.Status != "published" {
 			t.Errorf("catalog entry = %+v", e.CatalogItem)
 		}
@@ -194,19 +194,19 @@ func TestReadModels(t *testing.T) {
 		}
 	})
 	t.Run("course_stats_count_each_status_and_module", func(t *testing.T) {
-		got := get[readmodel.CourseStats](t, store, readmodel.Stats, "go")
-		want := readmodel.CourseStats{CourseID: "go", Enrolled: 2, Active: 1, Completed: 1, CompletionRate: 0.5,
+		got := get[documents.CourseStats](t, store, documents.Stats, "go")
+		want := documents.CourseStats{CourseID: "go", Enrolled: 2, Active: 1, Completed: 1, CompletionRate: 0.5,
 			ModuleCompletions: map[string]int{"m1": 2, "m2": 1, "m3": 0}}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("stats of go (-want +got):\n%s", diff)
 		}
-		art := get[readmodel.CourseStats](t, store, readmodel.Stats, "art")
+		art := get[documents.CourseStats](t, store, documents.Stats, "art")
 		if art.Enrolled != 1 || art.Withdrawn != 1 || art.Active != 0 {
 			t.Errorf("stats of art = %+v, want 1 enrolled, withdrawn", art)
 		}
 	})
 	t.Run("the_dashboard_follows_renames_titles_and_new_modules", func(t *testing.T) {
-		d := get[readmodel.Dashboard](t, store, readmodel.Dashboards, "bob")
+		d := get[documents.Dashboard](t, store, documents.Dashboards, "bob")
 		if d.Name != "Robert" || len(d.Enrollments) != 2 {
 			t.Fatalf("dashboard of bob = %+v", d)
 		}
@@ -224,11 +224,11 @@ func TestReadModels(t *testing.T) {
 		}
 	})
 	t.Run("the_roster_shows_learners_by_their_current_name", func(t *testing.T) {
-		r := get[readmodel.RosterEntry](t, store, readmodel.Rosters, readmodel.RosterID("go", "bob"))
+		r := get[documents.RosterEntry](t, store, documents.Rosters, documents.RosterID("go", "bob"))
 		if r.Name != "Robert" || r.Status != "completed" {
 			t.Errorf("roster entry of bob in go = %+v", r)
 		}
-		docs, err := store.Find(context.Background(), readstore.Query{Coll: readmodel.Rosters,
+		docs, err := store.Find(context.Background(), readstore.Query{Coll: documents.Rosters,
 			Eq: []readstore.Field{{Name: "courseId", Value: "go"}}, Sort: []readstore.Order{{Name: "enrolledAtN"}}})
 		if err != nil || len(docs) != 2 || docs[0].ID != "go/bob" || docs[1].ID != "go/cy" {
 			t.Errorf("roster of go = %v, %v; want bob then cy", docs, err)
@@ -264,8 +264,8 @@ func (s *crashingStore) Commit(ctx context.Context, projection string, checkpoin
 func dump(t *testing.T, s readstore.Store) map[string]readstore.Doc {
 	t.Helper()
 	out := map[string]readstore.Doc{}
-	for _, coll := range []string{readmodel.Catalog, readmodel.CourseDetails, readmodel.Stats, readmodel.Dashboards,
-		readmodel.Rosters, "courses_people", "learners_people", "learners_courses"} {
+	for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
+		documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
 		docs, err := s.Find(context.Background(), readstore.Query{Coll: coll})
 		if err != nil {
 			t.Fatal(err)
@@ -291,7 +291,7 @@ func TestRecovery(t *testing.T) {
 	t.Run("re_applying_everything_changes_nothing", func(t *testing.T) {
 		ctx := context.Background()
 		// Rewind the checkpoints: every event is delivered a second time.
-		for _, p := range []string{readmodel.CoursesProjection, readmodel.LearnersProjection} {
+		for _, p := range []string{documents.CoursesProjection, documents.LearnersProjection} {
 			if err := clean.Commit(ctx, p, 0, nil); err != nil {
 				t.Fatal(err)
 			}
@@ -439,11 +439,11 @@ func TestAFailingEventLeavesNoTrace(t *testing.T) {
 	if len(letters) != 1 {
 		t.Fatalf("dead letters = %v, want the first publish", letters)
 	}
-	d, err := store.Get(ctx, readmodel.CourseDetails, "go")
+	d, err := store.Get(ctx, documents.CourseDetails, "go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var detail readmodel.CourseDetail
+	var detail documents.CourseDetail
 	json.Unmarshal(d.Body, &detail)
 	if detail.Status != "draft" || d.Position >= letters[0].Position {
 		t.Errorf("course go is %q at position %d; want the draft it was before the failing publish at %d",

@@ -21,10 +21,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // Event is a recorded event with its decoded data.

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/projections/readstore"
 )
 
 // Tx is the documents one batch of events touches. A projector reads and writes documents

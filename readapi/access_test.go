@@ -18,25 +18,27 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/readapi"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/readapi/access"
+	"github.com/edutrack/edutrack/readapi/history"
 )
 
 // The callers of the access tests: ins teaches go (published) and draft; ins2 teaches nothing;
 // ada and bob learn.
 var (
-	auditor = auth.Principal{Subject: "aud", Role: auth.Auditor}
-	ins     = auth.Principal{Subject: "ins", Role: auth.Instructor}
-	ins2    = auth.Principal{Subject: "ins2", Role: auth.Instructor}
-	ada     = auth.Principal{Subject: "ada", Role: auth.Learner}
-	bob     = auth.Principal{Subject: "bob", Role: auth.Learner}
+	auditor = domain.Actor{UserID: "aud", Role: domain.Auditor}
+	ins     = domain.Actor{UserID: "ins", Role: domain.Instructor}
+	ins2    = domain.Actor{UserID: "ins2", Role: domain.Instructor}
+	ada     = domain.Actor{UserID: "ada", Role: domain.Learner}
+	bob     = domain.Actor{UserID: "bob", Role: domain.Learner}
 )
 
 // memLog is the event log of one learner's stream, for the history routes.
@@ -71,17 +73,19 @@ func accessFixture(t *testing.T) (*fixture, memLog) {
 	course := func(id, status, instructor string) string {
 		return fmt.Sprintf(`{"id":%q,"status":%q,"instructor":{"id":%q,"name":"Someone"}}`, id, status, instructor)
 	}
-	f.put(readmodel.CoursesProjection, readmodel.CourseDetails, doc("go", 1, course("go", "published", "ins")),
+	f.put(documents.CoursesProjection, documents.CourseDetails, doc("go", 1, course("go", "published", "ins")),
 		doc("draft", 2, course("draft", "draft", "ins")))
-	f.put(readmodel.CoursesProjection, readmodel.Stats, doc("go", 1, `{"courseId":"go"}`), doc("draft", 2, `{"courseId":"draft"}`))
-	f.put(readmodel.LearnersProjection, readmodel.Dashboards, doc("ada", 3, `{"learnerId":"ada","name":"Ada","enrollments":[]}`),
+	f.put(documents.CoursesProjection, documents.Stats, doc("go", 1, `{"courseId":"go"}`), doc("draft", 2, `{"courseId":"draft"}`))
+	f.put(documents.LearnersProjection, documents.Dashboards, doc("ada", 3, `{"learnerId":"ada","name":"Ada","enrollments":[]}`),
 		doc("bob", 4, `{"learnerId":"bob","name":"Bob","enrollments":[]}`))
 	log := memLog{}
 	at := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 	log.append(learner.StreamPrefix+"ada", at, learner.Enrolled{LearnerID: "ada", CourseID: "go", At: at})
-	if err := f.api.HistoryRoutes(f.router, log); err != nil {
+	h, err := history.New(log, f.store, f.positions, slog.New(slog.DiscardHandler), history.Options{Disclosures: f.disclosed})
+	if err != nil {
 		t.Fatal(err)
 	}
+	h.Routes(f.router)
 	return f, log
 }
 
@@ -91,33 +95,33 @@ func TestAccess(t *testing.T) {
 	tests := []struct {
 		path string
 		// status by caller; a caller left out gets 403.
-		status map[auth.Principal]int
+		status map[domain.Actor]int
 	}{
-		{"/v1/courses", map[auth.Principal]int{admin: 200, ins: 200, ins2: 200, ada: 200, bob: 200}},
-		{"/v1/courses/go", map[auth.Principal]int{admin: 200, ins: 200, ins2: 200, ada: 200, bob: 200}},
+		{"/v1/courses", map[domain.Actor]int{admin: 200, ins: 200, ins2: 200, ada: 200, bob: 200}},
+		{"/v1/courses/go", map[domain.Actor]int{admin: 200, ins: 200, ins2: 200, ada: 200, bob: 200}},
 		// A draft is its instructor's: to everyone else it does not exist.
-		{"/v1/courses/draft", map[auth.Principal]int{admin: 200, ins: 200, ins2: 404, ada: 404, bob: 404}},
-		{"/v1/courses/nope", map[auth.Principal]int{admin: 404, ins: 404, ins2: 404, ada: 404, bob: 404}},
-		{"/v1/courses/go/stats", map[auth.Principal]int{admin: 200, ins: 200, ins2: 404}},
-		{"/v1/courses/draft/stats", map[auth.Principal]int{admin: 200, ins: 200, ins2: 404}},
-		{"/v1/courses/nope/stats", map[auth.Principal]int{admin: 404, ins: 404, ins2: 404}},
-		{"/v1/courses/go/roster", map[auth.Principal]int{admin: 200, ins: 200, ins2: 404}},
-		{"/v1/courses/nope/roster", map[auth.Principal]int{admin: 404, ins: 404, ins2: 404}},
-		{"/v1/learners/ada/dashboard", map[auth.Principal]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
-		{"/v1/learners/nope/dashboard", map[auth.Principal]int{admin: 404, auditor: 404, ada: 404, bob: 404}},
-		{"/v1/learners/ada/history", map[auth.Principal]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
-		{"/v1/learners/ada/history?format=xapi", map[auth.Principal]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
-		{"/v1/learners/ada/history?asOf=2026-01-01T00:00:00Z", map[auth.Principal]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
-		{"/v1/learners/nope/history", map[auth.Principal]int{admin: 404, auditor: 404, ada: 404, bob: 404}},
-		{"/v1/learners/ada/disclosures", map[auth.Principal]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
+		{"/v1/courses/draft", map[domain.Actor]int{admin: 200, ins: 200, ins2: 404, ada: 404, bob: 404}},
+		{"/v1/courses/nope", map[domain.Actor]int{admin: 404, ins: 404, ins2: 404, ada: 404, bob: 404}},
+		{"/v1/courses/go/stats", map[domain.Actor]int{admin: 200, ins: 200, ins2: 404}},
+		{"/v1/courses/draft/stats", map[domain.Actor]int{admin: 200, ins: 200, ins2: 404}},
+		{"/v1/courses/nope/stats", map[domain.Actor]int{admin: 404, ins: 404, ins2: 404}},
+		{"/v1/courses/go/roster", map[domain.Actor]int{admin: 200, ins: 200, ins2: 404}},
+		{"/v1/courses/nope/roster", map[domain.Actor]int{admin: 404, ins: 404, ins2: 404}},
+		{"/v1/learners/ada/dashboard", map[domain.Actor]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
+		{"/v1/learners/nope/dashboard", map[domain.Actor]int{admin: 404, auditor: 404, ada: 404, bob: 404}},
+		{"/v1/learners/ada/history", map[domain.Actor]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
+		{"/v1/learners/ada/history?format=xapi", map[domain.Actor]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
+		{"/v1/learners/ada/history?asOf=2026-01-01T00:00:00Z", map[domain.Actor]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
+		{"/v1/learners/nope/history", map[domain.Actor]int{admin: 404, auditor: 404, ada: 404, bob: 404}},
+		{"/v1/learners/ada/disclosures", map[domain.Actor]int{admin: 200, auditor: 200, ada: 200, bob: 404}},
 	}
 	for _, tc := range tests {
-		for _, p := range []auth.Principal{admin, auditor, ins, ins2, ada, bob} {
+		for _, p := range []domain.Actor{admin, auditor, ins, ins2, ada, bob} {
 			want, ok := tc.status[p]
 			if !ok {
 				want = http.StatusForbidden
 			}
-			t.Run(strings.ReplaceAll(tc.path, "/", "_")+"_as_"+p.Subject, func(t *testing.T) {
+			t.Run(strings.ReplaceAll(tc.path, "/", "_")+"_as_"+p.UserID, func(t *testing.T) {
 				resp := f.getAs(p, tc.path)
 				if want == http.StatusOK {
 					wantOK(t, tc.path, resp)
@@ -140,7 +144,7 @@ func TestDisclosures(t *testing.T) {
 		wantOK(t, "audit", f.getAs(auditor, "/v1/learners/ada/history?asOf=2026-01-01T00:00:00Z&reason=complaint"))
 		wantOK(t, "admin", f.getAs(admin, "/v1/learners/ada/history?format=xapi"))
 		wantOK(t, "admin", f.getAs(admin, "/v1/learners/ada/history"))
-		want := []readapi.Disclosure{
+		want := []access.Disclosure{
 			{LearnerID: "ada", Recipient: auditor, Record: learner.RecordDashboard, Reason: "annual review", RequestID: "req-1", CorrelationID: "corr-1"},
 			{LearnerID: "ada", Recipient: auditor, Record: learner.RecordStateAsOf, Reason: "complaint"},
 			{LearnerID: "ada", Recipient: admin, Record: learner.RecordXAPI},
@@ -198,16 +202,16 @@ func TestDisclosures(t *testing.T) {
 	t.Run("lists_the_recorded_disclosures_to_the_learner_in_pages", func(t *testing.T) {
 		f, log := accessFixture(t)
 		at := time.Date(2025, 4, 1, 9, 0, 0, 0, time.UTC)
-		var want []readapi.DisclosureItem
+		var want []history.DisclosureItem
 		for i, r := range []learner.Record{learner.RecordDashboard, learner.RecordHistory, learner.RecordXAPI} {
 			d := learner.DisclosureRecorded{LearnerID: "ada", RecipientID: "aud", RecipientRole: "auditor", Record: r,
 				Reason: fmt.Sprint("reason ", i), At: at.Add(time.Duration(i) * time.Minute)}
 			log.append(learner.StreamPrefix+"ada", at, d, learner.ModuleCompleted{LearnerID: "ada", CourseID: "go", ModuleID: "m", At: at})
-			want = append(want, readapi.DisclosureItem{RecipientID: "aud", RecipientRole: "auditor", Record: r, Reason: d.Reason,
+			want = append(want, history.DisclosureItem{RecipientID: "aud", RecipientRole: "auditor", Record: r, Reason: d.Reason,
 				At: d.At, Position: 100 + uint64(2+2*i)})
 		}
 		type listing struct {
-			Items      []readapi.DisclosureItem `json:"items"`
+			Items      []history.DisclosureItem `json:"items"`
 			NextCursor string                   `json:"nextCursor"`
 		}
 		all := decodeStrict[listing](t, wantOK(t, "all", f.getAs(ada, "/v1/learners/ada/disclosures")))

@@ -14,20 +14,21 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/cache"
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/learner"
-	"github.com/edutrack/edutrack/problem"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/problem"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/readapi/access"
+	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
 //go:embed openapi.json
@@ -40,35 +41,30 @@ type Store interface {
 }
 
 // Positions tells how far projections have come and waits for them.
-type Positions interface {
-	Wait(ctx context.Context, pos uint64, projections ...string) error
-}
+type Positions = readhttp.Positions
 
 // Options tune the API.
 type Options struct {
 	// ConsistencyWait bounds how long a read waits for minPosition (default 3s).
 	ConsistencyWait time.Duration
-	// XAPIHomePage is the homePage of learners' accounts in xAPI statements, and the base of
-	// activity ids (default "https://edutrack.invalid": set it to the school's address).
-	XAPIHomePage string
 	// CacheKey names a document's cache entry (default collection:id). With generations of
 	// read models, the key names the generation serving, so a new one never meets an old
 	// one's entries.
 	CacheKey func(coll, id string) string
 	// Disclosures records reads of a learner's records by someone else. Without it such reads
 	// answer 503: the records may only be disclosed once the disclosure is recorded.
-	Disclosures Disclosures
+	Disclosures access.Disclosures
 }
 
 // API serves the read routes.
 type API struct {
-	store     Store
-	cache     cache.Cache
-	positions Positions
-	log       *slog.Logger
-	opts      Options
-	hits      *prometheus.CounterVec
-	misses    *prometheus.CounterVec
+	store       Store
+	cache       cache.Cache
+	consistency readhttp.Consistency
+	log         *slog.Logger
+	opts        Options
+	hits        *prometheus.CounterVec
+	misses      *prometheus.CounterVec
 
 	// The roles each kind of route admits; see Routes.
 	readers, teachers, learnerRecords func(http.Handler) http.Handler
@@ -82,13 +78,10 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	if opts.ConsistencyWait <= 0 {
 		opts.ConsistencyWait = 3 * time.Second
 	}
-	if opts.XAPIHomePage == "" {
-		opts.XAPIHomePage = "https://edutrack.invalid"
-	}
 	if opts.CacheKey == nil {
 		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
-	a := &API{store: store, cache: c, positions: positions, log: log, opts: opts,
+	a := &API{store: store, cache: c, consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait}, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
@@ -99,9 +92,9 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 			return nil, err
 		}
 	}
-	a.readers = auth.Restrict(log, auth.Learner, auth.Instructor, auth.Admin)
-	a.teachers = auth.Restrict(log, auth.Instructor, auth.Admin)
-	a.learnerRecords = auth.Restrict(log, auth.Learner, auth.Admin, auth.Auditor)
+	a.readers = auth.Restrict(log, access.Readers...)
+	a.teachers = auth.Restrict(log, access.Teachers...)
+	a.learnerRecords = auth.Restrict(log, access.LearnerRecords...)
 	return a, nil
 }
 
@@ -116,83 +109,14 @@ func (a *API) Routes(r chi.Router) {
 	r.With(a.learnerRecords).Get("/v1/learners/{id}/dashboard", a.handle(a.dashboard))
 }
 
+func (a *API) handle(fn func(r *http.Request) (readhttp.Reply, error)) http.HandlerFunc {
+	return readhttp.Handler(a.log, fn)
+}
+
 // ServeOpenAPI answers the API's description. It is public, so it is mounted apart from Routes.
 func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(openAPI)
-}
-
-// reply is a successful read: its body, its strong validator and whether it is private.
-type reply struct {
-	body    []byte
-	etag    string
-	private bool
-}
-
-func (a *API) handle(fn func(r *http.Request) (reply, error)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		rep, err := fn(r)
-		if err != nil {
-			var pe *problem.Error
-			if errors.As(err, &pe) && pe.Status == http.StatusServiceUnavailable {
-				w.Header().Set("Retry-After", "1")
-			}
-			problem.Write(w, r, a.log, err)
-			return
-		}
-		h := w.Header()
-		h.Set("ETag", rep.etag)
-		if rep.private {
-			h.Set("Cache-Control", "private, no-cache")
-		} else {
-			h.Set("Cache-Control", "no-cache")
-		}
-		if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, rep.etag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		h.Set("Content-Type", "application/json")
-		w.Write(rep.body)
-	}
-}
-
-// etagMatches compares If-None-Match weakly, as RFC 9110 asks: W/"7" matches "7".
-func etagMatches(header, etag string) bool {
-	for _, t := range strings.Split(header, ",") {
-		if t = strings.TrimPrefix(strings.TrimSpace(t), "W/"); t == etag || t == "*" {
-			return true
-		}
-	}
-	return false
-}
-
-// waitFor honours the minPosition parameter for the projections behind a route.
-func (a *API) waitFor(r *http.Request, projections ...string) error {
-	raw := r.URL.Query().Get("minPosition")
-	if raw == "" {
-		return nil
-	}
-	pos, err := strconv.ParseUint(raw, 10, 64)
-	if err != nil {
-		return problem.New(http.StatusBadRequest, "minPosition", "must be a non-negative integer")
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), a.opts.ConsistencyWait)
-	defer cancel()
-	if err := a.positions.Wait(ctx, pos, projections...); err != nil {
-		return problem.New(http.StatusServiceUnavailable, "minPosition",
-			fmt.Sprintf("the read model has not reached position %d yet; retry shortly", pos))
-	}
-	return nil
-}
-
-// onlyParams refuses any query parameter but allowed.
-func onlyParams(r *http.Request, allowed ...string) error {
-	for name := range r.URL.Query() {
-		if !slices.Contains(allowed, name) {
-			return problem.New(http.StatusBadRequest, name, "unknown query parameter")
-		}
-	}
-	return nil
 }
 
 // load returns document id of coll, cache first; what names it in the 404.
@@ -205,7 +129,7 @@ func (a *API) load(r *http.Request, coll, id, what string) (cache.Entry, error) 
 	a.misses.WithLabelValues(coll).Inc()
 	d, err := a.store.Get(r.Context(), coll, id)
 	if errors.Is(err, readstore.ErrNotFound) {
-		return cache.Entry{}, problem.New(http.StatusNotFound, "", what+" not found")
+		return cache.Entry{}, readhttp.NotFound(what)
 	}
 	if err != nil {
 		return cache.Entry{}, err
@@ -216,71 +140,69 @@ func (a *API) load(r *http.Request, coll, id, what string) (cache.Entry, error) 
 }
 
 // docReply answers a document as stored, with its position as the strong validator.
-func docReply(e cache.Entry, private bool) reply {
-	return reply{body: e.Body, etag: `"` + strconv.FormatUint(e.Position, 10) + `"`, private: private}
+func docReply(e cache.Entry, private bool) readhttp.Reply {
+	return readhttp.Reply{Body: e.Body, ETag: `"` + strconv.FormatUint(e.Position, 10) + `"`, Private: private}
 }
 
-func (a *API) courseDetails(r *http.Request) (reply, error) {
-	if err := onlyParams(r, "minPosition"); err != nil {
-		return reply{}, err
+func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
+	if err := readhttp.OnlyParams(r, "minPosition"); err != nil {
+		return readhttp.Reply{}, err
 	}
-	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
-		return reply{}, err
+	if err := a.consistency.WaitFor(r, documents.CoursesProjection); err != nil {
+		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, readmodel.CourseDetails, chi.URLParam(r, "id"), "course")
+	e, err := a.load(r, documents.CourseDetails, chi.URLParam(r, "id"), "course")
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	if err := mayView(r, e.Body); err != nil {
-		return reply{}, err
+	caller, err := access.Caller(r)
+	if err != nil {
+		return readhttp.Reply{}, err
+	}
+	if err := access.MayView(caller, e.Body); err != nil {
+		return readhttp.Reply{}, err
 	}
 	return docReply(e, false), nil
 }
 
-func (a *API) courseStats(r *http.Request) (reply, error) {
-	if err := onlyParams(r, "minPosition"); err != nil {
-		return reply{}, err
+func (a *API) courseStats(r *http.Request) (readhttp.Reply, error) {
+	if err := readhttp.OnlyParams(r, "minPosition"); err != nil {
+		return readhttp.Reply{}, err
 	}
-	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
-		return reply{}, err
+	if err := a.consistency.WaitFor(r, documents.CoursesProjection); err != nil {
+		return readhttp.Reply{}, err
 	}
 	id := chi.URLParam(r, "id")
 	if err := a.mayTeach(r, id, false); err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, readmodel.Stats, id, "course")
+	e, err := a.load(r, documents.Stats, id, "course")
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
 	return docReply(e, false), nil
 }
 
-func (a *API) dashboard(r *http.Request) (reply, error) {
-	if err := onlyParams(r, "minPosition", "reason"); err != nil {
-		return reply{}, err
+func (a *API) dashboard(r *http.Request) (readhttp.Reply, error) {
+	if err := readhttp.OnlyParams(r, "minPosition", "reason"); err != nil {
+		return readhttp.Reply{}, err
 	}
 	id := chi.URLParam(r, "id")
-	read, err := a.learnerRead(r, id, learner.RecordDashboard)
+	read, err := access.ReadLearner(r, id, learner.RecordDashboard, a.opts.Disclosures)
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	if err := a.waitFor(r, readmodel.LearnersProjection); err != nil {
-		return reply{}, err
+	if err := a.consistency.WaitFor(r, documents.LearnersProjection); err != nil {
+		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, readmodel.Dashboards, id, "learner")
+	e, err := a.load(r, documents.Dashboards, id, "learner")
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	if err := read.disclose(r); err != nil {
-		return reply{}, err
+	if err := read.Disclose(r.Context()); err != nil {
+		return readhttp.Reply{}, err
 	}
 	return docReply(e, true), nil
-}
-
-// page is one page of a listing.
-type page[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"nextCursor,omitempty"`
 }
 
 // cursor is the opaque listing position a client gets back. It names its sort, so a cursor
@@ -330,27 +252,15 @@ func encodeCursor(sortName string, values []any, id string) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func limitOf(r *http.Request) (int, error) {
-	raw := r.URL.Query().Get("limit")
-	if raw == "" {
-		return 20, nil
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 || n > 100 {
-		return 0, problem.New(http.StatusBadRequest, "limit", "must be an integer from 1 to 100")
-	}
-	return n, nil
-}
-
 // listing runs q one item past limit, to know whether a next page exists, and answers the page
 // with an ETag over the ids and positions of its documents.
-func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortName string, sortValues func(T) []any, item func(T) O, private bool) (reply, error) {
+func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortName string, sortValues func(T) []any, item func(T) O, private bool) (readhttp.Reply, error) {
 	q.Limit = limit + 1
 	docs, err := a.store.Find(r.Context(), q)
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	p := page[O]{Items: make([]O, 0, min(len(docs), limit))}
+	p := readhttp.Page[O]{Items: make([]O, 0, min(len(docs), limit))}
 	h := fnv.New64a()
 	var last T
 	for i, d := range docs {
@@ -360,7 +270,7 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 		}
 		var doc T // fresh each time: decoding into a reused value would share its pointers
 		if err := json.Unmarshal(d.Body, &doc); err != nil {
-			return reply{}, fmt.Errorf("decode %s/%s: %w", q.Coll, d.ID, err)
+			return readhttp.Reply{}, fmt.Errorf("decode %s/%s: %w", q.Coll, d.ID, err)
 		}
 		last = doc
 		p.Items = append(p.Items, item(doc))
@@ -368,9 +278,9 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	return reply{body: body, etag: fmt.Sprintf(`"l%x"`, h.Sum64()), private: private}, nil
+	return readhttp.Reply{Body: body, ETag: fmt.Sprintf(`"l%x"`, h.Sum64()), Private: private}, nil
 }
 
 var sorts = map[string]readstore.Order{
@@ -379,17 +289,17 @@ var sorts = map[string]readstore.Order{
 	"title":   {Name: "titleKey"},
 }
 
-func (a *API) catalog(r *http.Request) (reply, error) {
+func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
 	qs := r.URL.Query()
-	if err := onlyParams(r, "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition"); err != nil {
-		return reply{}, err
+	if err := readhttp.OnlyParams(r, "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition"); err != nil {
+		return readhttp.Reply{}, err
 	}
-	if err := a.waitFor(r, readmodel.CoursesProjection); err != nil {
-		return reply{}, err
+	if err := a.consistency.WaitFor(r, documents.CoursesProjection); err != nil {
+		return readhttp.Reply{}, err
 	}
-	limit, err := limitOf(r)
+	limit, err := readhttp.Limit(r)
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
 	sortName := qs.Get("sort")
 	if sortName == "" {
@@ -397,9 +307,9 @@ func (a *API) catalog(r *http.Request) (reply, error) {
 	}
 	order, ok := sorts[sortName]
 	if !ok {
-		return reply{}, problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
+		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
 	}
-	q := readstore.Query{Coll: readmodel.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
+	q := readstore.Query{Coll: documents.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
 		Sort: []readstore.Order{order}}
 	for _, f := range []string{"category", "level", "instructorId"} {
 		if v := qs.Get(f); v != "" {
@@ -407,15 +317,15 @@ func (a *API) catalog(r *http.Request) (reply, error) {
 		}
 	}
 	if level := qs.Get("level"); level != "" && level != "beginner" && level != "intermediate" && level != "advanced" {
-		return reply{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
+		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
 	}
-	if words := readmodel.Words(qs.Get("q")); len(words) > 0 {
+	if words := documents.Words(qs.Get("q")); len(words) > 0 {
 		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
 	}
 	if q.After, err = decodeCursor(qs.Get("cursor"), sortName, 1); err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	return listing(a, r, q, limit, sortName, func(e readmodel.CatalogEntry) []any {
+	return listing(a, r, q, limit, sortName, func(e documents.CatalogEntry) []any {
 		switch sortName {
 		case "popular":
 			return []any{e.EnrollmentCount}
@@ -424,30 +334,56 @@ func (a *API) catalog(r *http.Request) (reply, error) {
 		default:
 			return []any{e.PublishedN}
 		}
-	}, func(e readmodel.CatalogEntry) readmodel.CatalogItem { return e.CatalogItem }, false)
+	}, func(e documents.CatalogEntry) documents.CatalogItem { return e.CatalogItem }, false)
 }
 
-func (a *API) roster(r *http.Request) (reply, error) {
+func (a *API) roster(r *http.Request) (readhttp.Reply, error) {
 	qs := r.URL.Query()
-	if err := onlyParams(r, "limit", "cursor", "minPosition"); err != nil {
-		return reply{}, err
+	if err := readhttp.OnlyParams(r, "limit", "cursor", "minPosition"); err != nil {
+		return readhttp.Reply{}, err
 	}
-	if err := a.waitFor(r, readmodel.CoursesProjection, readmodel.LearnersProjection); err != nil {
-		return reply{}, err
+	if err := a.consistency.WaitFor(r, documents.CoursesProjection, documents.LearnersProjection); err != nil {
+		return readhttp.Reply{}, err
 	}
-	limit, err := limitOf(r)
+	limit, err := readhttp.Limit(r)
 	if err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
 	id := chi.URLParam(r, "id")
 	if err := a.mayTeach(r, id, true); err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	q := readstore.Query{Coll: readmodel.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},
+	q := readstore.Query{Coll: documents.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},
 		Sort: []readstore.Order{{Name: "enrolledAtN"}}}
 	if q.After, err = decodeCursor(qs.Get("cursor"), "enrolled", 1); err != nil {
-		return reply{}, err
+		return readhttp.Reply{}, err
 	}
-	return listing(a, r, q, limit, "enrolled", func(e readmodel.RosterEntry) []any { return []any{e.EnrolledAtN} },
-		func(e readmodel.RosterEntry) readmodel.RosterItem { return e.RosterItem }, true)
+	return listing(a, r, q, limit, "enrolled", func(e documents.RosterEntry) []any { return []any{e.EnrolledAtN} },
+		func(e documents.RosterEntry) documents.RosterItem { return e.RosterItem }, true)
+}
+
+// mayTeach lets an instructor read the stats and roster of their own courses, and admins those
+// of any. It answers 404 for a course that does not exist, except to an admin when mustExist is
+// false: the document the admin reads answers for itself.
+func (a *API) mayTeach(r *http.Request, courseID string, mustExist bool) error {
+	caller, err := access.Caller(r)
+	if err != nil {
+		return err
+	}
+	if caller.Role == domain.Admin {
+		if !mustExist {
+			return nil
+		}
+		if _, err := a.store.Get(r.Context(), documents.CourseDetails, courseID); errors.Is(err, readstore.ErrNotFound) {
+			return readhttp.NotFound("course")
+		} else if err != nil {
+			return err
+		}
+		return nil
+	}
+	e, err := a.load(r, documents.CourseDetails, courseID, "course")
+	if err != nil {
+		return err
+	}
+	return access.MayTeach(caller, e.Body)
 }

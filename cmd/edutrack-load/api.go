@@ -72,12 +72,6 @@ func (a *api) fetch(ctx context.Context, path string) ([]byte, error) {
 	return b, err
 }
 
-// post sends body, JSON or nil, to path.
-func (a *api) post(ctx context.Context, path string, body []byte) error {
-	_, _, err := a.send(ctx, http.MethodPost, path, body, false)
-	return err
-}
-
 // command posts body, JSON or nil, to path and returns the log position the server answered:
 // every command answers {"id", "version", "position"}. An answer without a position is an
 // *answerError.

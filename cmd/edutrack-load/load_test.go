@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
-	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/projections/documents"
 )
 
 func TestMain(m *testing.M) {
@@ -202,7 +202,7 @@ func TestRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var detail readmodel.CourseDetail
+		var detail documents.CourseDetail
 		if err := json.Unmarshal(body, &detail); err != nil || detail.ID != "t1-c001" || len(detail.Modules) != 3 {
 			t.Errorf("saved body is not the detail of t1-c001 with 3 modules (%v):\n%s", err, body)
 		}
@@ -616,10 +616,10 @@ func newFakeServer() *fakeServer {
 		f.handle(http.StatusOK, f.complete))
 
 	f.mux.HandleFunc("GET /v1/courses", f.read("", f.catalog))
-	f.mux.HandleFunc("GET /v1/courses/{id}", f.read(readmodel.CourseDetails, f.courseDetail))
-	f.mux.HandleFunc("GET /v1/courses/{id}/stats", f.read(readmodel.Stats, f.stats))
+	f.mux.HandleFunc("GET /v1/courses/{id}", f.read(documents.CourseDetails, f.courseDetail))
+	f.mux.HandleFunc("GET /v1/courses/{id}/stats", f.read(documents.Stats, f.stats))
 	f.mux.HandleFunc("GET /v1/courses/{id}/roster", f.read("", f.roster))
-	f.mux.HandleFunc("GET /v1/learners/{id}/dashboard", f.read(readmodel.Dashboards, f.dashboard))
+	f.mux.HandleFunc("GET /v1/learners/{id}/dashboard", f.read(documents.Dashboards, f.dashboard))
 	f.mux.HandleFunc("GET /metrics", f.metrics)
 	return f
 }
@@ -830,7 +830,7 @@ func (f *fakeServer) enroll(r *http.Request) (fakeOK, *fakeProblem) {
 	f.progress[key] = []string{}
 	f.enrolled[e.LearnerID] = append(f.enrolled[e.LearnerID], course)
 	return fakeOK{id: e.LearnerID, learner: e.LearnerID,
-		changed: append(courseDocs(course), readmodel.Dashboards+":"+e.LearnerID)}, nil
+		changed: append(courseDocs(course), documents.Dashboards+":"+e.LearnerID)}, nil
 }
 
 func (f *fakeServer) complete(r *http.Request) (fakeOK, *fakeProblem) {
@@ -859,7 +859,7 @@ func (f *fakeServer) complete(r *http.Request) (fakeOK, *fakeProblem) {
 		f.progress[key] = append(done, module)
 	}
 	return fakeOK{id: learner, extra: map[string]any{"courseCompleted": len(f.progress[key]) == len(modules)},
-		learner: learner, changed: append(courseDocs(course), readmodel.Dashboards+":"+learner)}, nil
+		learner: learner, changed: append(courseDocs(course), documents.Dashboards+":"+learner)}, nil
 }
 
 // required checks that the named fields are non-empty.
@@ -874,7 +874,7 @@ func required(required map[string]string) *fakeProblem {
 
 // courseDocs are the cached documents of a course.
 func courseDocs(course string) []string {
-	return []string{readmodel.CourseDetails + ":" + course, readmodel.Stats + ":" + course}
+	return []string{documents.CourseDetails + ":" + course, documents.Stats + ":" + course}
 }
 
 // fakeTime is the time of the event at a log position: deterministic, so equal state gives equal
@@ -914,7 +914,7 @@ func (f *fakeServer) serveRead(model string, r *http.Request, route func(*http.R
 		}
 		minPosition = n
 	}
-	if minPosition >= 0 && model == readmodel.Dashboards && f.hideDashboards {
+	if minPosition >= 0 && model == documents.Dashboards && f.hideDashboards {
 		return nil, problem(http.StatusServiceUnavailable, "the read model has not reached position %d yet", minPosition)
 	}
 	deadline := time.Now().Add(fakeWait)
@@ -931,7 +931,7 @@ func (f *fakeServer) serveRead(model string, r *http.Request, route func(*http.R
 	}
 	defer f.mu.Unlock()
 
-	if model == readmodel.Dashboards && minPosition >= 0 {
+	if model == documents.Dashboards && minPosition >= 0 {
 		f.minPositionReads++
 		id := r.PathValue("id")
 		if last := f.lastPosition[id]; last != minPosition {
@@ -964,9 +964,9 @@ func (f *fakeServer) course(id string) (*fakeCourse, *fakeProblem) {
 }
 
 // courseItem is a course as the catalog lists it.
-func (f *fakeServer) courseItem(c *fakeCourse) readmodel.CatalogItem {
-	item := readmodel.CatalogItem{ID: c.id, Title: c.title, Category: c.category, Level: c.level,
-		Instructor: readmodel.Instructor{ID: c.instructor, Name: f.names[c.instructor]}, ModuleCount: len(c.modules)}
+func (f *fakeServer) courseItem(c *fakeCourse) documents.CatalogItem {
+	item := documents.CatalogItem{ID: c.id, Title: c.title, Category: c.category, Level: c.level,
+		Instructor: documents.Instructor{ID: c.instructor, Name: f.names[c.instructor]}, ModuleCount: len(c.modules)}
 	completed := 0
 	for key, done := range f.progress {
 		if key.course == c.id {
@@ -976,7 +976,7 @@ func (f *fakeServer) courseItem(c *fakeCourse) readmodel.CatalogItem {
 			}
 		}
 	}
-	item.CompletionRate = readmodel.Rate(completed, item.EnrollmentCount)
+	item.CompletionRate = documents.Rate(completed, item.EnrollmentCount)
 	if c.published {
 		item.PublishedAt = &c.publishedAt
 	}
@@ -988,13 +988,13 @@ func (f *fakeServer) courseDetail(r *http.Request) ([]byte, *fakeProblem) {
 	if p != nil {
 		return nil, p
 	}
-	d := readmodel.CourseDetail{CatalogItem: f.courseItem(c), Description: c.description, Status: "draft",
-		Modules: []readmodel.Module{}, UpdatedAt: fakeTime(f.position)}
+	d := documents.CourseDetail{CatalogItem: f.courseItem(c), Description: c.description, Status: "draft",
+		Modules: []documents.Module{}, UpdatedAt: fakeTime(f.position)}
 	if c.published {
 		d.Status = "published"
 	}
 	for i, m := range c.modules {
-		d.Modules = append(d.Modules, readmodel.Module{ID: m, Title: fmt.Sprintf("Module %d", i+1)})
+		d.Modules = append(d.Modules, documents.Module{ID: m, Title: fmt.Sprintf("Module %d", i+1)})
 	}
 	return mustJSON(d), nil
 }
@@ -1004,7 +1004,7 @@ func (f *fakeServer) stats(r *http.Request) ([]byte, *fakeProblem) {
 	if p != nil {
 		return nil, p
 	}
-	s := readmodel.CourseStats{CourseID: c.id, ModuleCompletions: map[string]int{}}
+	s := documents.CourseStats{CourseID: c.id, ModuleCompletions: map[string]int{}}
 	for key, done := range f.progress {
 		if key.course != c.id {
 			continue
@@ -1019,7 +1019,7 @@ func (f *fakeServer) stats(r *http.Request) ([]byte, *fakeProblem) {
 			s.ModuleCompletions[m]++
 		}
 	}
-	s.CompletionRate = readmodel.Rate(s.Completed, s.Enrolled)
+	s.CompletionRate = documents.Rate(s.Completed, s.Enrolled)
 	return mustJSON(s), nil
 }
 
@@ -1028,11 +1028,11 @@ func (f *fakeServer) dashboard(r *http.Request) ([]byte, *fakeProblem) {
 	if f.users[id] != "learner" {
 		return nil, problem(http.StatusNotFound, "learner not found")
 	}
-	d := readmodel.Dashboard{LearnerID: id, Name: f.names[id], Enrollments: []readmodel.Enrollment{}}
+	d := documents.Dashboard{LearnerID: id, Name: f.names[id], Enrollments: []documents.Enrollment{}}
 	for _, course := range f.enrolled[id] {
 		c, done := f.courses[course], f.progress[progressKey{id, course}]
-		e := readmodel.Enrollment{CourseID: course, Title: c.title, Status: "active", CompletedModules: len(done),
-			ModuleCount: len(c.modules), Progress: readmodel.Rate(len(done), len(c.modules))}
+		e := documents.Enrollment{CourseID: course, Title: c.title, Status: "active", CompletedModules: len(done),
+			ModuleCount: len(c.modules), Progress: documents.Rate(len(done), len(c.modules))}
 		if len(done) == len(c.modules) {
 			e.Status = "completed"
 		}
@@ -1072,13 +1072,13 @@ func page[T any](items []T, id func(T) string, r *http.Request) ([]byte, *fakePr
 }
 
 func (f *fakeServer) catalog(r *http.Request) ([]byte, *fakeProblem) {
-	items := []readmodel.CatalogItem{}
+	items := []documents.CatalogItem{}
 	for _, c := range f.courses {
 		if c.published {
 			items = append(items, f.courseItem(c))
 		}
 	}
-	return page(items, func(i readmodel.CatalogItem) string { return i.ID }, r)
+	return page(items, func(i documents.CatalogItem) string { return i.ID }, r)
 }
 
 func (f *fakeServer) roster(r *http.Request) ([]byte, *fakeProblem) {
@@ -1086,14 +1086,14 @@ func (f *fakeServer) roster(r *http.Request) ([]byte, *fakeProblem) {
 	if p != nil {
 		return nil, p
 	}
-	items := []readmodel.RosterItem{}
+	items := []documents.RosterItem{}
 	for key, done := range f.progress {
 		if key.course == c.id {
-			items = append(items, readmodel.RosterItem{LearnerID: key.learner, Name: f.names[key.learner], Status: "active",
-				Progress: readmodel.Rate(len(done), len(c.modules))})
+			items = append(items, documents.RosterItem{LearnerID: key.learner, Name: f.names[key.learner], Status: "active",
+				Progress: documents.Rate(len(done), len(c.modules))})
 		}
 	}
-	return page(items, func(i readmodel.RosterItem) string { return i.LearnerID }, r)
+	return page(items, func(i documents.RosterItem) string { return i.LearnerID }, r)
 }
 
 // metrics answers the cache counters in the Prometheus text format, as client_golang writes

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -362,10 +361,4 @@ Flags:
 	fs := newFlagSet(&config{}, new(string), time.Now())
 	fs.SetOutput(w)
 	fs.PrintDefaults()
-}
-
-// machine says what ran the measurement, so a recorded result can be compared with another.
-func machine() string {
-	return fmt.Sprintf("GOMAXPROCS=%d NumCPU=%d %s %s/%s",
-		runtime.GOMAXPROCS(0), runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -15,11 +15,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/auth/clientip"
-	"github.com/edutrack/edutrack/auth/ratelimit"
 	"github.com/edutrack/edutrack/commands"
-	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/auth/clientip"
+	"github.com/edutrack/edutrack/internal/auth/ratelimit"
+	readaccess "github.com/edutrack/edutrack/readapi/access"
 )
 
 // newAuthenticator returns the authenticator cfg asks for: tokens of the OIDC provider, tokens
@@ -139,7 +139,7 @@ func deadline(d time.Duration) func(http.Handler) http.Handler {
 // disclosures is how the read API records disclosures in this process: through the command
 // side when it can append to the log, not at all without authentication, and otherwise nil,
 // which makes reads of other people's records answer 503.
-func disclosures(cfg config, handler *commands.Handler, log *slog.Logger) readapi.Disclosures {
+func disclosures(cfg config, handler *commands.Handler, log *slog.Logger) readaccess.Disclosures {
 	switch {
 	case cfg.access.disabled:
 		// Nobody is identified, so a record would name no one: every caller is the same admin.
@@ -155,7 +155,7 @@ func disclosures(cfg config, handler *commands.Handler, log *slog.Logger) readap
 // unrecorded records nothing.
 type unrecorded struct{}
 
-func (unrecorded) RecordDisclosure(context.Context, readapi.Disclosure) error { return nil }
+func (unrecorded) RecordDisclosure(context.Context, readaccess.Disclosure) error { return nil }
 
 // disclosureRecorder records the read API's disclosures through the command side, in the
 // reader's name: the event's acting user is whoever read.
@@ -165,9 +165,9 @@ type disclosureRecorder struct{ h *commands.Handler }
 // commands; a longer one is replaced by the command's id.
 const maxRecordedHeader = 128
 
-func (d disclosureRecorder) RecordDisclosure(ctx context.Context, x readapi.Disclosure) error {
+func (d disclosureRecorder) RecordDisclosure(ctx context.Context, x readaccess.Disclosure) error {
 	m := commands.Meta{CommandID: uuid.NewString(), RequestID: x.RequestID, CorrelationID: x.CorrelationID,
-		UserID: x.Recipient.Subject, Role: x.Recipient.Role}
+		Actor: x.Recipient}
 	if m.RequestID == "" || len(m.RequestID) > maxRecordedHeader {
 		m.RequestID = m.CommandID
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
 )
 
@@ -78,7 +78,7 @@ func TestWriteAPI(t *testing.T) {
 		check(s.ok(s.do("POST", "/v1/users", user("ins", "Grace Hopper", "instructor")), created, 1), "ins", 1)
 		appended("user-ins", 1, "user.registered.v1")
 		ada := s.ok(s.do("POST", "/v1/users", user("ada", "Ada Lovelace", "learner"),
-			"Authorization", bearer("admin-1", auth.Admin), "X-Request-Id", "req-1", "X-Correlation-Id", "corr-1"), created, 1)
+			"Authorization", bearer("admin-1", domain.Admin), "X-Request-Id", "req-1", "X-Correlation-Id", "corr-1"), created, 1)
 		check(ada, "ada", 1)
 		appended("user-ada", 1, "user.registered.v1")
 
@@ -424,7 +424,7 @@ func TestIdempotencyKey(t *testing.T) {
 
 	t.Run("takes_the_same_key_from_another_user_as_another_command", func(t *testing.T) {
 		s.t = t
-		other := s.ok(s.do("POST", "/v1/courses", newCourse(""), "Idempotency-Key", "k1", "Authorization", bearer("someone-else", auth.Admin)), created, 1)
+		other := s.ok(s.do("POST", "/v1/courses", newCourse(""), "Idempotency-Key", "k1", "Authorization", bearer("someone-else", domain.Admin)), created, 1)
 		if other.ID == first.ID {
 			t.Errorf("another user's key k1 named the same course %s", other.ID)
 		}
@@ -596,7 +596,7 @@ func TestWriteAPIRefusesOverlongMetadataHeaders(t *testing.T) {
 	post := func(header, value string) (int, map[string]any) {
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/users", strings.NewReader(`{"name":"Ada","email":"ada@example.com","role":"learner"}`))
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", bearer(testAdmin, auth.Admin))
+		req.Header.Set("Authorization", bearer(testAdmin, domain.Admin))
 		if header != "" {
 			req.Header.Set(header, value)
 		}

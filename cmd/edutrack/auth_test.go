@@ -12,7 +12,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
 )
 
 // caller is who sends a request in the authorization table: a role and a subject, or a token
@@ -22,30 +23,30 @@ type caller struct {
 	authorization func() string // the Authorization header; empty sends none
 }
 
-func as(sub string, role auth.Role) caller {
+func as(sub string, role domain.Role) caller {
 	return caller{name: sub, authorization: func() string { return bearer(sub, role) }}
 }
 
 // The callers of the table: ins teaches the courses, ins2 teaches none of them, ada learns in
 // them, bob is another learner.
 var (
-	asAdmin   = as("root", auth.Admin)
-	asAuditor = as("aud", auth.Auditor)
-	asIns     = as("ins", auth.Instructor)
-	asIns2    = as("ins2", auth.Instructor)
-	asAda     = as("ada", auth.Learner)
-	asBob     = as("bob", auth.Learner)
+	asAdmin   = as("root", domain.Admin)
+	asAuditor = as("aud", domain.Auditor)
+	asIns     = as("ins", domain.Instructor)
+	asIns2    = as("ins2", domain.Instructor)
+	asAda     = as("ada", domain.Learner)
+	asBob     = as("bob", domain.Learner)
 	// Tokens that must never get in.
 	noToken = caller{name: "no token", authorization: func() string { return "" }}
 	expired = caller{name: "an expired token", authorization: func() string {
-		t, err := auth.Mint([]byte(testKey), auth.Claims{Subject: "root", Role: auth.Admin, TTL: time.Hour, IssuedAt: time.Now().Add(-2 * time.Hour)})
+		t, err := auth.Mint([]byte(testKey), auth.Claims{Subject: "root", Role: domain.Admin, TTL: time.Hour, IssuedAt: time.Now().Add(-2 * time.Hour)})
 		if err != nil {
 			panic(err)
 		}
 		return "Bearer " + t
 	}}
 	forged = caller{name: "a token signed with another key", authorization: func() string {
-		t, err := auth.Mint([]byte("another-key-of-32-bytes-or-more-xyz"), auth.Claims{Subject: "root", Role: auth.Admin})
+		t, err := auth.Mint([]byte("another-key-of-32-bytes-or-more-xyz"), auth.Claims{Subject: "root", Role: domain.Admin})
 		if err != nil {
 			panic(err)
 		}
@@ -240,7 +241,7 @@ func TestAuthorization(t *testing.T) {
 	}
 
 	t.Run("records_the_token's_subject_as_the_acting_user_whatever_the_headers_say", func(t *testing.T) {
-		r := s.ok(s.do("POST", "/v1/courses/enr-ada/enrollments", enrollment("bob"), "Authorization", bearer("bob", auth.Learner),
+		r := s.ok(s.do("POST", "/v1/courses/enr-ada/enrollments", enrollment("bob"), "Authorization", bearer("bob", domain.Learner),
 			"X-User-Id", "root"), created, 1)
 		var page struct {
 			Items []struct {
@@ -248,7 +249,7 @@ func TestAuthorization(t *testing.T) {
 				Position   uint64 `json:"position"`
 			} `json:"items"`
 		}
-		a := get(t, s, "/v1/learners/bob/history?minPosition="+itoa(r.Position), "Authorization", bearer("bob", auth.Learner))
+		a := get(t, s, "/v1/learners/bob/history?minPosition="+itoa(r.Position), "Authorization", bearer("bob", domain.Learner))
 		if err := json.Unmarshal(a.body, &page); err != nil || len(page.Items) != 1 || page.Items[0].ActingUser != "bob" {
 			t.Errorf("bob's history %s (%v), want one event acted by bob", a.body, err)
 		}

@@ -14,10 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/auth/clientip"
-	"github.com/edutrack/edutrack/auth/cors"
-	"github.com/edutrack/edutrack/auth/ratelimit"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/auth/clientip"
+	"github.com/edutrack/edutrack/internal/auth/cors"
+	"github.com/edutrack/edutrack/internal/auth/ratelimit"
 )
 
 // config is what serve needs. Every setting comes from an EDUTRACK_ variable, and a flag of the

@@ -25,7 +25,7 @@ import (
 
 	"github.com/edutrack/edutrack/internal/testferret"
 	"github.com/edutrack/edutrack/internal/testredis"
-	"github.com/edutrack/edutrack/readmodel"
+	"github.com/edutrack/edutrack/projections/documents"
 )
 
 // The multi-process test runs the built binary as production runs it, on loopback: one write
@@ -445,15 +445,15 @@ func (m *e2eModel) coursesOf(learner string) []string {
 	return out
 }
 
-func (m *e2eModel) stats(c string) readmodel.CourseStats {
-	s := readmodel.CourseStats{CourseID: c, Enrolled: len(m.enrolled[c]), ModuleCompletions: map[string]int{}}
+func (m *e2eModel) stats(c string) documents.CourseStats {
+	s := documents.CourseStats{CourseID: c, Enrolled: len(m.enrolled[c]), ModuleCompletions: map[string]int{}}
 	for _, l := range m.enrolled[c] {
 		if m.completed(c, l) {
 			s.Completed++
 		}
 	}
 	s.Active = s.Enrolled - s.Completed
-	s.CompletionRate = readmodel.Rate(s.Completed, s.Enrolled)
+	s.CompletionRate = documents.Rate(s.Completed, s.Enrolled)
 	for _, mod := range m.modules[c] {
 		s.ModuleCompletions[mod] = m.moduleDone(c, mod)
 	}
@@ -488,7 +488,7 @@ func (m *e2eModel) roster(c string) []e2eRosterRow {
 	var rows []e2eRosterRow
 	for _, l := range m.enrolled[c] {
 		row := e2eRosterRow{LearnerID: l, Name: m.names[l], Status: "active",
-			Progress: readmodel.Rate(len(m.done[c][l]), len(m.modules[c]))}
+			Progress: documents.Rate(len(m.done[c][l]), len(m.modules[c]))}
 		if m.completed(c, l) {
 			row.Status, row.Completed = "completed", true
 		}
@@ -518,7 +518,7 @@ func (m *e2eModel) catalog() []e2eCatalogRow {
 
 func decodeDetails(t *testing.T, body []byte) e2eDetails {
 	t.Helper()
-	var d readmodel.CourseDetail
+	var d documents.CourseDetail
 	if err := json.Unmarshal(body, &d); err != nil {
 		t.Fatalf("course details %s: %v", body, err)
 	}
@@ -532,7 +532,7 @@ func decodeDetails(t *testing.T, body []byte) e2eDetails {
 
 func decodeRoster(body []byte) ([]e2eRosterRow, error) {
 	var page struct {
-		Items      []readmodel.RosterItem `json:"items"`
+		Items      []documents.RosterItem `json:"items"`
 		NextCursor string                 `json:"nextCursor"`
 	}
 	if err := json.Unmarshal(body, &page); err != nil {
@@ -555,7 +555,7 @@ func decodeRoster(body []byte) ([]e2eRosterRow, error) {
 // every command on a course changes them, and they are served from the cache.
 func (d *e2eDeployment) checkCourse(t *testing.T, m *e2eModel, c string, pos uint64, extra ...*e2eProcess) {
 	t.Helper()
-	var s readmodel.CourseStats
+	var s documents.CourseStats
 	if body := d.readSame(t, "/v1/courses/"+c+"/stats", pos, extra...); json.Unmarshal(body, &s) != nil {
 		t.Fatalf("stats of %s: %s", c, body)
 	}
@@ -586,7 +586,7 @@ func (d *e2eDeployment) checkAll(t *testing.T, m *e2eModel, pos uint64, extra ..
 func (d *e2eDeployment) checkCatalog(t *testing.T, m *e2eModel, pos uint64, extra ...*e2eProcess) {
 	t.Helper()
 	var page struct {
-		Items []readmodel.CatalogItem `json:"items"`
+		Items []documents.CatalogItem `json:"items"`
 	}
 	if body := d.readSame(t, "/v1/courses?limit=100", pos, extra...); json.Unmarshal(body, &page) != nil {
 		t.Fatalf("catalog: %s", body)
@@ -670,7 +670,7 @@ func (d *e2eDeployment) verify(ctx context.Context, target func() *e2eProcess, a
 		if err != nil {
 			return err
 		}
-		var s readmodel.CourseStats
+		var s documents.CourseStats
 		if err := json.Unmarshal(body, &s); err != nil {
 			return fmt.Errorf("stats of %s: %w in %s", a.course, err, body)
 		}
@@ -694,9 +694,9 @@ func (d *e2eDeployment) verify(ctx context.Context, target func() *e2eProcess, a
 	case a.module == "" && renameOf(rows[i].Name) < a.rename:
 		return fmt.Errorf("roster of %s at minPosition %d names %s %q, older than the acknowledged %q",
 			a.course, a.pos, a.learner, rows[i].Name, e2eName(a.learner, a.rename))
-	case a.module != "" && rows[i].Progress < readmodel.Rate(a.learnerDone, e2eModules):
+	case a.module != "" && rows[i].Progress < documents.Rate(a.learnerDone, e2eModules):
 		return fmt.Errorf("roster of %s at minPosition %d shows %s at progress %v, older than the acknowledged %v",
-			a.course, a.pos, a.learner, rows[i].Progress, readmodel.Rate(a.learnerDone, e2eModules))
+			a.course, a.pos, a.learner, rows[i].Progress, documents.Rate(a.learnerDone, e2eModules))
 	}
 	return nil
 }

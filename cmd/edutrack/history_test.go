@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
 )
 
 func TestLearnerHistory(t *testing.T) {
@@ -311,7 +311,7 @@ func startHistoryServer(t *testing.T, extraEnv map[string]string) *historyServer
 }
 
 // historyRoles are the roles of the users the history tests send commands as.
-var historyRoles = map[string]auth.Role{"admin": auth.Admin, "ada": auth.Instructor, "bob": auth.Learner}
+var historyRoles = map[string]domain.Role{"admin": domain.Admin, "ada": domain.Instructor, "bob": domain.Learner}
 
 // send runs a command; a non-empty user (of historyRoles) sends it, with a correlation id.
 func (s *historyServer) send(method, path, body, user string) {

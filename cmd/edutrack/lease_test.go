@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edutrack/edutrack/readstore"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 )
 
 func TestFreeDeadHolder(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/internal/testredis"
 )
 
@@ -47,7 +47,7 @@ func TestRateLimits(t *testing.T) {
 
 	t.Run("limits_each_user_to_their_budget", func(t *testing.T) {
 		s := startWith(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_RATE_LIMIT_USER": "3/1h"})
-		ada := bearer("ada", auth.Learner)
+		ada := bearer("ada", domain.Learner)
 		for i := range 3 {
 			if resp := rawGet(t, s, "/v1/courses", "Authorization", ada); resp.StatusCode != http.StatusOK {
 				t.Fatalf("request %d of 3: %d", i+1, resp.StatusCode)
@@ -55,7 +55,7 @@ func TestRateLimits(t *testing.T) {
 		}
 		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", ada), time.Hour)
 		// Another user has a budget of their own, from the same address.
-		if resp := rawGet(t, s, "/v1/courses", "Authorization", bearer("bob", auth.Learner)); resp.StatusCode != http.StatusOK {
+		if resp := rawGet(t, s, "/v1/courses", "Authorization", bearer("bob", domain.Learner)); resp.StatusCode != http.StatusOK {
 			t.Errorf("bob after ada spent hers: %d, want 200", resp.StatusCode)
 		}
 	})
@@ -63,13 +63,13 @@ func TestRateLimits(t *testing.T) {
 	t.Run("limits_each_client_address_even_before_the_token_is_checked", func(t *testing.T) {
 		s := startWith(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_RATE_LIMIT_IP": "3/1h"})
 		s.early = true // stop's settling would find the address's budget spent
-		for i, a := range []string{bearer("ada", auth.Learner), "Bearer not-a-token", bearer("bob", auth.Learner)} {
+		for i, a := range []string{bearer("ada", domain.Learner), "Bearer not-a-token", bearer("bob", domain.Learner)} {
 			if resp := rawGet(t, s, "/v1/courses", "Authorization", a); resp.StatusCode == http.StatusTooManyRequests {
 				t.Fatalf("request %d of 3: 429", i+1)
 			}
 		}
 		// A client cannot buy a fresh budget by naming another address: no proxy is trusted.
-		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", bearer("cyd", auth.Learner), "X-Forwarded-For", "203.0.113.9"), time.Hour)
+		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", bearer("cyd", domain.Learner), "X-Forwarded-For", "203.0.113.9"), time.Hour)
 		if resp := rawGet(t, s, "/healthz"); resp.StatusCode != http.StatusOK {
 			t.Errorf("/healthz with the address's budget spent: %d, want 200: probes are not limited", resp.StatusCode)
 		}
@@ -78,7 +78,7 @@ func TestRateLimits(t *testing.T) {
 	t.Run("believes_X-Forwarded-For_from_trusted_proxies", func(t *testing.T) {
 		s := startWith(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_RATE_LIMIT_IP": "2/1h", "EDUTRACK_TRUSTED_PROXIES": "127.0.0.1"})
 		s.early = true
-		ada := bearer("ada", auth.Learner)
+		ada := bearer("ada", domain.Learner)
 		for range 2 {
 			if resp := rawGet(t, s, "/v1/courses", "Authorization", ada, "X-Forwarded-For", "203.0.113.9"); resp.StatusCode != http.StatusOK {
 				t.Fatalf("203.0.113.9: %d", resp.StatusCode)
@@ -97,7 +97,7 @@ func TestRateLimits(t *testing.T) {
 		env := map[string]string{"EDUTRACK_RATE_LIMIT_USER": "3/1h", "EDUTRACK_REDIS_URL": redisURL}
 		a := startWith(t, t.TempDir(), &logTracker{}, env)
 		b := startWith(t, t.TempDir(), &logTracker{}, env)
-		ada := bearer("ada", auth.Learner)
+		ada := bearer("ada", domain.Learner)
 		for i, s := range []*server{a, b, a} {
 			if resp := rawGet(t, s, "/v1/courses", "Authorization", ada); resp.StatusCode != http.StatusOK {
 				t.Fatalf("request %d of 3: %d", i+1, resp.StatusCode)

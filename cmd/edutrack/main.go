@@ -27,21 +27,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/auth/cors"
-	"github.com/edutrack/edutrack/cache"
-	"github.com/edutrack/edutrack/cache/rediscache"
 	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/commands/writeapi"
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/kurrent"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
-	"github.com/edutrack/edutrack/problem"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/auth/cors"
+	"github.com/edutrack/edutrack/internal/observe"
+	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/cache/rediscache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/opsapi"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/mongostore"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/readapi"
-	"github.com/edutrack/edutrack/readmodel"
-	"github.com/edutrack/edutrack/readstore"
-	"github.com/edutrack/edutrack/readstore/mongostore"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/readapi/history"
 )
 
 func main() {
@@ -154,7 +159,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			return err
 		}
 		reads = ss
-		checks["read_store"] = func(ctx context.Context) error { _, err := ss.Checkpoint(ctx, readmodel.CoursesProjection); return err }
+		checks["read_store"] = func(ctx context.Context) error { _, err := ss.Checkpoint(ctx, documents.CoursesProjection); return err }
 	}
 	defer reads.Close()
 	var docs cache.Cache
@@ -178,7 +183,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	instrument, err := readapi.Instrument(reg)
+	instrument, err := observe.Instrument(reg)
 	if err != nil {
 		return err
 	}
@@ -210,7 +215,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		io.WriteString(w, `{"status":"ok"}`)
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	readiness := readapi.Readiness{Checks: checks}
+	readiness := observe.Readiness{Checks: checks}
 	var workers []func(ctx context.Context) error
 	var closers []func() error
 
@@ -224,7 +229,7 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		}
 	}
 	if cfg.roles.write {
-		writeAPI, err := commands.NewAPI(handler, log)
+		writeAPI, err := writeapi.New(handler, log)
 		if err != nil {
 			return err
 		}
@@ -253,13 +258,13 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 				runner.Run)
 		})
 		closers = append(closers, runner.Close)
-		runner.AdminRoutes(v1.With(auth.Restrict(log, auth.Admin)), log)
-		readiness.Projections = func(ctx context.Context) map[string]readapi.ProjectionState {
+		opsapi.Routes(v1.With(auth.Restrict(log, domain.Admin)), runner, log)
+		readiness.Projections = func(ctx context.Context) map[string]observe.ProjectionState {
 			head, _ := events.Head(ctx)
-			out := map[string]readapi.ProjectionState{}
+			out := map[string]observe.ProjectionState{}
 			for name, status := range runner.Status() {
 				pos := positions.Position(name)
-				out[name] = readapi.ProjectionState{Position: pos, Head: head, Lag: head - min(head, pos), Status: status}
+				out[name] = observe.ProjectionState{Position: pos, Head: head, Lag: head - min(head, pos), Status: status}
 			}
 			return out
 		}
@@ -273,23 +278,28 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		workers = append(workers, func(ctx context.Context) error { return live.Follow(ctx, positions, 20*time.Millisecond) })
 	}
 	if cfg.roles.read {
-		opts := readapi.Options{ConsistencyWait: cfg.consistencyWait, XAPIHomePage: cfg.xapiHomePage, CacheKey: live.CacheKey,
-			Disclosures: disclosures(cfg, handler, log)}
+		recorder := disclosures(cfg, handler, log)
+		opts := readapi.Options{ConsistencyWait: cfg.consistencyWait, CacheKey: live.CacheKey, Disclosures: recorder}
 		readAPI, err := readapi.New(live, docs, positions, reg, log, opts)
 		if err != nil {
 			return err
+		}
+		var historyAPI *history.API
+		if events != nil {
+			historyAPI, err = history.New(events, live, positions, log, history.Options{ConsistencyWait: cfg.consistencyWait,
+				XAPIHomePage: cfg.xapiHomePage, Disclosures: recorder})
+			if err != nil {
+				return err
+			}
 		}
 		r.Get("/openapi.json", readapi.ServeOpenAPI)
 		v1.Group(func(r chi.Router) {
 			r.Use(middleware.Compress(5, "application/json"))
 			readAPI.Routes(r)
-			if events != nil {
-				err = readAPI.HistoryRoutes(r, events)
+			if historyAPI != nil {
+				historyAPI.Routes(r)
 			}
 		})
-		if err != nil {
-			return err
-		}
 	}
 	r.Method(http.MethodGet, "/readyz", readiness)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
 )
 
 // TestNoPersonalDataInLogs runs a school day at the most verbose log level, with refused tokens
@@ -19,24 +20,24 @@ func TestNoPersonalDataInLogs(t *testing.T) {
 	s.ok(s.do("POST", "/v1/users", map[string]string{"id": "zelda", "name": secrets[0], "email": secrets[1], "role": "learner"}), created, 1)
 	s.ok(s.do("POST", "/v1/users", map[string]string{"id": "yusuf", "name": secrets[2], "email": secrets[3], "role": "instructor"}), created, 1)
 	s.ok(s.do("POST", "/v1/users", map[string]string{"id": "xavier", "name": secrets[4], "email": secrets[5], "role": "learner"}), created, 1)
-	s.ok(s.do("POST", "/v1/courses", newCourseBy("go", "yusuf"), "Authorization", bearer("yusuf", auth.Instructor)), created, 1)
-	s.ok(s.do("POST", "/v1/courses/go/modules", module("m1", "Intro"), "Authorization", bearer("yusuf", auth.Instructor)), created, 1)
-	s.ok(s.do("POST", "/v1/courses/go/publish", nil, "Authorization", bearer("yusuf", auth.Instructor)), ok, 1)
-	zelda := bearer("zelda", auth.Learner)
+	s.ok(s.do("POST", "/v1/courses", newCourseBy("go", "yusuf"), "Authorization", bearer("yusuf", domain.Instructor)), created, 1)
+	s.ok(s.do("POST", "/v1/courses/go/modules", module("m1", "Intro"), "Authorization", bearer("yusuf", domain.Instructor)), created, 1)
+	s.ok(s.do("POST", "/v1/courses/go/publish", nil, "Authorization", bearer("yusuf", domain.Instructor)), ok, 1)
+	zelda := bearer("zelda", domain.Learner)
 	s.ok(s.do("POST", "/v1/courses/go/enrollments", enrollment("zelda"), "Authorization", zelda), created, 1)
 	done := s.ok(s.do("POST", completePath("zelda", "go", "m1"), nil, "Authorization", zelda), ok, 2)
 	s.ok(s.do("PATCH", "/v1/users/zelda", map[string]string{"name": secrets[6], "email": secrets[7]}), ok, 2)
 
-	auditor := bearer("aud", auth.Auditor)
-	expiredToken, err := auth.Mint([]byte(testKey), auth.Claims{Subject: "zelda", Role: auth.Learner, TTL: time.Minute, IssuedAt: time.Now().Add(-time.Hour)})
+	auditor := bearer("aud", domain.Auditor)
+	expiredToken, err := auth.Mint([]byte(testKey), auth.Claims{Subject: "zelda", Role: domain.Learner, TTL: time.Minute, IssuedAt: time.Now().Add(-time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	forgedToken, err := auth.Mint([]byte("another-key-of-32-bytes-or-more-xyz"), auth.Claims{Subject: "zelda", Role: auth.Admin})
+	forgedToken, err := auth.Mint([]byte("another-key-of-32-bytes-or-more-xyz"), auth.Claims{Subject: "zelda", Role: domain.Admin})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens := []string{zelda, auditor, bearer(testAdmin, auth.Admin), "Bearer " + expiredToken, "Bearer " + forgedToken}
+	tokens := []string{zelda, auditor, bearer(testAdmin, domain.Admin), "Bearer " + expiredToken, "Bearer " + forgedToken}
 	for _, path := range []string{"/v1/learners/zelda/dashboard?minPosition=" + itoa(done.Position), "/v1/learners/zelda/history",
 		"/v1/learners/zelda/history?format=xapi", "/v1/learners/zelda/disclosures", "/v1/courses/go/roster", "/v1/learners/xavier/dashboard"} {
 		for _, a := range tokens {

@@ -34,8 +34,8 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections"
-	"github.com/edutrack/edutrack/readstore"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 )
 
 // projectionsCLI runs `edutrack projections args...` against the admin API at base, with the
@@ -447,7 +447,7 @@ func fillSchool(t *testing.T, dir string, learners int) *school {
 	s := &school{dir: dir, modules: 8}
 	moduleID := func(k int) string { return fmt.Sprintf("m%d", k+1) }
 	if err := appendNew("user-ins", userevents.Registered{UserID: "ins", Name: "Grace Hopper", Email: "grace@example.com",
-		Role: userevents.RoleInstructor, At: at}); err != nil {
+		Role: domain.Instructor, At: at}); err != nil {
 		t.Fatal(err)
 	}
 	for c := range 10 {
@@ -474,7 +474,7 @@ func fillSchool(t *testing.T, dir string, learners int) *school {
 			for i := w; i < learners && failed.Load() == nil; i += workers {
 				id := s.learners[i]
 				err := appendNew("user-"+id, userevents.Registered{UserID: id, Name: "Learner " + id, Email: id + "@example.com",
-					Role: userevents.RoleLearner, At: at})
+					Role: domain.Learner, At: at})
 				first, second := s.firstCourse(i), s.courses[(i+3)%len(s.courses)]
 				evs := []domain.Event{learner.Enrolled{LearnerID: id, CourseID: first, At: at}}
 				for k := range s.completed(i) {

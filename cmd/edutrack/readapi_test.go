@@ -24,13 +24,15 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edutrack/edutrack/cache"
 	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/commands/writeapi"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
-	"github.com/edutrack/edutrack/problem"
+	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/readapi"
-	"github.com/edutrack/edutrack/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/readapi/history"
 )
 
 // The documents as the read API answers them, declared here from the issue rather than taken from
@@ -1313,7 +1315,7 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeAPI, err := commands.NewAPI(handler, log)
+	writeAPI, err := writeapi.New(handler, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1321,12 +1323,14 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	historyAPI, err := history.New(events, reads, projections.NewPositions(), log, history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := chi.NewRouter()
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
-	if err := readAPI.HistoryRoutes(r, events); err != nil {
-		t.Fatal(err)
-	}
+	historyAPI.Routes(r)
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)

@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/edutrack/edutrack/auth/ratelimit"
+	"github.com/edutrack/edutrack/internal/auth/ratelimit"
 )
 
 func TestRun(t *testing.T) {

@@ -18,10 +18,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
-	"github.com/edutrack/edutrack/problem"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/problem"
 )
 
 // run starts the HTTP server, the log's writer and syncer; each test stops what it started.
@@ -143,7 +144,7 @@ func testEnv(dir string) map[string]string {
 }
 
 // bearer is the Authorization header of sub acting in role, signed with testKey.
-func bearer(sub string, role auth.Role) string {
+func bearer(sub string, role domain.Role) string {
 	token, err := auth.Mint([]byte(testKey), auth.Claims{Subject: sub, Role: role})
 	if err != nil {
 		panic(err) // only a test's own mistake: a bad subject or role
@@ -165,9 +166,9 @@ func (c callerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	req = req.Clone(req.Context())
 	if m := learnerRecords.FindStringSubmatch(req.URL.Path); m != nil && req.Method == http.MethodGet {
-		req.Header.Set("Authorization", bearer(m[1], auth.Learner))
+		req.Header.Set("Authorization", bearer(m[1], domain.Learner))
 	} else {
-		req.Header.Set("Authorization", bearer(testAdmin, auth.Admin))
+		req.Header.Set("Authorization", bearer(testAdmin, domain.Admin))
 	}
 	return c.base.RoundTrip(req)
 }

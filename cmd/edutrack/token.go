@@ -8,7 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/edutrack/edutrack/auth"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
 )
 
 // tokenCmd mints a bearer token with the key serve would verify it with: EDUTRACK_JWT_KEY,
@@ -29,7 +30,7 @@ func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 		fs.Usage()
 		return errors.New("token: --sub and --role are required")
 	}
-	r, err := auth.ParseRole(*role)
+	r, err := domain.ParseRole(*role)
 	if err != nil {
 		return fmt.Errorf("token: %w", err)
 	}
@@ -42,7 +43,7 @@ func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Write
 }
 
 // mint signs a token for sub in role with the key, issuer and audience serve uses under cfg.
-func mint(cfg config, sub string, role auth.Role, ttl time.Duration) (string, error) {
+func mint(cfg config, sub string, role domain.Role, ttl time.Duration) (string, error) {
 	a := cfg.access
 	switch {
 	case a.disabled:
@@ -84,5 +85,5 @@ func adminToken(getenv func(string) string) (string, error) {
 	if cfg.access.disabled {
 		return "", nil
 	}
-	return mint(cfg, cliSubject, auth.Admin, 5*time.Minute)
+	return mint(cfg, cliSubject, domain.Admin, 5*time.Minute)
 }

@@ -16,8 +16,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/edutrack/edutrack/auth"
-	"github.com/edutrack/edutrack/problem"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/problem"
 )
 
 func TestTokenCommand(t *testing.T) {
@@ -28,7 +29,7 @@ func TestTokenCommand(t *testing.T) {
 		err := run(context.Background(), append([]string{"token"}, args...), func(k string) string { return env[k] }, &out, io.Discard, nil)
 		return strings.TrimSpace(out.String()), err
 	}
-	verify := func(t *testing.T, key []byte, token string, opts auth.Options) (auth.Principal, error) {
+	verify := func(t *testing.T, key []byte, token string, opts auth.Options) (domain.Actor, error) {
 		t.Helper()
 		v, err := auth.NewVerifier(key, opts)
 		if err != nil {
@@ -44,7 +45,7 @@ func TestTokenCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, err := verify(t, []byte(testKey), token, auth.Options{Audience: "school"})
-		if err != nil || p != (auth.Principal{Subject: "ada", Role: auth.Learner}) {
+		if err != nil || p != (domain.Actor{UserID: "ada", Role: domain.Learner}) {
 			t.Errorf("the minted token verifies as %+v (%v), want ada the learner", p, err)
 		}
 		if _, err := verify(t, []byte(testKey), token, auth.Options{Audience: "school", Now: func() time.Time { return time.Now().Add(11 * time.Minute) }}); err == nil {
@@ -62,7 +63,7 @@ func TestTokenCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p, err := verify(t, key, token, auth.Options{}); err != nil || p.Role != auth.Admin {
+		if p, err := verify(t, key, token, auth.Options{}); err != nil || p.Role != domain.Admin {
 			t.Errorf("verifies as %+v (%v), want an admin", p, err)
 		}
 	})
@@ -95,7 +96,7 @@ func TestTokenCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if p, err := verify(t, []byte(testKey), token, auth.Options{}); err != nil || p != (auth.Principal{Subject: cliSubject, Role: auth.Admin}) {
+		if p, err := verify(t, []byte(testKey), token, auth.Options{}); err != nil || p != (domain.Actor{UserID: cliSubject, Role: domain.Admin}) {
 			t.Errorf("verifies as %+v (%v), want %s the admin", p, err, cliSubject)
 		}
 		given, err := adminToken(func(k string) string { return map[string]string{"EDUTRACK_TOKEN": "given"}[k] })

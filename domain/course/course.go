@@ -155,7 +155,7 @@ func (c *Course) Create(d Details, instructor *user.User, at time.Time) error {
 	if instructor == nil || !instructor.Registered() {
 		return ErrInstructorNotFound.WithField("instructorId")
 	}
-	if instructor.Role() != user.RoleInstructor {
+	if instructor.Role() != domain.Instructor {
 		return ErrNotAnInstructor.WithField("instructorId")
 	}
 	c.record(Created{

@@ -38,7 +38,7 @@ var (
 	archived     = course.Archived{CourseID: id, At: t2}
 )
 
-func newUser(id string, role user.Role) *user.User {
+func newUser(id string, role domain.Role) *user.User {
 	u := user.New(id)
 	u.Apply(user.Registered{UserID: id, Name: "Someone", Email: id + "@example.com", Role: role, At: t0})
 	return u
@@ -141,7 +141,7 @@ func TestParseLevel(t *testing.T) {
 }
 
 func TestCreate(t *testing.T) {
-	teacher := newUser("u-teacher", user.RoleInstructor)
+	teacher := newUser("u-teacher", domain.Instructor)
 	create := func(d course.Details, instructor *user.User) func(*course.Course) error {
 		return func(c *course.Course) error { return c.Create(d, instructor, t0) }
 	}
@@ -189,7 +189,7 @@ func TestCreate(t *testing.T) {
 		},
 		{
 			name: "rejects a learner as instructor",
-			when: create(details, newUser("u-student", user.RoleLearner)),
+			when: create(details, newUser("u-student", domain.Learner)),
 			err:  course.ErrNotAnInstructor, kind: domain.Conflict, field: "instructorId",
 		},
 	}
@@ -489,7 +489,7 @@ func (unknown) EventType() string { return "test.unknown.v1" }
 
 func TestClearChanges(t *testing.T) {
 	c := course.New(id)
-	if err := c.Create(details, newUser("u-teacher", user.RoleInstructor), t0); err != nil {
+	if err := c.Create(details, newUser("u-teacher", domain.Instructor), t0); err != nil {
 		t.Fatal(err)
 	}
 	c.ClearChanges()

@@ -118,7 +118,7 @@ func (l *Learner) Enroll(person *user.User, c *course.Course, at time.Time) erro
 	if person == nil || !person.Registered() || person.ID() != l.id {
 		return ErrLearnerNotFound.WithField("learnerId")
 	}
-	if person.Role() != user.RoleLearner {
+	if person.Role() != domain.Learner {
 		return ErrNotALearner.WithField("learnerId")
 	}
 	if c == nil || !c.Exists() {

@@ -33,7 +33,7 @@ var (
 
 // Courses and users are inputs to the learner's commands; they are built from their own events.
 
-func newUser(userID string, role user.Role) *user.User {
+func newUser(userID string, role domain.Role) *user.User {
 	u := user.New(userID)
 	u.Apply(user.Registered{UserID: userID, Name: "Someone", Email: userID + "@example.com", Role: role, At: t0})
 	return u
@@ -63,7 +63,7 @@ func newCourse(cid string, st courseState, moduleIDs ...string) *course.Course {
 }
 
 var (
-	ada        = newUser(id, user.RoleLearner)
+	ada        = newUser(id, domain.Learner)
 	twoModules = newCourse(courseID, published, "intro", "types")
 )
 
@@ -240,12 +240,12 @@ func TestEnroll(t *testing.T) {
 		},
 		{
 			name: "rejects another learner",
-			when: enroll(newUser("u-bob", user.RoleLearner), twoModules, t0),
+			when: enroll(newUser("u-bob", domain.Learner), twoModules, t0),
 			err:  learner.ErrLearnerNotFound, kind: domain.NotFound, field: "learnerId",
 		},
 		{
 			name: "rejects an instructor",
-			when: enroll(newUser(id, user.RoleInstructor), twoModules, t0),
+			when: enroll(newUser(id, domain.Instructor), twoModules, t0),
 			err:  learner.ErrNotALearner, kind: domain.Conflict, field: "learnerId",
 		},
 	})

@@ -8,11 +8,11 @@ import (
 
 // Registered: a person created their account.
 type Registered struct {
-	UserID string    `json:"userId"`
-	Name   string    `json:"name"`
-	Email  string    `json:"email"`
-	Role   Role      `json:"role"`
-	At     time.Time `json:"at"`
+	UserID string      `json:"userId"`
+	Name   string      `json:"name"`
+	Email  string      `json:"email"`
+	Role   domain.Role `json:"role"`
+	At     time.Time   `json:"at"`
 }
 
 // NameChanged: a user's name is now Name.

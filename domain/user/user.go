@@ -12,24 +12,20 @@ import (
 	"github.com/edutrack/edutrack/domain"
 )
 
-// Role says what a user does in EduTrack. It is fixed at registration.
-type Role string
-
-const (
-	RoleLearner    Role = "learner"
-	RoleInstructor Role = "instructor"
-)
-
-// ParseRole returns the Role spelled s, or an Invalid error on field "role".
-func ParseRole(s string) (Role, error) {
-	r := Role(s)
-	if !r.valid() {
-		return "", domain.Invalidf("role", "must be %q or %q", RoleLearner, RoleInstructor)
+// ParseRole returns the role spelled s if a user may register with it (learner or instructor),
+// or an Invalid error on field "role". Admins and auditors are granted by the deployment's
+// identity provider, never registered.
+func ParseRole(s string) (domain.Role, error) {
+	r := domain.Role(s)
+	if !registrable(r) {
+		return "", errRole
 	}
 	return r, nil
 }
 
-func (r Role) valid() bool { return r == RoleLearner || r == RoleInstructor }
+var errRole = domain.Invalidf("role", "must be %q or %q", domain.Learner, domain.Instructor)
+
+func registrable(r domain.Role) bool { return r == domain.Learner || r == domain.Instructor }
 
 const (
 	maxNameLen  = 200
@@ -50,7 +46,7 @@ type User struct {
 	registered bool
 	name       string
 	email      string
-	role       Role
+	role       domain.Role
 
 	changes []domain.Event
 }
@@ -58,15 +54,15 @@ type User struct {
 // New returns an empty User for id, with nothing recorded yet.
 func New(id string) *User { return &User{id: id} }
 
-func (u *User) ID() string       { return u.id }
-func (u *User) Registered() bool { return u.registered }
-func (u *User) Name() string     { return u.name }
-func (u *User) Email() string    { return u.email }
-func (u *User) Role() Role       { return u.role }
+func (u *User) ID() string        { return u.id }
+func (u *User) Registered() bool  { return u.registered }
+func (u *User) Name() string      { return u.name }
+func (u *User) Email() string     { return u.email }
+func (u *User) Role() domain.Role { return u.role }
 
 // Register creates the account. It returns ErrAlreadyRegistered, or an Invalid error on "name",
 // "email" or "role".
-func (u *User) Register(name, email string, role Role, at time.Time) error {
+func (u *User) Register(name, email string, role domain.Role, at time.Time) error {
 	if u.registered {
 		return ErrAlreadyRegistered
 	}
@@ -76,8 +72,8 @@ func (u *User) Register(name, email string, role Role, at time.Time) error {
 	if err := validateEmail(email); err != nil {
 		return err
 	}
-	if !role.valid() {
-		return domain.Invalidf("role", "must be %q or %q", RoleLearner, RoleInstructor)
+	if !registrable(role) {
+		return errRole
 	}
 	u.record(Registered{UserID: u.id, Name: name, Email: email, Role: role, At: at})
 	return nil

@@ -23,7 +23,7 @@ var (
 	t1 = t0.Add(time.Hour)
 )
 
-var registered = user.Registered{UserID: id, Name: "Ada Lovelace", Email: "ada@example.com", Role: user.RoleLearner, At: t0}
+var registered = user.Registered{UserID: id, Name: "Ada Lovelace", Email: "ada@example.com", Role: domain.Learner, At: t0}
 
 // testCase is one given / when / then: given events applied, when a command, then the events it
 // records or the error it returns (err with errors.Is, kind and field for validation errors).
@@ -91,7 +91,7 @@ func checkErr(t *testing.T, err, want error, kind domain.Kind, field string) {
 type snapshot struct {
 	ID, Name, Email string
 	Registered      bool
-	Role            user.Role
+	Role            domain.Role
 }
 
 func state(u *user.User) snapshot {
@@ -112,38 +112,38 @@ func TestParseRole(t *testing.T) {
 }
 
 func TestRegister(t *testing.T) {
-	register := func(name, email string, role user.Role) func(*user.User) error {
+	register := func(name, email string, role domain.Role) func(*user.User) error {
 		return func(u *user.User) error { return u.Register(name, email, role, t0) }
 	}
 	longEmail := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com" // 254 characters
-	invalid := func(name, email string, role user.Role, field string) testCase {
+	invalid := func(name, email string, role domain.Role, field string) testCase {
 		return testCase{when: register(name, email, role), kind: domain.Invalid, field: field}
 	}
 	cases := []testCase{
 		{
 			name: "records a registration",
-			when: register("Ada Lovelace", "ada@example.com", user.RoleLearner),
+			when: register("Ada Lovelace", "ada@example.com", domain.Learner),
 			then: []domain.Event{registered},
 		},
 		{
 			name: "registers an instructor",
-			when: register("Grace Hopper", "grace@example.com", user.RoleInstructor),
-			then: []domain.Event{user.Registered{UserID: id, Name: "Grace Hopper", Email: "grace@example.com", Role: user.RoleInstructor, At: t0}},
+			when: register("Grace Hopper", "grace@example.com", domain.Instructor),
+			then: []domain.Event{user.Registered{UserID: id, Name: "Grace Hopper", Email: "grace@example.com", Role: domain.Instructor, At: t0}},
 		},
 		{
 			name: "accepts a name of 200 runes",
-			when: register(strings.Repeat("é", 200), "ada@example.com", user.RoleLearner),
-			then: []domain.Event{user.Registered{UserID: id, Name: strings.Repeat("é", 200), Email: "ada@example.com", Role: user.RoleLearner, At: t0}},
+			when: register(strings.Repeat("é", 200), "ada@example.com", domain.Learner),
+			then: []domain.Event{user.Registered{UserID: id, Name: strings.Repeat("é", 200), Email: "ada@example.com", Role: domain.Learner, At: t0}},
 		},
 		{
 			name: "accepts an email of 254 characters",
-			when: register("Ada", longEmail, user.RoleLearner),
-			then: []domain.Event{user.Registered{UserID: id, Name: "Ada", Email: longEmail, Role: user.RoleLearner, At: t0}},
+			when: register("Ada", longEmail, domain.Learner),
+			then: []domain.Event{user.Registered{UserID: id, Name: "Ada", Email: longEmail, Role: domain.Learner, At: t0}},
 		},
 		{
 			name:  "rejects a second registration",
 			given: []domain.Event{registered},
-			when:  register("Ada Lovelace", "ada@example.com", user.RoleLearner),
+			when:  register("Ada Lovelace", "ada@example.com", domain.Learner),
 			err:   user.ErrAlreadyRegistered, kind: domain.Conflict,
 		},
 	}
@@ -151,17 +151,17 @@ func TestRegister(t *testing.T) {
 		name string
 		tc   testCase
 	}{
-		{"rejects an empty name", invalid("", "ada@example.com", user.RoleLearner, "name")},
-		{"rejects a name of only whitespace", invalid(" \t\n", "ada@example.com", user.RoleLearner, "name")},
-		{"rejects a name longer than 200 runes", invalid(strings.Repeat("é", 201), "ada@example.com", user.RoleLearner, "name")},
-		{"rejects a name that is not UTF-8", invalid("Ada\xff", "ada@example.com", user.RoleLearner, "name")},
-		{"rejects an empty email", invalid("Ada", "", user.RoleLearner, "email")},
-		{"rejects an invalid email", invalid("Ada", "ada.example.com", user.RoleLearner, "email")},
-		{"rejects an email with a display name", invalid("Ada", "Ada <ada@example.com>", user.RoleLearner, "email")},
-		{"rejects an email in angle brackets", invalid("Ada", "<ada@example.com>", user.RoleLearner, "email")},
-		{"rejects an email with surrounding spaces", invalid("Ada", " ada@example.com ", user.RoleLearner, "email")},
-		{"rejects two emails", invalid("Ada", "ada@example.com, bob@example.com", user.RoleLearner, "email")},
-		{"rejects an email longer than 254 characters", invalid("Ada", longEmail+"m", user.RoleLearner, "email")},
+		{"rejects an empty name", invalid("", "ada@example.com", domain.Learner, "name")},
+		{"rejects a name of only whitespace", invalid(" \t\n", "ada@example.com", domain.Learner, "name")},
+		{"rejects a name longer than 200 runes", invalid(strings.Repeat("é", 201), "ada@example.com", domain.Learner, "name")},
+		{"rejects a name that is not UTF-8", invalid("Ada\xff", "ada@example.com", domain.Learner, "name")},
+		{"rejects an empty email", invalid("Ada", "", domain.Learner, "email")},
+		{"rejects an invalid email", invalid("Ada", "ada.example.com", domain.Learner, "email")},
+		{"rejects an email with a display name", invalid("Ada", "Ada <ada@example.com>", domain.Learner, "email")},
+		{"rejects an email in angle brackets", invalid("Ada", "<ada@example.com>", domain.Learner, "email")},
+		{"rejects an email with surrounding spaces", invalid("Ada", " ada@example.com ", domain.Learner, "email")},
+		{"rejects two emails", invalid("Ada", "ada@example.com, bob@example.com", domain.Learner, "email")},
+		{"rejects an email longer than 254 characters", invalid("Ada", longEmail+"m", domain.Learner, "email")},
 		{"rejects an empty role", invalid("Ada", "ada@example.com", "", "role")},
 		{"rejects an unknown role", invalid("Ada", "ada@example.com", "admin", "role")},
 	} {
@@ -243,7 +243,7 @@ func TestApply(t *testing.T) {
 		u.Apply(&user.NameChanged{UserID: id, Name: "Ada King", At: t1})
 		u.Apply(&user.EmailChanged{UserID: id, Email: "ada@king.org", At: t1})
 		u.Apply((*user.NameChanged)(nil))
-		want := snapshot{ID: id, Name: "Ada King", Email: "ada@king.org", Registered: true, Role: user.RoleLearner}
+		want := snapshot{ID: id, Name: "Ada King", Email: "ada@king.org", Registered: true, Role: domain.Learner}
 		if diff := cmp.Diff(want, state(u)); diff != "" {
 			t.Errorf("state (-want +got):\n%s", diff)
 		}
@@ -266,7 +266,7 @@ func (unknown) EventType() string { return "test.unknown.v1" }
 
 func TestClearChanges(t *testing.T) {
 	u := user.New(id)
-	if err := u.Register("Ada", "ada@example.com", user.RoleLearner, t0); err != nil {
+	if err := u.Register("Ada", "ada@example.com", domain.Learner, t0); err != nil {
 		t.Fatal(err)
 	}
 	u.ClearChanges()

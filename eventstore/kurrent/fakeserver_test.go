@@ -313,9 +313,8 @@ func (f *fakeServer) readStream(o *api.ReadReq_Options, srv grpc.ServerStreaming
 		return status.Error(codes.Unimplemented, "the fake reads streams forwards only")
 	}
 	so := o.GetStream()
-	stream := string(so.GetStreamIdentifier().GetStreamName())
 	f.mu.Lock()
-	idx := f.streams[stream]
+	idx := f.streams[string(so.GetStreamIdentifier().GetStreamName())]
 	if len(idx) == 0 {
 		f.mu.Unlock()
 		return srv.Send(&api.ReadResp{Content: &api.ReadResp_StreamNotFound_{StreamNotFound: &api.ReadResp_StreamNotFound{

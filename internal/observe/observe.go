@@ -1,0 +1,105 @@
+// Package observe is what operators see of every EduTrack process: request metrics by route,
+// and readiness with each dependency and each projection's progress.
+package observe
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Instrument returns middleware that records each request's duration by method, route pattern
+// and status, and the requests in flight.
+func Instrument(reg prometheus.Registerer) (func(http.Handler) http.Handler, error) {
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "http",
+		Name: "request_duration_seconds", Help: "Time to answer a request.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12)}, []string{"method", "route", "status"})
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "http",
+		Name: "requests_in_flight", Help: "Requests being answered."})
+	for _, c := range []prometheus.Collector{duration, inFlight} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			inFlight.Inc()
+			defer inFlight.Dec()
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			route := "unmatched"
+			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+				route = rc.RoutePattern()
+			}
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			duration.WithLabelValues(r.Method, route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+		})
+	}, nil
+}
+
+// ProjectionState is how far one projection has come.
+type ProjectionState struct {
+	Position uint64 `json:"position"`
+	Head     uint64 `json:"head"`
+	Lag      uint64 `json:"lag"`
+	Status   string `json:"status"`
+}
+
+// Readiness answers /readyz from dependency checks and projection states.
+type Readiness struct {
+	// Checks are the dependencies by name; a nil error means healthy.
+	Checks map[string]func(ctx context.Context) error
+	// Projections reports each projection run or followed by this process, if any.
+	Projections func(ctx context.Context) map[string]ProjectionState
+}
+
+type checkResult struct {
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ServeHTTP implements http.Handler. It answers 503 when a dependency fails or a projection
+// is stalled.
+func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := struct {
+		Status      string                     `json:"status"`
+		Checks      map[string]checkResult     `json:"checks"`
+		Projections map[string]ProjectionState `json:"projections,omitempty"`
+	}{Status: "ready", Checks: map[string]checkResult{}}
+	ok := true
+	for name, check := range rd.Checks {
+		if err := check(ctx); err != nil {
+			ok = false
+			out.Checks[name] = checkResult{Status: "failing", Error: err.Error()}
+		} else {
+			out.Checks[name] = checkResult{Status: "ok"}
+		}
+	}
+	if rd.Projections != nil {
+		out.Projections = rd.Projections(ctx)
+		for _, p := range out.Projections {
+			if p.Status == "stalled" {
+				ok = false
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ok {
+		out.Status = "not ready"
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(out)
+}

@@ -1,0 +1,56 @@
+package observe_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/edutrack/edutrack/internal/observe"
+)
+
+func TestReadiness(t *testing.T) {
+	t.Parallel()
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("disk on fire") }
+	states := func(status string) func(context.Context) map[string]observe.ProjectionState {
+		return func(context.Context) map[string]observe.ProjectionState {
+			return map[string]observe.ProjectionState{
+				"courses":  {Position: 9, Head: 9, Status: "running"},
+				"learners": {Position: 4, Head: 9, Lag: 5, Status: status},
+			}
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		rd         observe.Readiness
+		wantStatus int
+		want       string
+	}{
+		{"is_ready_when_every_check_passes_and_no_projection_is_stalled",
+			observe.Readiness{Checks: map[string]func(context.Context) error{"db": ok}, Projections: states("catching up")},
+			http.StatusOK,
+			`{"status":"ready","checks":{"db":{"status":"ok"}},"projections":{"courses":{"position":9,"head":9,"lag":0,"status":"running"},"learners":{"position":4,"head":9,"lag":5,"status":"catching up"}}}`},
+		{"is_not_ready_when_a_check_fails",
+			observe.Readiness{Checks: map[string]func(context.Context) error{"db": ok, "cache": down}},
+			http.StatusServiceUnavailable,
+			`{"status":"not ready","checks":{"cache":{"status":"failing","error":"disk on fire"},"db":{"status":"ok"}}}`},
+		{"is_not_ready_when_a_projection_is_stalled",
+			observe.Readiness{Checks: map[string]func(context.Context) error{}, Projections: states("stalled")},
+			http.StatusServiceUnavailable,
+			`{"status":"not ready","checks":{},"projections":{"courses":{"position":9,"head":9,"lag":0,"status":"running"},"learners":{"position":4,"head":9,"lag":5,"status":"stalled"}}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			tc.rd.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if got := string(bytes.TrimSpace(rec.Body.Bytes())); rec.Code != tc.wantStatus || got != tc.want {
+				t.Errorf("/readyz: %d %s\nwant %d %s", rec.Code, got, tc.wantStatus, tc.want)
+			}
+			if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("/readyz: Cache-Control %q, want no-store", cc)
+			}
+		})
+	}
+}

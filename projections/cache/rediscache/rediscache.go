@@ -1,0 +1,226 @@
+// Package rediscache is the cache.Cache adapter on Redis, shared by every read process.
+package rediscache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/edutrack/edutrack/projections/cache"
+)
+
+// DefaultTimeout bounds each Get, Set and Delete when Options.Timeout is zero. A cache answer
+// slower than this is worth less than going to the read store.
+const DefaultTimeout = 50 * time.Millisecond
+
+// Connection defaults that Open applies when the URL leaves them unset (a URL's dial_timeout,
+// read_timeout, write_timeout win). They are small because a cache that stalls is worse than
+// one that misses: the per-operation Timeout cuts each call short anyway, and these keep a dead
+// or hung server from holding pooled connections for go-redis's 5 s defaults. PoolSize keeps
+// go-redis's default, 10 per GOMAXPROCS: each read holds a connection for one round trip, so
+// that covers far more concurrent reads than the read API has cores to serve.
+const (
+	DefaultDialTimeout  = time.Second
+	DefaultReadTimeout  = 200 * time.Millisecond
+	DefaultWriteTimeout = 200 * time.Millisecond
+)
+
+// Options tune a Cache.
+type Options struct {
+	// Prefix is put before every key, e.g. "edutrack:", so several deployments or tests can
+	// share one Redis.
+	Prefix string
+	// TTL is how long an entry lives after it is set; 0 keeps entries until Redis evicts them
+	// (run Redis with a maxmemory policy) or they are deleted.
+	TTL time.Duration
+	// Timeout bounds each operation; 0 means DefaultTimeout. It bounds reads from a hung server
+	// only if the client has ContextTimeoutEnabled (Open sets it).
+	Timeout time.Duration
+}
+
+// Cache is the Redis cache. Each entry is one string value: the position as 8 big-endian bytes,
+// then the body, so Get is one GET and Set one script call. It is safe for concurrent use.
+type Cache struct {
+	client  redis.UniversalClient
+	owned   bool
+	prefix  string
+	ttlMS   int64
+	timeout time.Duration
+	errors  atomic.Uint64
+}
+
+// positionLen is the length of the position prefix of a stored value.
+const positionLen = 8
+
+// setIfNewer writes ARGV[1] (position prefix then body) to KEYS[1] unless the stored value has
+// a later position, with a TTL of ARGV[2] ms when it is positive. Positions are compared byte by
+// byte: big-endian makes that the numeric order, and it stays exact above 2^53, where Lua's
+// doubles do not (and Lua's < on strings follows the server's locale).
+var setIfNewer = redis.NewScript(`
+local old = redis.call('GETRANGE', KEYS[1], 0, 7)
+if string.len(old) == 8 then
+  for i = 1, 8 do
+    local a, b = string.byte(old, i), string.byte(ARGV[1], i)
+    if a > b then return 0 end
+    if a < b then break end
+  end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+`)
+
+// New returns a cache on client, which stays the caller's to close. Any go-redis client works,
+// a Cluster one included (each operation touches one key). Give it ContextTimeoutEnabled so
+// that opts.Timeout also bounds reads from a server that accepts but does not answer.
+func New(client redis.UniversalClient, opts Options) (*Cache, error) {
+	if client == nil {
+		return nil, errors.New("rediscache: nil client")
+	}
+	if opts.TTL < 0 {
+		return nil, fmt.Errorf("rediscache: negative TTL %s", opts.TTL)
+	}
+	if opts.TTL > 0 && opts.TTL < time.Millisecond {
+		return nil, fmt.Errorf("rediscache: TTL %s is under Redis's 1ms resolution", opts.TTL)
+	}
+	if opts.Timeout < 0 {
+		return nil, fmt.Errorf("rediscache: negative timeout %s", opts.Timeout)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	return &Cache{
+		client:  client,
+		prefix:  opts.Prefix,
+		ttlMS:   opts.TTL.Milliseconds(),
+		timeout: opts.Timeout,
+	}, nil
+}
+
+// Open returns a cache on the Redis at url (redis://[user:password@]host:port[/db][?options],
+// or rediss:// for TLS; see redis.ParseURL for the options). It does not contact the server: a
+// Redis that is down at start-up degrades to misses like one that goes down later. Close
+// releases the client it opens.
+func Open(url string, opts Options) (*Cache, error) {
+	o, err := clientOptions(url)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(o)
+	c, err := New(client, opts)
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	c.owned = true
+	return c, nil
+}
+
+// clientOptions parses url and applies the production defaults the URL leaves unset.
+func clientOptions(url string) (*redis.Options, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("rediscache: parse url: %w", err)
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.ReadTimeout == 0 {
+		o.ReadTimeout = DefaultReadTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	// One dial attempt, not go-redis's five with backoff: the dial runs in a goroutine of its own
+	// that outlives the operation's context, so retries only keep goroutines and half-open
+	// sockets around a dead server. The next operation dials again, and after PoolSize failed
+	// dials go-redis fails fast and probes the server once a second until it is back.
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1
+	}
+	// Without it go-redis ignores the context's deadline on socket reads and writes, and a hung
+	// server would hold each call for ReadTimeout instead of Options.Timeout.
+	o.ContextTimeoutEnabled = true
+	return o, nil
+}
+
+// Close releases the client if Open created it; a client given to New is left open.
+func (c *Cache) Close() error {
+	if !c.owned {
+		return nil
+	}
+	return c.client.Close()
+}
+
+// Errors counts the operations that Redis failed (down, timed out, a value that is not an
+// entry). Each one degraded to a miss or a skipped write; export it as a metric.
+func (c *Cache) Errors() uint64 { return c.errors.Load() }
+
+// Ping reports whether Redis answers, for readiness checks. Unlike the cache operations it
+// returns the error; it is not counted in Errors.
+func (c *Cache) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return c.client.Ping(ctx).Err()
+}
+
+// Get implements cache.Cache.
+func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
+	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	v, err := c.client.Get(opCtx, c.prefix+key).Result()
+	if err != nil {
+		if !errors.Is(err, redis.Nil) {
+			c.failed(ctx)
+		}
+		return cache.Entry{}, false
+	}
+	if len(v) < positionLen {
+		c.errors.Add(1)
+		return cache.Entry{}, false
+	}
+	return cache.Entry{
+		Position: binary.BigEndian.Uint64([]byte(v[:positionLen])),
+		Body:     []byte(v[positionLen:]),
+	}, true
+}
+
+// Set implements cache.Cache.
+func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) {
+	v := make([]byte, positionLen+len(e.Body))
+	binary.BigEndian.PutUint64(v, e.Position)
+	copy(v[positionLen:], e.Body)
+	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := setIfNewer.Run(opCtx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err(); err != nil {
+		c.failed(ctx)
+	}
+}
+
+// Delete implements cache.Cache.
+func (c *Cache) Delete(ctx context.Context, key string) {
+	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := c.client.Del(opCtx, c.prefix+key).Err(); err != nil {
+		c.failed(ctx)
+	}
+}
+
+// failed counts an error unless the caller gave up first: a cancelled request says nothing about
+// Redis, and counting it would page someone for clients that hang up.
+func (c *Cache) failed(callerCtx context.Context) {
+	if callerCtx.Err() == nil {
+		c.errors.Add(1)
+	}
+}
+
+var _ cache.Cache = (*Cache)(nil)

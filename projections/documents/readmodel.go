@@ -1,0 +1,144 @@
+// Package readmodel defines the documents the read API serves and the projectors build: their
+// collections, their JSON shapes and the fields queries use. It is the contract between
+// projections (which write them) and readapi (which reads them).
+package documents
+
+import (
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Collections of the public read models. Each detail, stats and dashboard document's body is
+// exactly the JSON its route answers, so a cached read is served as stored.
+const (
+	Catalog       = "catalog"        // CatalogEntry, one per course; the catalog lists the published ones
+	CourseDetails = "course_details" // CourseDetail, one per course
+	Stats         = "course_stats"   // CourseStats, one per course
+	Dashboards    = "dashboards"     // Dashboard, one per learner
+	Rosters       = "rosters"        // RosterEntry, one per learner and course; id RosterID
+)
+
+// Projection names, and the read models each one builds.
+const (
+	CoursesProjection  = "courses"  // Catalog, CourseDetails, Stats
+	LearnersProjection = "learners" // Dashboards, Rosters
+)
+
+// Instructor is the instructor as a course shows them.
+type Instructor struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// CatalogItem is one course of the catalog listing.
+type CatalogItem struct {
+	ID              string     `json:"id"`
+	Title           string     `json:"title"`
+	Category        string     `json:"category"`
+	Level           string     `json:"level"`
+	Instructor      Instructor `json:"instructor"`
+	ModuleCount     int        `json:"moduleCount"`
+	EnrollmentCount int        `json:"enrollmentCount"`
+	CompletionRate  float64    `json:"completionRate"`
+	PublishedAt     *time.Time `json:"publishedAt"`
+}
+
+// CatalogEntry is a catalog document: the item and the fields queries filter and sort on.
+type CatalogEntry struct {
+	CatalogItem
+	Status       string   `json:"status"`
+	InstructorID string   `json:"instructorId"`
+	TitleWords   []string `json:"titleWords"`
+	TitleKey     string   `json:"titleKey"`
+	PublishedN   int64    `json:"publishedN"`
+}
+
+// Module is one module of a course.
+type Module struct {
+	ID    string `json:"id"`
+	Title string `json:"title"`
+}
+
+// CourseDetail is everything about one course.
+type CourseDetail struct {
+	CatalogItem
+	Description     string    `json:"description"`
+	Status          string    `json:"status"`
+	Modules         []Module  `json:"modules"`
+	CompletionCount int       `json:"completionCount"`
+	UpdatedAt       time.Time `json:"updatedAt"`
+}
+
+// CourseStats is the instructor's view of one course.
+type CourseStats struct {
+	CourseID          string         `json:"courseId"`
+	Enrolled          int            `json:"enrolled"`
+	Active            int            `json:"active"`
+	Completed         int            `json:"completed"`
+	Withdrawn         int            `json:"withdrawn"`
+	CompletionRate    float64        `json:"completionRate"`
+	ModuleCompletions map[string]int `json:"moduleCompletions"`
+}
+
+// Enrollment is one course on a learner's dashboard.
+type Enrollment struct {
+	CourseID         string     `json:"courseId"`
+	Title            string     `json:"title"`
+	Status           string     `json:"status"`
+	Progress         float64    `json:"progress"`
+	CompletedModules int        `json:"completedModules"`
+	ModuleCount      int        `json:"moduleCount"`
+	EnrolledAt       time.Time  `json:"enrolledAt"`
+	CompletedAt      *time.Time `json:"completedAt"`
+	LastActivityAt   time.Time  `json:"lastActivityAt"`
+}
+
+// Dashboard is one learner's view of their learning.
+type Dashboard struct {
+	LearnerID   string       `json:"learnerId"`
+	Name        string       `json:"name"`
+	Enrollments []Enrollment `json:"enrollments"`
+}
+
+// RosterItem is one learner of a course, as the roster lists them.
+type RosterItem struct {
+	LearnerID   string     `json:"learnerId"`
+	Name        string     `json:"name"`
+	Status      string     `json:"status"`
+	Progress    float64    `json:"progress"`
+	EnrolledAt  time.Time  `json:"enrolledAt"`
+	CompletedAt *time.Time `json:"completedAt"`
+}
+
+// RosterEntry is a roster document: the item and the fields queries filter and sort on.
+type RosterEntry struct {
+	RosterItem
+	CourseID    string `json:"courseId"`
+	EnrolledAtN int64  `json:"enrolledAtN"`
+}
+
+// RosterID is the id of the roster document of learner in course.
+func RosterID(courseID, learnerID string) string { return courseID + "/" + learnerID }
+
+// Words splits a title into the lower-case words the catalog's q parameter matches.
+func Words(s string) []string {
+	fields := strings.FieldsFunc(strings.ToLower(s), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsNumber(r) })
+	seen := make(map[string]bool, len(fields))
+	out := fields[:0]
+	for _, f := range fields {
+		if !seen[f] {
+			seen[f] = true
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Rate is part / whole, or 0 when whole is 0.
+func Rate(part, whole int) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return float64(part) / float64(whole)
+}

@@ -1,0 +1,179 @@
+// Package access decides who may read what on the read side, once a route has admitted the
+// caller's role: drafts only for their instructor, stats and rosters for the course's
+// instructor, a learner's records for the learner, and for admins and auditors as a disclosure
+// that is recorded before the records leave. Whatever belongs to another person answers 404,
+// exactly like what does not exist, so that a caller cannot probe for other people's ids.
+package access
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/domain/learner"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/problem"
+	"github.com/edutrack/edutrack/readapi/readhttp"
+)
+
+// The roles each kind of read route admits; the others get 403 before the route runs.
+var (
+	// Readers read the catalog and courses.
+	Readers = []domain.Role{domain.Learner, domain.Instructor, domain.Admin}
+	// Teachers read the stats and rosters of courses.
+	Teachers = []domain.Role{domain.Instructor, domain.Admin}
+	// LearnerRecords read learners' dashboards, histories and disclosures.
+	LearnerRecords = []domain.Role{domain.Learner, domain.Admin, domain.Auditor}
+)
+
+// errNoCaller means a route was mounted without the authenticator; it fails closed as a 500.
+var errNoCaller = errors.New("readapi: no caller in the request context; is the route behind the authenticator?")
+
+// Caller returns who sent r, as the authenticator put it in r's context.
+func Caller(r *http.Request) (domain.Actor, error) {
+	a, ok := auth.FromContext(r.Context())
+	if !ok {
+		return domain.Actor{}, errNoCaller
+	}
+	return a, nil
+}
+
+func forbidden(a domain.Actor) error {
+	return problem.New(http.StatusForbidden, "", fmt.Sprintf("the %s role may not do this", a.Role))
+}
+
+// Course is what access decisions need of a course_details document.
+type Course struct {
+	Status     string `json:"status"`
+	Instructor struct {
+		ID string `json:"id"`
+	} `json:"instructor"`
+}
+
+// DecodeCourse reads the access facts of a course_details document.
+func DecodeCourse(details []byte) (Course, error) {
+	var c Course
+	if err := json.Unmarshal(details, &c); err != nil {
+		return Course{}, fmt.Errorf("decode course details: %w", err)
+	}
+	return c, nil
+}
+
+// MayView lets everyone a route admits see a published or archived course, and a draft only
+// its instructor and admins: a draft is its instructor's work in progress.
+func MayView(a domain.Actor, details []byte) error {
+	if a.Role == domain.Admin {
+		return nil
+	}
+	c, err := DecodeCourse(details)
+	if err != nil {
+		return err
+	}
+	if c.Status == "draft" && (a.Role != domain.Instructor || c.Instructor.ID != a.UserID) {
+		return readhttp.NotFound("course")
+	}
+	return nil
+}
+
+// MayTeach lets an instructor read the stats and roster of a course they teach; admins read
+// those of any course.
+func MayTeach(a domain.Actor, details []byte) error {
+	if a.Role == domain.Admin {
+		return nil
+	}
+	c, err := DecodeCourse(details)
+	if err != nil {
+		return err
+	}
+	if a.Role != domain.Instructor || c.Instructor.ID != a.UserID {
+		return readhttp.NotFound("course")
+	}
+	return nil
+}
+
+// Disclosures records that someone other than the learner read the learner's records, as
+// FERPA (34 CFR 99.32) requires. The read side never appends to the log: the process wires in
+// the command side, and a process that cannot reach it has none.
+type Disclosures interface {
+	RecordDisclosure(ctx context.Context, d Disclosure) error
+}
+
+// Disclosure is one read of a learner's records by someone else.
+type Disclosure struct {
+	LearnerID string
+	Recipient domain.Actor
+	Record    learner.Record
+	// Reason is the reader's own account of why, from the reason parameter; it may be empty.
+	Reason string
+	// RequestID and CorrelationID are the request's own, for the event's metadata.
+	RequestID     string
+	CorrelationID string
+}
+
+// LearnerRead is one allowed read of a learner's records.
+type LearnerRead struct {
+	d           Disclosure
+	disclosures Disclosures // nil when the read is the learner's own
+}
+
+// ReadLearner decides r's read of learner id's records. Learners read their own; admins and
+// auditors read anyone's, and their read is a disclosure that Disclose records before the
+// records leave. Without disclosures (a process that cannot record them) such reads answer 503
+// rather than disclose unrecorded.
+func ReadLearner(r *http.Request, id string, what learner.Record, disclosures Disclosures) (LearnerRead, error) {
+	a, err := Caller(r)
+	if err != nil {
+		return LearnerRead{}, err
+	}
+	reason := r.URL.Query().Get("reason")
+	if utf8.RuneCountInString(reason) > learner.MaxReasonLen {
+		return LearnerRead{}, problem.New(http.StatusBadRequest, "reason", fmt.Sprintf("must be at most %d characters", learner.MaxReasonLen))
+	}
+	read := LearnerRead{d: Disclosure{LearnerID: id, Recipient: a, Record: what, Reason: reason,
+		RequestID: r.Header.Get("X-Request-Id"), CorrelationID: r.Header.Get("X-Correlation-Id")}}
+	switch {
+	case a.Role == domain.Learner && a.UserID == id:
+		return read, nil
+	case a.Role == domain.Learner:
+		return LearnerRead{}, readhttp.NotFound("learner")
+	case a.Role != domain.Admin && a.Role != domain.Auditor:
+		return LearnerRead{}, forbidden(a)
+	case disclosures == nil:
+		return LearnerRead{}, problem.New(http.StatusServiceUnavailable, "",
+			"this process cannot record disclosures; read other people's records through a process that holds the event log")
+	}
+	read.disclosures = disclosures
+	return read, nil
+}
+
+// Disclose records the read, if it is a disclosure. Call it once the records are loaded, so a
+// read that finds nothing records nothing, and before they are sent.
+func (read LearnerRead) Disclose(ctx context.Context) error {
+	if read.disclosures == nil {
+		return nil
+	}
+	if err := read.disclosures.RecordDisclosure(ctx, read.d); err != nil {
+		return fmt.Errorf("record the disclosure of %s's %s: %w", read.d.LearnerID, read.d.Record, err)
+	}
+	return nil
+}
+
+// MayListDisclosures lets learners list the disclosures of their own records, and admins and
+// auditors anyone's. Reading that list is not itself a disclosure: it is the record of them.
+func MayListDisclosures(r *http.Request, id string) error {
+	a, err := Caller(r)
+	if err != nil {
+		return err
+	}
+	switch {
+	case a.Role == domain.Admin || a.Role == domain.Auditor || (a.Role == domain.Learner && a.UserID == id):
+		return nil
+	case a.Role == domain.Learner:
+		return readhttp.NotFound("learner")
+	}
+	return forbidden(a)
+}
