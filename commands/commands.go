@@ -243,6 +243,9 @@ func (h *Handler) EnrollStudent(ctx context.Context, m Meta, c EnrollStudent) (R
 	}
 	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
+			if err := m.mayRead(co); err != nil {
+				return err
+			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error { return l.Enroll(u, co, h.now()) })
 		})
 	}, nil)
@@ -263,6 +266,9 @@ func (h *Handler) WithdrawEnrollment(ctx context.Context, m Meta, c WithdrawEnro
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
 			if !co.Exists() {
 				return learner.ErrCourseNotFound.WithField("courseId")
+			}
+			if err := m.mayRead(co); err != nil {
+				return err
 			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 				if !u.Registered() || u.Role() != domain.Learner {
@@ -295,6 +301,9 @@ func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) 
 	var completed bool
 	res, err := h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
+			if err := m.mayRead(co); err != nil {
+				return err
+			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 				if !u.Registered() || u.Role() != domain.Learner {
 					return learner.ErrLearnerNotFound.WithField("learnerId")

@@ -65,6 +65,19 @@ func (m Meta) mayChange(co *course.Course) error {
 	return ErrForbidden
 }
 
+// mayRead lets a learner's command see a course only as the read side shows it: a draft is its
+// instructor's work in progress, so to anyone else it answers not found, exactly like a course
+// that does not exist, whatever rule would refuse the command next. Admins see everything.
+func (m Meta) mayRead(co *course.Course) error {
+	switch {
+	case m.Actor.System() || m.Actor.Role == domain.Admin:
+		return nil
+	case co.Status() == course.StatusDraft && !(m.Actor.Role == domain.Instructor && co.InstructorID() == m.Actor.UserID):
+		return learner.ErrCourseNotFound.WithField("courseId")
+	}
+	return nil
+}
+
 // mayDisclose allows recording the disclosures of the roles that read other people's records;
 // a learner's read of their own records is let through and records nothing.
 func (m Meta) mayDisclose(learnerID string) error {
