@@ -21,7 +21,11 @@ import (
 type Meta struct {
 	// CommandID is the same for every retry of one command (it comes from the Idempotency-Key);
 	// it becomes the events' causation id and seeds their ids.
-	CommandID     string
+	CommandID string
+	// Request, if not empty, fingerprints the request the command was made of (its method,
+	// route and body). A retry with the same CommandID and another Request answers
+	// ErrRequestMismatch instead of the first result.
+	Request       string
 	CorrelationID string
 	RequestID     string
 	// Actor is who sends the command: the acting user recorded in every event's metadata, and
@@ -142,7 +146,7 @@ func (h *Handler) UpdateUser(ctx context.Context, m Meta, c UpdateUser) (Result,
 }
 
 func (h *Handler) changeUser(ctx context.Context, m Meta, id string, decide func(*user.User) error) (Result, error) {
-	res, changed, err := h.users.update(ctx, id, m, decide, nil)
+	res, changed, err := h.users.update(ctx, id, m, change[*user.User]{decide: decide})
 	return result(id, res, changed, err)
 }
 
@@ -217,16 +221,12 @@ func (h *Handler) ArchiveCourse(ctx context.Context, m Meta, c ArchiveCourse) (R
 
 // changeCourse lets decide change course id, if m may change it.
 func (h *Handler) changeCourse(ctx context.Context, m Meta, id string, decide func(*course.Course) error) (Result, error) {
-	return h.createCourse(ctx, m, id, func(co *course.Course) error {
-		if err := m.mayChange(co); err != nil {
-			return err
-		}
-		return decide(co)
-	})
+	res, changed, err := h.courses.update(ctx, id, m, change[*course.Course]{authorize: m.mayChange, decide: decide})
+	return result(id, res, changed, err)
 }
 
 func (h *Handler) createCourse(ctx context.Context, m Meta, id string, decide func(*course.Course) error) (Result, error) {
-	res, changed, err := h.courses.update(ctx, id, m, decide, nil)
+	res, changed, err := h.courses.update(ctx, id, m, change[*course.Course]{decide: decide})
 	return result(id, res, changed, err)
 }
 
@@ -241,11 +241,8 @@ func (h *Handler) EnrollStudent(ctx context.Context, m Meta, c EnrollStudent) (R
 	if err := m.mayActFor(c.LearnerID); err != nil {
 		return Result{}, err
 	}
-	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
+	return h.changeLearner(ctx, m, c.LearnerID, h.mayReadCourse(ctx, m, c.CourseID), func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
-			if err := m.mayRead(co); err != nil {
-				return err
-			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error { return l.Enroll(u, co, h.now()) })
 		})
 	}, nil)
@@ -262,13 +259,10 @@ func (h *Handler) WithdrawEnrollment(ctx context.Context, m Meta, c WithdrawEnro
 	if err := m.mayActFor(c.LearnerID); err != nil {
 		return Result{}, err
 	}
-	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
+	return h.changeLearner(ctx, m, c.LearnerID, h.mayReadCourse(ctx, m, c.CourseID), func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
 			if !co.Exists() {
 				return learner.ErrCourseNotFound.WithField("courseId")
-			}
-			if err := m.mayRead(co); err != nil {
-				return err
 			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 				if !u.Registered() || u.Role() != domain.Learner {
@@ -299,11 +293,8 @@ func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) 
 		return CompleteModuleResult{}, err
 	}
 	var completed bool
-	res, err := h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
+	res, err := h.changeLearner(ctx, m, c.LearnerID, h.mayReadCourse(ctx, m, c.CourseID), func(l *learner.Learner) error {
 		return h.courses.view(ctx, c.CourseID, func(co *course.Course) error {
-			if err := m.mayRead(co); err != nil {
-				return err
-			}
 			return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 				if !u.Registered() || u.Role() != domain.Learner {
 					return learner.ErrLearnerNotFound.WithField("learnerId")
@@ -319,9 +310,14 @@ func (h *Handler) CompleteModule(ctx context.Context, m Meta, c CompleteModule) 
 	return CompleteModuleResult{Result: res, CourseCompleted: completed}, err
 }
 
-func (h *Handler) changeLearner(ctx context.Context, m Meta, id string, decide func(*learner.Learner) error, inspect func(*learner.Learner)) (Result, error) {
-	res, changed, err := h.learners.update(ctx, id, m, decide, inspect)
+func (h *Handler) changeLearner(ctx context.Context, m Meta, id string, authorize, decide func(*learner.Learner) error, inspect func(*learner.Learner)) (Result, error) {
+	res, changed, err := h.learners.update(ctx, id, m, change[*learner.Learner]{authorize: authorize, decide: decide, inspect: inspect})
 	return result(id, res, changed, err)
+}
+
+// mayReadCourse authorizes a learner's command about courseID: m must be allowed to see it.
+func (h *Handler) mayReadCourse(ctx context.Context, m Meta, courseID string) func(*learner.Learner) error {
+	return func(*learner.Learner) error { return h.courses.view(ctx, courseID, m.mayRead) }
 }
 
 // RecordDisclosure records that the caller, who is not the learner, read the learner's
@@ -339,7 +335,7 @@ func (h *Handler) RecordDisclosure(ctx context.Context, m Meta, c RecordDisclosu
 		return Result{}, err
 	}
 	d := learner.Disclosure{RecipientID: m.Actor.UserID, RecipientRole: string(m.Actor.Role), Record: c.Record, Reason: c.Reason}
-	return h.changeLearner(ctx, m, c.LearnerID, func(l *learner.Learner) error {
+	return h.changeLearner(ctx, m, c.LearnerID, nil, func(l *learner.Learner) error {
 		return h.users.view(ctx, c.LearnerID, func(u *user.User) error {
 			if !u.Registered() {
 				return learner.ErrLearnerNotFound.WithField("learnerId")

@@ -25,6 +25,11 @@ type aggregate interface {
 	ClearChanges()
 }
 
+// ErrRequestMismatch is returned for a command whose id was used before for another request (the
+// same Idempotency-Key with another method, route or body): answering the first result would
+// be a false success.
+var ErrRequestMismatch = errors.New("commands: the command id was used for another request")
+
 // errBusy is what a command answers when it kept losing races for its stream.
 var errBusy = domain.Errorf(domain.Conflict, "the resource kept changing while this command ran; retry it")
 
@@ -57,8 +62,15 @@ type entry[A aggregate] struct {
 	position uint64
 	// results of the stream's recent commands by command id, so a retried command returns its
 	// first answer instead of deciding again against the state it produced.
-	results map[string]eventstore.AppendResult
+	results map[string]recorded
 	order   []string
+}
+
+// recorded is what the stream holds of one command: its answer, and the id of its first event,
+// which binds the request the command was made of (eventID).
+type recorded struct {
+	res   eventstore.AppendResult
+	first uuid.UUID
 }
 
 func newRepository[A aggregate](prefix string, newAgg func(string) A, store Store, codec *eventstore.Codec, capacity int) *repository[A] {
@@ -109,24 +121,29 @@ func (r *repository[A]) catchUp(ctx context.Context, id string, e *entry[A]) err
 		e.agg.Apply(ev)
 		e.version, e.position = re.Version, re.Position
 		if c := re.Metadata.CausationID; c != "" {
-			e.remember(c, eventstore.AppendResult{Version: re.Version, Position: re.Position})
+			e.remember(c, eventstore.AppendResult{Version: re.Version, Position: re.Position}, re.ID)
 		}
 	}
 	return nil
 }
 
-func (e *entry[A]) remember(command string, res eventstore.AppendResult) {
+// remember records that an event of command, with id, landed at res. The command's first event
+// names its request; its last one is its answer.
+func (e *entry[A]) remember(command string, res eventstore.AppendResult, id uuid.UUID) {
 	if e.results == nil {
-		e.results = make(map[string]eventstore.AppendResult)
+		e.results = make(map[string]recorded)
 	}
-	if _, ok := e.results[command]; !ok {
+	rec, ok := e.results[command]
+	if !ok {
 		e.order = append(e.order, command)
 		if len(e.order) > rememberedCommands {
 			delete(e.results, e.order[0])
 			e.order = e.order[1:]
 		}
+		rec.first = id
 	}
-	e.results[command] = res // the last event of a command is its result
+	rec.res = res
+	e.results[command] = rec
 }
 
 // stateAt rebuilds aggregate id as it stood at version, for answering a retried command.
@@ -158,16 +175,28 @@ func (r *repository[A]) view(ctx context.Context, id string, fn func(A) error) e
 	return fn(e.agg)
 }
 
-// update loads aggregate id, lets decide record events on it and appends them with the version
-// it was decided at. It retries on a lost race. inspect, if not nil, sees the state the answer
-// describes: after the append, or the state a no-op or a replayed command found. changed is
-// false when the command was a no-op; a replayed command answers as it first did.
-func (r *repository[A]) update(ctx context.Context, id string, m Meta, decide func(A) error, inspect func(A)) (res eventstore.AppendResult, changed bool, err error) {
+// change is what a command does to one aggregate.
+type change[A aggregate] struct {
+	// authorize, if not nil, checks that the sender may send the command to the aggregate as it
+	// stands. It runs before decide, and before a retried command is answered, so a retry is
+	// refused to a sender who may no longer send it.
+	authorize func(A) error
+	// decide records the command's events on the aggregate, or returns the rule it breaks.
+	decide func(A) error
+	// inspect, if not nil, sees the state the answer describes: after the append, or the state
+	// a no-op or a retried command found.
+	inspect func(A)
+}
+
+// update loads aggregate id, lets c decide and appends what it recorded with the version it was
+// decided at. It retries on a lost race. changed is false when the command was a no-op; a
+// retried command answers as it first did, or ErrRequestMismatch when its request differs.
+func (r *repository[A]) update(ctx context.Context, id string, m Meta, c change[A]) (res eventstore.AppendResult, changed bool, err error) {
 	if m.CommandID == "" {
 		m.CommandID = uuid.NewString() // a command nobody will retry
 	}
 	for attempt := 1; ; attempt++ {
-		res, changed, err = r.try(ctx, id, m, decide, inspect)
+		res, changed, err = r.try(ctx, id, m, c)
 		if !errors.Is(err, eventstore.ErrConcurrency) {
 			return res, changed, err
 		}
@@ -177,25 +206,33 @@ func (r *repository[A]) update(ctx context.Context, id string, m Meta, decide fu
 	}
 }
 
-func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(A) error, inspect func(A)) (eventstore.AppendResult, bool, error) {
+func (r *repository[A]) try(ctx context.Context, id string, m Meta, c change[A]) (eventstore.AppendResult, bool, error) {
 	e := r.entry(id)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := r.catchUp(ctx, id, e); err != nil {
 		return eventstore.AppendResult{}, false, err
 	}
-	if res, ok := e.results[m.CommandID]; ok {
-		if inspect != nil {
+	if c.authorize != nil {
+		if err := c.authorize(e.agg); err != nil {
+			return eventstore.AppendResult{}, false, err
+		}
+	}
+	if rec, ok := e.results[m.CommandID]; ok {
+		if rec.first != eventID(m, 0) && rec.first != legacyEventID(m.CommandID, 0) {
+			return eventstore.AppendResult{}, false, ErrRequestMismatch
+		}
+		if c.inspect != nil {
 			// Answer as the first call did: from the state its last event left, not today's.
-			then, err := r.stateAt(ctx, id, res.Version)
+			then, err := r.stateAt(ctx, id, rec.res.Version)
 			if err != nil {
 				return eventstore.AppendResult{}, false, err
 			}
-			inspect(then)
+			c.inspect(then)
 		}
-		return res, true, nil
+		return rec.res, true, nil
 	}
-	err := decide(e.agg)
+	err := c.decide(e.agg)
 	changes := e.agg.Changes()
 	e.agg.ClearChanges()
 	if err != nil {
@@ -205,8 +242,8 @@ func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(
 		return eventstore.AppendResult{}, false, err
 	}
 	if len(changes) == 0 {
-		if inspect != nil {
-			inspect(e.agg)
+		if c.inspect != nil {
+			c.inspect(e.agg)
 		}
 		return eventstore.AppendResult{Version: e.version, Position: e.position}, false, nil
 	}
@@ -228,9 +265,9 @@ func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(
 		return eventstore.AppendResult{}, false, fmt.Errorf("command %s landed before: %w", m.CommandID, eventstore.ErrConcurrency)
 	}
 	e.version, e.position = res.Version, res.Position
-	e.remember(m.CommandID, res)
-	if inspect != nil {
-		inspect(e.agg)
+	e.remember(m.CommandID, res, data[0].ID)
+	if c.inspect != nil {
+		c.inspect(e.agg)
 	}
 	return res, true, nil
 }
@@ -238,6 +275,22 @@ func (r *repository[A]) try(ctx context.Context, id string, m Meta, decide func(
 // eventNamespace derives event ids from command ids: the same command always appends the same
 // event ids, so the log recognises a retry.
 var eventNamespace = uuid.MustParse("6f1c2a4e-8a43-4d0b-9b7e-2f5d1c3a9e10")
+
+// eventID is the id of the i-th event of the command m. It binds the request too, when the
+// transport names it (Meta.Request): a retry of the same command id with another request makes
+// other event ids, which the stream tells apart from the first ones.
+func eventID(m Meta, i int) uuid.UUID {
+	if m.Request == "" {
+		return legacyEventID(m.CommandID, i)
+	}
+	return uuid.NewSHA1(eventNamespace, fmt.Appendf(nil, "%s/%s/%d", m.CommandID, m.Request, i))
+}
+
+// legacyEventID is the id of the i-th event of a command that names no request, as every event
+// was derived before requests were bound: a retry of such a command is answered as before.
+func legacyEventID(commandID string, i int) uuid.UUID {
+	return uuid.NewSHA1(eventNamespace, fmt.Appendf(nil, "%s/%d", commandID, i))
+}
 
 func (r *repository[A]) encode(m Meta, changes []domain.Event) ([]eventstore.EventData, error) {
 	out := make([]eventstore.EventData, len(changes))
@@ -247,7 +300,7 @@ func (r *repository[A]) encode(m Meta, changes []domain.Event) ([]eventstore.Eve
 			return nil, err
 		}
 		out[i] = eventstore.EventData{
-			ID:   uuid.NewSHA1(eventNamespace, fmt.Appendf(nil, "%s/%d", m.CommandID, i)),
+			ID:   eventID(m, i),
 			Type: typ,
 			Data: data,
 			Metadata: eventstore.Metadata{

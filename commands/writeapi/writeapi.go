@@ -28,16 +28,21 @@ var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // API serves the write HTTP API.
 type API struct {
-	h   *commands.Handler
-	log *slog.Logger
+	h    *commands.Handler
+	log  *slog.Logger
+	keys *keyIndex
 }
+
+// rememberedKeys is how many recent Idempotency-Keys the API binds to their requests across
+// routes (see idempotency.go).
+const rememberedKeys = 100_000
 
 // New returns the write API over h.
 func New(h *commands.Handler, log *slog.Logger) (*API, error) {
 	if h == nil || log == nil {
 		return nil, errors.New("writeapi: handler and logger are required")
 	}
-	return &API{h: h, log: log}, nil
+	return &API{h: h, log: log, keys: newKeyIndex(rememberedKeys)}, nil
 }
 
 // Routes mounts the command routes on r, behind an authenticator that puts the caller in each
@@ -67,10 +72,23 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request, m commands.
 			problem.Write(w, r, a.log, err)
 			return
 		}
+		key := r.Header.Get("Idempotency-Key")
+		if key != "" {
+			if err := a.keys.check(keyOf(m, key), m.Request); err != nil {
+				problem.Write(w, r, a.log, err)
+				return
+			}
+		}
 		status, body, err := fn(w, r, m)
+		if errors.Is(err, commands.ErrRequestMismatch) {
+			err = errKeyReused
+		}
 		if err != nil {
 			problem.Write(w, r, a.log, err)
 			return
+		}
+		if key != "" {
+			a.keys.add(keyOf(m, key), m.Request)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
@@ -105,6 +123,10 @@ func meta(r *http.Request) (commands.Meta, error) {
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		m.CommandID = uuid.NewSHA1(commandNamespace, []byte(r.Method+" "+r.URL.Path+"\n"+m.Actor.UserID+"\n"+key)).String()
+		var err error
+		if m.Request, err = fingerprint(r); err != nil {
+			return m, problem.New(http.StatusBadRequest, "", "the request body could not be read")
+		}
 	} else {
 		m.CommandID = uuid.NewString()
 	}
