@@ -430,12 +430,14 @@ func TestIdempotencyKey(t *testing.T) {
 		}
 	})
 
-	t.Run("takes_the_same_key_on_another_route_as_another_command", func(t *testing.T) {
+	// The key names one request: reused on another route or with another body, it is refused
+	// (422, as the IETF draft on the header says) rather than answered with a false success.
+	t.Run("refuses_the_same_key_on_another_route_or_with_another_body", func(t *testing.T) {
 		s.t = t
-		u := s.ok(s.do("POST", "/v1/users", user("", "Key User", "learner"), "Idempotency-Key", "k1"), created, 1)
-		if u.ID == first.ID {
-			t.Errorf("key k1 on /v1/users named the course's id %s", u.ID)
-		}
+		s.problemDetails(s.do("POST", "/v1/users", user("", "Key User", "learner"), "Idempotency-Key", "k1"), 422, "Idempotency-Key")
+		other := map[string]string{"title": "Another course", "category": "programming", "level": "beginner", "instructorId": "ins"}
+		s.problemDetails(s.do("POST", "/v1/courses", other, "Idempotency-Key", "k1"), 422, "Idempotency-Key")
+		s.probe()
 	})
 
 	var course string
