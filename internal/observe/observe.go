@@ -42,9 +42,19 @@ func Instrument(reg prometheus.Registerer) (func(http.Handler) http.Handler, err
 			if status == 0 {
 				status = http.StatusOK
 			}
-			duration.WithLabelValues(r.Method, route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+			duration.WithLabelValues(methodLabel(r.Method), route, strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 		})
 	}, nil
+}
+
+// methodLabel bounds the method label: a client may send any token as its method, and each new
+// label value would be a new series, kept for the life of the process.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 // ProjectionState is how far one projection has come.
