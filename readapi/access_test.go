@@ -67,9 +67,15 @@ func (l memLog) append(stream string, at time.Time, events ...domain.Event) {
 }
 
 // accessFixture serves go, draft and ada's dashboard and history.
-func accessFixture(t *testing.T) (*fixture, memLog) {
+func accessFixture(t testing.TB) (*fixture, memLog) {
 	t.Helper()
-	f := newFixture(t, readapi.Options{})
+	return accessFixtureWith(t, readapi.Options{})
+}
+
+// accessFixtureWith is accessFixture with opts; history waits as long as the read API.
+func accessFixtureWith(t testing.TB, opts readapi.Options) (*fixture, memLog) {
+	t.Helper()
+	f := newFixture(t, opts)
 	course := func(id, status, instructor string) string {
 		return fmt.Sprintf(`{"id":%q,"status":%q,"instructor":{"id":%q,"name":"Someone"}}`, id, status, instructor)
 	}
@@ -81,7 +87,8 @@ func accessFixture(t *testing.T) (*fixture, memLog) {
 	log := memLog{}
 	at := time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 	log.append(learner.StreamPrefix+"ada", at, learner.Enrolled{LearnerID: "ada", CourseID: "go", At: at})
-	h, err := history.New(log, f.store, f.positions, slog.New(slog.DiscardHandler), history.Options{Disclosures: f.disclosed})
+	h, err := history.New(log, f.store, f.positions, slog.New(slog.DiscardHandler), history.Options{Disclosures: f.disclosed,
+		ConsistencyWait: opts.ConsistencyWait})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -283,6 +284,26 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 	return readhttp.Reply{Body: body, ETag: fmt.Sprintf(`"l%x"`, h.Sum64()), Private: private}, nil
 }
 
+// The catalog search's bounds: each word is a condition of the store's query, and a store has a
+// limit on a query's size (SQLite refuses an expression tree past a thousand or so terms). A
+// title search needs far less.
+const (
+	MaxSearchLen   = 200 // characters of q
+	MaxSearchWords = 16  // distinct words of q
+)
+
+// searchWords reads the catalog's q into the title words it must contain, within the bounds.
+func searchWords(q string) ([]string, error) {
+	if utf8.RuneCountInString(q) > MaxSearchLen {
+		return nil, problem.New(http.StatusBadRequest, "q", fmt.Sprintf("must be at most %d characters", MaxSearchLen))
+	}
+	words := documents.Words(q)
+	if len(words) > MaxSearchWords {
+		return nil, problem.New(http.StatusBadRequest, "q", fmt.Sprintf("must have at most %d distinct words", MaxSearchWords))
+	}
+	return words, nil
+}
+
 var sorts = map[string]readstore.Order{
 	"newest":  {Name: "publishedN", Desc: true},
 	"popular": {Name: "enrollmentCount", Desc: true},
@@ -319,7 +340,11 @@ func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
 	if level := qs.Get("level"); level != "" && level != "beginner" && level != "intermediate" && level != "advanced" {
 		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
 	}
-	if words := documents.Words(qs.Get("q")); len(words) > 0 {
+	words, err := searchWords(qs.Get("q"))
+	if err != nil {
+		return readhttp.Reply{}, err
+	}
+	if len(words) > 0 {
 		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
 	}
 	if q.After, err = decodeCursor(qs.Get("cursor"), sortName, 1); err != nil {

@@ -38,7 +38,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // fixture is the read API over a real SQLite read store in a temp dir, with documents the test
 // writes by hand.
 type fixture struct {
-	t         *testing.T
+	t         testing.TB
 	store     *sqlitestore.Store
 	cache     *cache.Memory
 	positions *projections.Positions
@@ -75,12 +75,12 @@ func (d *disclosures) recorded() []access.Disclosure {
 // admin is the caller of the fixture's requests unless a test names another.
 var admin = domain.Actor{UserID: "root", Role: domain.Admin}
 
-func newFixture(t *testing.T, opts readapi.Options) *fixture {
+func newFixture(t testing.TB, opts readapi.Options) *fixture {
 	return newFixtureWith(t, opts, nil)
 }
 
 // newFixtureWith builds the API over wrap(positions) when wrap is not nil.
-func newFixtureWith(t *testing.T, opts readapi.Options, wrap func(*projections.Positions) readapi.Positions) *fixture {
+func newFixtureWith(t testing.TB, opts readapi.Options, wrap func(*projections.Positions) readapi.Positions) *fixture {
 	t.Helper()
 	store, err := sqlitestore.Open(filepath.Join(t.TempDir(), "read.db"))
 	if err != nil {
