@@ -90,3 +90,22 @@ func FuzzQueryParameters(f *testing.F) {
 		}
 	})
 }
+
+// Every listing names its next page, null on the last one, so a client never has to tell an
+// absent field from the end.
+func TestNextCursorIsAlwaysPresent(t *testing.T) {
+	t.Parallel()
+	f, _ := accessFixture(t)
+	f.put(documents.CoursesProjection, documents.Catalog, doc("go", 1,
+		entry("go", "Go for beginners", "programming", "beginner", "ins", 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))))
+	for _, path := range []string{"/v1/courses", "/v1/courses/go/roster", "/v1/learners/ada/history", "/v1/learners/ada/disclosures"} {
+		var page map[string]json.RawMessage
+		b := wantOK(t, path, f.getAs(admin, path))
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		if next, ok := page["nextCursor"]; !ok || string(next) != "null" {
+			t.Errorf("GET %s: %s; want nextCursor null on the last page", path, b)
+		}
+	}
+}

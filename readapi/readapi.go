@@ -266,7 +266,7 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 	var last T
 	for i, d := range docs {
 		if i == limit {
-			p.NextCursor = encodeCursor(sortName, sortValues(last), docs[i-1].ID)
+			p.Next(encodeCursor(sortName, sortValues(last), docs[i-1].ID))
 			break
 		}
 		var doc T // fresh each time: decoding into a reused value would share its pointers

@@ -494,8 +494,8 @@ func TestCatalog(t *testing.T) {
 
 	t.Run("answers_an_empty_list_on_an_empty_store", func(t *testing.T) {
 		g := newFixture(t, readapi.Options{})
-		if b := wantOK(t, "/v1/courses", g.get("/v1/courses")); string(b) != `{"items":[]}` {
-			t.Errorf("empty catalog: %s, want {\"items\":[]}", b)
+		if b := wantOK(t, "/v1/courses", g.get("/v1/courses")); string(b) != `{"items":[],"nextCursor":null}` {
+			t.Errorf("empty catalog: %s, want {\"items\":[],\"nextCursor\":null}", b)
 		}
 	})
 }
@@ -525,8 +525,12 @@ func TestRoster(t *testing.T) {
 
 	t.Run("lists_each_learner_with_their_own_completedAt", func(t *testing.T) {
 		page := decodeStrict[struct {
-			Items []documents.RosterItem `json:"items"`
+			Items      []documents.RosterItem `json:"items"`
+			NextCursor *string                `json:"nextCursor"`
 		}](t, wantOK(t, "/v1/courses/go/roster", f.get("/v1/courses/go/roster")))
+		if page.NextCursor != nil {
+			t.Errorf("the only page of go's roster names a next one: %q", *page.NextCursor)
+		}
 		if diff := cmp.Diff(want, page.Items); diff != "" {
 			t.Errorf("roster of go (-want +got):\n%s", diff)
 		}
@@ -548,8 +552,8 @@ func TestRoster(t *testing.T) {
 	})
 
 	t.Run("answers_an_empty_list_for_a_course_without_learners", func(t *testing.T) {
-		if b := wantOK(t, "/v1/courses/empty/roster", f.get("/v1/courses/empty/roster")); string(b) != `{"items":[]}` {
-			t.Errorf("roster of a course without learners: %s, want {\"items\":[]}", b)
+		if b := wantOK(t, "/v1/courses/empty/roster", f.get("/v1/courses/empty/roster")); string(b) != `{"items":[],"nextCursor":null}` {
+			t.Errorf("roster of a course without learners: %s, want {\"items\":[],\"nextCursor\":null}", b)
 		}
 	})
 

@@ -106,7 +106,7 @@ type (
 		Name        string           `json:"name"`
 		Enrollments []enrollmentView `json:"enrollments"`
 	}
-	// listPage is one page of a listing; NextCursor is nil when the answer has none.
+	// listPage is one page of a listing; NextCursor is nil on the last page, which says null.
 	listPage[T any] struct {
 		Items      []T     `json:"items"`
 		NextCursor *string `json:"nextCursor"`
@@ -228,8 +228,8 @@ func pages[T any](t *testing.T, s *server, path string, limit int, params ...str
 		}
 		items = append(items, page.Items...)
 		if page.NextCursor == nil {
-			if bytes.Contains(a.body, []byte(`"nextCursor"`)) {
-				t.Errorf("last page of %s %v names a nextCursor: %s", path, params, a.body)
+			if !bytes.Contains(a.body, []byte(`"nextCursor":null`)) {
+				t.Errorf("last page of %s %v does not say nextCursor null: %s", path, params, a.body)
 			}
 			return items, n
 		}

@@ -142,3 +142,27 @@ func TestIdempotencyKeyBindsTheRequest(t *testing.T) {
 		}
 	})
 }
+
+// A route that takes no body refuses one: the client means something the route would ignore.
+func TestRoutesWithoutABodyRefuseOne(t *testing.T) {
+	s := newServer(t)
+	s.must("POST", "/v1/users", `{"id":"ins","name":"Ins","email":"ins@example.com","role":"instructor"}`, "")
+	s.must("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"learner"}`, "")
+	s.must("POST", "/v1/courses", `{"id":"go","title":"Go","category":"programming","level":"beginner","instructorId":"ins"}`, "")
+	s.must("POST", "/v1/courses/go/modules", `{"id":"m1","title":"Intro"}`, "")
+	for _, route := range []struct{ method, path string }{
+		{"POST", "/v1/courses/go/publish"},
+		{"POST", "/v1/courses/go/archive"},
+		{"DELETE", "/v1/courses/go/enrollments/ada"},
+		{"POST", "/v1/learners/ada/courses/go/modules/m1/complete"},
+	} {
+		head := s.head()
+		w := s.send(route.method, route.path, `{"force":true}`, "")
+		if w.Code != http.StatusBadRequest || s.head() != head {
+			t.Errorf("%s %s with a body: %d %s, head %d -> %d; want 400 and nothing appended", route.method, route.path, w.Code, w.Body, head, s.head())
+		}
+	}
+	if w := s.send("POST", "/v1/courses/go/publish", "", ""); w.Code != http.StatusOK {
+		t.Errorf("publish without a body: %d %s", w.Code, w.Body)
+	}
+}

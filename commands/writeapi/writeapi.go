@@ -313,6 +313,9 @@ func (a *API) addModule(w http.ResponseWriter, r *http.Request, m commands.Meta)
 }
 
 func (a *API) publishCourse(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
+	if err := problem.NoBody(r); err != nil {
+		return 0, nil, err
+	}
 	id, err := pathID(r, "id", "course")
 	if err != nil {
 		return 0, nil, err
@@ -322,6 +325,9 @@ func (a *API) publishCourse(w http.ResponseWriter, r *http.Request, m commands.M
 }
 
 func (a *API) archiveCourse(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
+	if err := problem.NoBody(r); err != nil {
+		return 0, nil, err
+	}
 	id, err := pathID(r, "id", "course")
 	if err != nil {
 		return 0, nil, err
@@ -353,6 +359,9 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, m commands.Meta) (i
 }
 
 func (a *API) withdraw(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
+	if err := problem.NoBody(r); err != nil {
+		return 0, nil, err
+	}
 	courseID, err := pathID(r, "id", "course")
 	if err != nil {
 		return 0, nil, err
@@ -366,6 +375,9 @@ func (a *API) withdraw(w http.ResponseWriter, r *http.Request, m commands.Meta) 
 }
 
 func (a *API) completeModule(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
+	if err := problem.NoBody(r); err != nil {
+		return 0, nil, err
+	}
 	learnerID, err := pathID(r, "learnerId", "learner")
 	if err != nil {
 		return 0, nil, err

@@ -1,32 +1,115 @@
 package problem
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strings"
 )
 
 // DecodeJSON reads a JSON body into v, refusing other media types, unknown fields (no mass
-// assignment), trailing data and bodies over maxBytes, with a problem that names the field at
-// fault.
+// assignment), keys given twice or in another letter case than v's fields (encoding/json
+// would take the last one, and match case-insensitively), trailing data and bodies over
+// maxBytes, with a problem that names the field at fault.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any, maxBytes int64) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return New(http.StatusUnsupportedMediaType, "", "the request body must be application/json")
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if err != nil {
+		if me := new(http.MaxBytesError); errors.As(err, &me) {
+			return err
+		}
+		return New(http.StatusBadRequest, "", "the request body could not be read")
+	}
+	if err := exactKeys(raw, v); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if me := new(http.MaxBytesError); errors.As(err, &me) {
-			return err
-		}
 		return New(http.StatusBadRequest, "", "the request body must hold one JSON object")
+	}
+	return nil
+}
+
+// exactKeys refuses a key of the body's top-level object that is given twice, or that matches
+// one of v's JSON field names only when letter case is ignored. Anything that is not an object
+// of keys is left to the decoder to refuse.
+func exactKeys(raw []byte, v any) error {
+	names := fieldNames(reflect.TypeOf(v))
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		key, ok := t.(string)
+		if err != nil || !ok {
+			return nil
+		}
+		if seen[key] {
+			return New(http.StatusBadRequest, key, "is given twice")
+		}
+		seen[key] = true
+		if !names[key] {
+			for name := range names {
+				if strings.EqualFold(name, key) {
+					return New(http.StatusBadRequest, key, fmt.Sprintf("unknown field; field names are case-sensitive: %q", name))
+				}
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
+// fieldNames returns the JSON names of the fields of the struct t points to.
+func fieldNames(t reflect.Type) map[string]bool {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	names := map[string]bool{}
+	if t == nil || t.Kind() != reflect.Struct {
+		return names
+	}
+	for f := range t.Fields() {
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		switch name {
+		case "-":
+			continue
+		case "":
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+// NoBody refuses a body on a route that takes none: a client that sends one means something
+// the route would silently ignore.
+func NoBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	var one [1]byte
+	if n, _ := io.ReadFull(r.Body, one[:]); n > 0 {
+		return New(http.StatusBadRequest, "", "this route takes no request body")
 	}
 	return nil
 }

@@ -50,6 +50,9 @@ func Routes(router chi.Router, r Operations, log *slog.Logger) {
 			return http.StatusOK, st, err
 		}))
 		router.Post("/{name}/rebuild", handle(func(w http.ResponseWriter, req *http.Request) (int, any, error) {
+			if err := problem.NoBody(req); err != nil {
+				return 0, nil, err
+			}
 			st, err := r.Rebuild(req.Context(), chi.URLParam(req, "name"))
 			w.Header().Set("Location", "/v1/admin/projections/"+chi.URLParam(req, "name"))
 			return http.StatusAccepted, st, err
@@ -80,6 +83,9 @@ func Routes(router chi.Router, r Operations, log *slog.Logger) {
 			return http.StatusOK, st, err
 		}))
 		router.Post("/{name}/retry", handle(func(_ http.ResponseWriter, req *http.Request) (int, any, error) {
+			if err := problem.NoBody(req); err != nil {
+				return 0, nil, err
+			}
 			name := chi.URLParam(req, "name")
 			if err := r.Retry(req.Context(), name); err != nil {
 				return 0, nil, err

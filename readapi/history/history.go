@@ -350,7 +350,7 @@ func (a *API) history(r *http.Request) (readhttp.Reply, error) {
 	p := readhttp.Page[HistoryEvent]{Items: make([]HistoryEvent, 0, min(len(events), limit))}
 	for i, e := range events {
 		if i == limit {
-			p.NextCursor = strconv.FormatUint(e.Version, 10)
+			p.Next(strconv.FormatUint(e.Version, 10))
 			break
 		}
 		name, v := splitType(e.Type)
@@ -404,7 +404,7 @@ func (a *API) disclosures(r *http.Request) (readhttp.Reply, error) {
 				continue
 			}
 			if len(p.Items) == limit {
-				p.NextCursor = strconv.FormatUint(e.Version, 10)
+				p.Next(strconv.FormatUint(e.Version, 10))
 				break
 			}
 			var d learner.DisclosureRecorded
@@ -414,7 +414,7 @@ func (a *API) disclosures(r *http.Request) (readhttp.Reply, error) {
 			p.Items = append(p.Items, DisclosureItem{RecipientID: d.RecipientID, RecipientRole: d.RecipientRole,
 				Record: d.Record, Reason: d.Reason, At: d.At.UTC(), Position: e.Position})
 		}
-		if p.NextCursor != "" || len(events) < disclosureBatch {
+		if p.NextCursor != nil || len(events) < disclosureBatch {
 			break
 		}
 		from = events[len(events)-1].Version + 1

@@ -92,11 +92,15 @@ func Limit(r *http.Request) (int, error) {
 	return n, nil
 }
 
-// Page is one page of a listing.
+// Page is one page of a listing. NextCursor is always there, null on the last page, so that a
+// client tells the last page from a field it did not know.
 type Page[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"nextCursor,omitempty"`
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"nextCursor"`
 }
+
+// Next sets the cursor of the next page.
+func (p *Page[T]) Next(cursor string) { p.NextCursor = &cursor }
 
 // Positions tells how far projections have come and waits for them.
 type Positions interface {
