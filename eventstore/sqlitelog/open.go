@@ -57,6 +57,10 @@ func Open(path string, opts Options) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := private(path); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	l := &Log{
 		lock:     lock,
 		opts:     opts,
@@ -203,7 +207,7 @@ func writeIndex(tx *sql.Tx, entries []entry) error {
 }
 
 func lockFile(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open event log lock %s: %w", path, err)
 	}

@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 // Open opens (creating if needed) the store in the file at path.
 func Open(path string) (*Store, error) {
+	if err := private(path); err != nil {
+		return nil, err
+	}
 	// Read models can always be rebuilt from the log, and a commit carries its checkpoint, so
 	// synchronous=NORMAL is enough: a power cut can only take back whole commits.
 	wdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
