@@ -70,3 +70,10 @@ func TestInstrumentKeepsLabelsBounded(t *testing.T) {
 		t.Errorf("series grew from %d to %d under a flood of made-up methods and paths", before, after)
 	}
 }
+
+// A request slower than the longest wait the server allows still falls in a bucket.
+func TestLatencyBucketsReachTheLongestWait(t *testing.T) {
+	if last := observe.LatencyBuckets[len(observe.LatencyBuckets)-1]; last < 10 {
+		t.Errorf("the last latency bucket is %.1f s, below the 10 s request timeout", last)
+	}
+}

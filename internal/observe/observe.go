@@ -14,12 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// LatencyBuckets are the buckets of every latency histogram: 100 µs to 15 s, so that the
+// slowest answers a client can get (a minPosition wait of 3 s, a request timeout of 10 s) fall
+// in a bucket of their own rather than in +Inf.
+var LatencyBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 14)
+
 // Instrument returns middleware that records each request's duration by method, route pattern
 // and status, and the requests in flight.
 func Instrument(reg prometheus.Registerer) (func(http.Handler) http.Handler, error) {
 	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "http",
 		Name: "request_duration_seconds", Help: "Time to answer a request.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12)}, []string{"method", "route", "status"})
+		Buckets: LatencyBuckets}, []string{"method", "route", "status"})
 	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "http",
 		Name: "requests_in_flight", Help: "Requests being answered."})
 	for _, c := range []prometheus.Collector{duration, inFlight} {
