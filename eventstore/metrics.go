@@ -1,0 +1,67 @@
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Measured is a Store whose appends are measured: their latency (durable, as Append returns),
+// and their failures by reason.
+type Measured struct {
+	Store
+	seconds prometheus.Histogram
+	errors  *prometheus.CounterVec
+}
+
+// The reasons an append fails, as the errors metric names them.
+const (
+	reasonConcurrency = "concurrency" // a wrong expected version: a lost race, retried by commands
+	reasonDuplicate   = "duplicate"   // an event id used by another append
+	reasonCanceled    = "canceled"    // the caller gave up
+	reasonOther       = "other"       // the store failed
+)
+
+// Measure returns s with its appends measured in reg.
+func Measure(s Store, reg prometheus.Registerer) (*Measured, error) {
+	m := &Measured{Store: s,
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "eventstore",
+			Name: "append_duration_seconds", Help: "Time for an append to become durable, failed ones included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14)}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "eventstore",
+			Name: "append_errors_total", Help: "Appends that failed, by reason: concurrency (a lost race), duplicate, canceled or other."},
+			[]string{"reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.seconds, m.errors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	// Every reason is a series from the start, so that an alert on its rate can fire at once.
+	for _, r := range []string{reasonConcurrency, reasonDuplicate, reasonCanceled, reasonOther} {
+		m.errors.WithLabelValues(r)
+	}
+	return m, nil
+}
+
+// Append appends through the measured store.
+func (m *Measured) Append(ctx context.Context, stream string, expected ExpectedVersion, events []EventData) (AppendResult, error) {
+	start := time.Now()
+	res, err := m.Store.Append(ctx, stream, expected, events)
+	m.seconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		reason := reasonOther
+		switch {
+		case errors.Is(err, ErrConcurrency):
+			reason = reasonConcurrency
+		case errors.Is(err, ErrDuplicateEvent):
+			reason = reasonDuplicate
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			reason = reasonCanceled
+		}
+		m.errors.WithLabelValues(reason).Inc()
+	}
+	return res, err
+}
