@@ -1,4 +1,7 @@
-package eventstore
+// Package measured wraps an event store so that its appends are measured: their latency and
+// their failures by reason. It lives apart from the port because the metrics library brings
+// net/http, which the write core must not import.
+package measured
 
 import (
 	"context"
@@ -6,12 +9,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edutrack/edutrack/eventstore"
 )
 
-// Measured is a Store whose appends are measured: their latency (durable, as Append returns),
-// and their failures by reason.
-type Measured struct {
-	Store
+// Store is an event store whose appends are measured: their latency (durable, as Append
+// returns), and their failures by reason.
+type Store struct {
+	eventstore.Store
 	seconds prometheus.Histogram
 	errors  *prometheus.CounterVec
 }
@@ -24,9 +29,9 @@ const (
 	reasonOther       = "other"       // the store failed
 )
 
-// Measure returns s with its appends measured in reg.
-func Measure(s Store, reg prometheus.Registerer) (*Measured, error) {
-	m := &Measured{Store: s,
+// New returns s with its appends measured in reg.
+func New(s eventstore.Store, reg prometheus.Registerer) (*Store, error) {
+	m := &Store{Store: s,
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "eventstore",
 			Name: "append_duration_seconds", Help: "Time for an append to become durable, failed ones included.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14)}),
@@ -47,16 +52,16 @@ func Measure(s Store, reg prometheus.Registerer) (*Measured, error) {
 }
 
 // Append appends through the measured store.
-func (m *Measured) Append(ctx context.Context, stream string, expected ExpectedVersion, events []EventData) (AppendResult, error) {
+func (m *Store) Append(ctx context.Context, stream string, expected eventstore.ExpectedVersion, events []eventstore.EventData) (eventstore.AppendResult, error) {
 	start := time.Now()
 	res, err := m.Store.Append(ctx, stream, expected, events)
 	m.seconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		reason := reasonOther
 		switch {
-		case errors.Is(err, ErrConcurrency):
+		case errors.Is(err, eventstore.ErrConcurrency):
 			reason = reasonConcurrency
-		case errors.Is(err, ErrDuplicateEvent):
+		case errors.Is(err, eventstore.ErrDuplicateEvent):
 			reason = reasonDuplicate
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			reason = reasonCanceled

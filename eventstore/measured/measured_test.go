@@ -1,4 +1,4 @@
-package eventstore_test
+package measured_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/eventstore/measured"
 )
 
 // failing is a Store whose appends fail with err; nothing else is called.
@@ -22,10 +23,10 @@ func (f failing) Append(context.Context, string, eventstore.ExpectedVersion, []e
 	return eventstore.AppendResult{Version: 1, Position: 1}, f.err
 }
 
-func TestMeasureCountsAppendsAndTheirErrorsByReason(t *testing.T) {
+func TestNewCountsAppendsAndTheirErrorsByReason(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	store := &failing{}
-	m, err := eventstore.Measure(store, reg)
+	m, err := measured.New(store, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
