@@ -175,11 +175,14 @@ func required(field string, v *string) (string, error) {
 	return *v, nil
 }
 
-func created(res commands.Result) int {
-	if res.Changed {
-		return http.StatusCreated
+// created answers 201 with the Location of what the command created, or 200 for a command
+// that created nothing (a retry, or what existed already).
+func created(w http.ResponseWriter, res commands.Result, location string) int {
+	if !res.Changed {
+		return http.StatusOK
 	}
-	return http.StatusOK
+	w.Header().Set("Location", location)
+	return http.StatusCreated
 }
 
 func (a *API) registerUser(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
@@ -207,7 +210,7 @@ func (a *API) registerUser(w http.ResponseWriter, r *http.Request, m commands.Me
 		}
 	}
 	res, err := a.h.RegisterUser(r.Context(), m, c)
-	return created(res), res, err
+	return created(w, res, "/v1/users/"+res.ID), res, err
 }
 
 func (a *API) updateUser(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
@@ -260,7 +263,7 @@ func (a *API) createCourse(w http.ResponseWriter, r *http.Request, m commands.Me
 		return 0, nil, problem.New(http.StatusNotFound, "instructorId", "instructor not found")
 	}
 	res, err := a.h.CreateCourse(r.Context(), m, c)
-	return created(res), res, err
+	return created(w, res, "/v1/courses/"+res.ID), res, err
 }
 
 func (a *API) updateCourse(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
@@ -309,7 +312,7 @@ func (a *API) addModule(w http.ResponseWriter, r *http.Request, m commands.Meta)
 		return 0, nil, err
 	}
 	res, err := a.h.AddModule(r.Context(), m, c)
-	return created(res), res, err
+	return created(w, res, "/v1/courses/"+c.CourseID), res, err
 }
 
 func (a *API) publishCourse(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
@@ -355,7 +358,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, m commands.Meta) (i
 		return 0, nil, problem.New(http.StatusNotFound, "learnerId", "learner not found")
 	}
 	res, err := a.h.EnrollStudent(r.Context(), m, commands.EnrollStudent{CourseID: courseID, LearnerID: learnerID})
-	return created(res), res, err
+	return created(w, res, "/v1/courses/"+courseID+"/enrollments/"+learnerID), res, err
 }
 
 func (a *API) withdraw(w http.ResponseWriter, r *http.Request, m commands.Meta) (int, any, error) {
