@@ -15,6 +15,7 @@ import (
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/internal/domaintest"
 )
 
 // The states most cases start from. Every slice is built fresh so no case shares a backing array.
@@ -72,7 +73,7 @@ func runCases(t *testing.T, cases []commandCase) {
 				m.Actor = tc.caller
 			}
 			got, err := tc.when(context.Background(), e.h, m)
-			checkErr(t, err, tc.err, tc.kind, tc.field)
+			domaintest.CheckErr(t, err, tc.err, tc.kind, tc.field)
 
 			after := e.read(tc.stream)
 			if len(after) < len(before) {
@@ -638,7 +639,7 @@ func TestRejectedCommandLeavesNoTraceInTheCache(t *testing.T) {
 	e := newEnv(t, commands.Options{})
 	e.do(e.h, people()...)
 	_, err := e.h.UpdateUser(context.Background(), meta(), commands.UpdateUser{ID: "ada", Name: ptr("Ada King"), Email: ptr("bad")})
-	checkErr(t, err, nil, domain.Invalid, "email")
+	domaintest.CheckErr(t, err, nil, domain.Invalid, "email")
 
 	m := meta()
 	if _, err := e.h.UpdateUser(context.Background(), m, commands.UpdateUser{ID: "ada", Name: ptr("Ada King")}); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/internal/domaintest"
 )
 
 // Two Handlers over one log stand for two processes sharing it: each has its own cache, and each
@@ -44,7 +45,7 @@ func TestTwoHandlersShareOneLog(t *testing.T) {
 		// b's cached course must know a archived it.
 		e.do(a, archive("go"))
 		_, err := enroll("cy", "go")(context.Background(), b, meta())
-		checkErr(t, err, learner.ErrCourseArchived, domain.Conflict, "")
+		domaintest.CheckErr(t, err, learner.ErrCourseArchived, domain.Conflict, "")
 
 		wantLearner := []domain.Event{
 			learner.Enrolled{LearnerID: "ada", CourseID: "go", At: t0},

@@ -2,7 +2,6 @@ package commands_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -227,32 +226,4 @@ func (e *env) do(h *commands.Handler, actions ...action) []answer {
 		out = append(out, ans)
 	}
 	return out
-}
-
-// checkErr fails unless err is want (when want is set), of kind, naming field. want == nil and
-// kind == Internal mean no error is expected.
-func checkErr(t *testing.T, err, want error, kind domain.Kind, field string) {
-	t.Helper()
-	if want == nil && kind == domain.Internal {
-		if err != nil {
-			t.Fatalf("err = %v, want nil", err)
-		}
-		return
-	}
-	if err == nil {
-		t.Fatalf("err = nil, want %v (kind %v, field %q)", want, kind, field)
-	}
-	if want != nil && !errors.Is(err, want) {
-		t.Errorf("err = %v, want %v", err, want)
-	}
-	if got := domain.KindOf(err); got != kind {
-		t.Errorf("kind = %v, want %v (err %v)", got, kind, err)
-	}
-	var de *domain.Error
-	if !errors.As(err, &de) {
-		t.Fatalf("err %v is not a *domain.Error", err)
-	}
-	if de.Field != field {
-		t.Errorf("field = %q, want %q", de.Field, field)
-	}
 }

@@ -1,5 +1,6 @@
-// Package domain holds what every EduTrack aggregate shares: the event contract and the error
-// kinds that the HTTP layers map to status codes in one place.
+// Package domain holds what every EduTrack aggregate shares: the event contract, the Recorder
+// of the events not yet stored, and the error kinds that the HTTP layers map to status codes in
+// one place.
 package domain
 
 import (

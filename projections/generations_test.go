@@ -329,32 +329,6 @@ func registrationOf(t *testing.T, store readstore.Store, name string) (registere
 	return reg, d
 }
 
-type finder interface {
-	Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error)
-}
-
-// dumpOf is dump over anything that finds documents by the collections' plain names, such as
-// the live view, which reads each from its live generation.
-func dumpOf(t *testing.T, f finder) map[string]readstore.Doc {
-	t.Helper()
-	out := map[string]readstore.Doc{}
-	for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
-		documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
-		docs, err := f.Find(context.Background(), readstore.Query{Coll: coll})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range docs {
-			var v any
-			json.Unmarshal(d.Body, &v)
-			b, _ := json.Marshal(v) // normalise key order
-			d.Body = b
-			out[coll+"/"+d.ID] = d
-		}
-	}
-	return out
-}
-
 // normal re-encodes a JSON body with sorted keys, to compare bodies written by different code.
 func normal(body []byte) string {
 	var v any
@@ -650,8 +624,7 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 		}
 	})
 	t.Run("the_old_generations_are_dropped_after_the_grace", func(t *testing.T) {
-		for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
-			documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
+		for _, coll := range readModels {
 			docs, err := store.Find(ctx, readstore.Query{Coll: coll})
 			if err != nil || len(docs) != 0 {
 				t.Errorf("the old %s holds %d documents (%v); want it dropped", coll, len(docs), err)
@@ -667,7 +640,7 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 		}
 	})
 	t.Run("the_rebuilt_read_models_equal_a_build_from_scratch", func(t *testing.T) {
-		want, got := scratch(t, w.log), dumpOf(t, live)
+		want, got := scratch(t, w.log), dump(t, live)
 		if len(want) < nLearners {
 			t.Fatalf("the build from scratch holds only %d documents", len(want))
 		}
@@ -678,7 +651,7 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 	t.Run("the_cache_serves_the_new_generation_under_its_own_keys", func(t *testing.T) {
 		public := map[string]bool{documents.CourseDetails: true, documents.Stats: true, documents.Dashboards: true}
 		written := 0
-		for key, d := range dumpOf(t, live) {
+		for key, d := range dump(t, live) {
 			coll, _, _ := strings.Cut(key, "/")
 			if !public[coll] {
 				continue
@@ -855,7 +828,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 		}
 	})
 	t.Run("the_new_version_equals_its_build_from_scratch", func(t *testing.T) {
-		if diff := cmp.Diff(scratch(t, w.log, coursesV2{}, projections.Learners{}), dumpOf(t, live)); diff != "" {
+		if diff := cmp.Diff(scratch(t, w.log, coursesV2{}, projections.Learners{}), dump(t, live)); diff != "" {
 			t.Errorf("version 2's read models differ from its build from scratch (-want +got):\n%s", diff)
 		}
 	})
@@ -939,7 +912,7 @@ func TestRebuildResumesAfterACrash(t *testing.T) {
 	waitFor(t, "the resumed build is live", func() bool { return second.Live().Generation("courses").N == 2 })
 	second.waitHead(t, w.log, "courses", "learners")
 	t.Run("the_resumed_build_equals_a_build_from_scratch", func(t *testing.T) {
-		if diff := cmp.Diff(scratch(t, w.log), dumpOf(t, second.Live())); diff != "" {
+		if diff := cmp.Diff(scratch(t, w.log), dump(t, second.Live())); diff != "" {
 			t.Errorf("read models after a resumed rebuild differ from a build from scratch (-want +got):\n%s", diff)
 		}
 	})

@@ -27,6 +27,7 @@ import (
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/readstoretest"
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 )
 
@@ -260,25 +261,15 @@ func (s *crashingStore) Commit(ctx context.Context, projection string, checkpoin
 	return errCrash
 }
 
-// dump returns every document of the public and private collections.
-func dump(t *testing.T, s readstore.Store) map[string]readstore.Doc {
+// readModels are the collections of both projectors, public and private.
+var readModels = []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
+	documents.Rosters, "courses_people", "learners_people", "learners_courses"}
+
+// dump returns every document of the read models that f finds, a store or the live view, with
+// the keys of each body sorted.
+func dump(t *testing.T, f readstoretest.Finder) map[string]readstore.Doc {
 	t.Helper()
-	out := map[string]readstore.Doc{}
-	for _, coll := range []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
-		documents.Rosters, "courses_people", "learners_people", "learners_courses"} {
-		docs, err := s.Find(context.Background(), readstore.Query{Coll: coll})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range docs {
-			var v any
-			json.Unmarshal(d.Body, &v)
-			b, _ := json.Marshal(v) // normalise key order
-			d.Body = b
-			out[coll+"/"+d.ID] = d
-		}
-	}
-	return out
+	return readstoretest.Dump(t, f, readModels, readstoretest.SortedKeys())
 }
 
 func TestRecovery(t *testing.T) {

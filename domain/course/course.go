@@ -114,7 +114,7 @@ type Course struct {
 	moduleIndex  map[string]int // module id -> position in modules, so lookups stay O(1)
 	publishedAt  time.Time
 
-	changes []domain.Event
+	domain.Recorder
 }
 
 // New returns an empty Course for id, with nothing recorded yet.
@@ -311,16 +311,7 @@ func (c *Course) Apply(e domain.Event) {
 	}
 }
 
-// Changes returns the events recorded since New or the last ClearChanges, oldest first.
-func (c *Course) Changes() []domain.Event { return slices.Clone(c.changes) }
-
-// ClearChanges forgets the pending events, once they are stored.
-func (c *Course) ClearChanges() { c.changes = nil }
-
-func (c *Course) record(e domain.Event) {
-	c.Apply(e)
-	c.changes = append(c.changes, e)
-}
+func (c *Course) record(e domain.Event) { domain.Record(&c.Recorder, c.Apply, e) }
 
 func (c *Course) checkChangeable() error {
 	switch c.status {

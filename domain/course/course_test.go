@@ -1,21 +1,17 @@
 package course_test
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"reflect"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/internal/domaintest"
 )
 
 const id = "c-1"
@@ -46,67 +42,12 @@ func newUser(id string, role domain.Role) *user.User {
 
 func ptr[T any](v T) *T { return &v }
 
-// testCase is one given / when / then: given events applied, when a command, then the events it
-// records or the error it returns (err with errors.Is, kind and field for every error).
-type testCase struct {
-	name  string
-	given []domain.Event
-	when  func(c *course.Course) error
-	then  []domain.Event
-	err   error
-	kind  domain.Kind
-	field string
-}
+// testCase is one given / when / then of a course.Course; domaintest.Run runs a table of them.
+type testCase = domaintest.Case[*course.Course]
 
 func run(t *testing.T, cases []testCase) {
 	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := course.New(id)
-			for _, e := range tc.given {
-				c.Apply(e)
-			}
-			err := tc.when(c)
-			checkErr(t, err, tc.err, tc.kind, tc.field)
-			if diff := cmp.Diff(tc.then, c.Changes(), cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("changes (-want +got):\n%s", diff)
-			}
-			// Replaying what was recorded must reach the state that recording reached.
-			replayed := course.New(id)
-			for _, e := range slices.Concat(tc.given, c.Changes()) {
-				replayed.Apply(e)
-			}
-			if diff := cmp.Diff(state(c), state(replayed)); diff != "" {
-				t.Errorf("replayed state (-recorded +replayed):\n%s", diff)
-			}
-		})
-	}
-}
-
-func checkErr(t *testing.T, err, want error, kind domain.Kind, field string) {
-	t.Helper()
-	if want == nil && kind == domain.Internal {
-		if err != nil {
-			t.Fatalf("err = %v, want nil", err)
-		}
-		return
-	}
-	if err == nil {
-		t.Fatalf("err = nil, want %v (kind %v, field %q)", want, kind, field)
-	}
-	if want != nil && !errors.Is(err, want) {
-		t.Errorf("err = %v, want %v", err, want)
-	}
-	if kind != domain.Internal && domain.KindOf(err) != kind {
-		t.Errorf("kind = %v, want %v (err %v)", domain.KindOf(err), kind, err)
-	}
-	var de *domain.Error
-	if !errors.As(err, &de) {
-		t.Fatalf("err %v is not a *domain.Error", err)
-	}
-	if de.Field != field {
-		t.Errorf("field = %q, want %q", de.Field, field)
-	}
+	domaintest.Run(t, func() *course.Course { return course.New(id) }, state, cases)
 }
 
 type snapshot struct {
@@ -136,7 +77,7 @@ func TestParseLevel(t *testing.T) {
 	}
 	for _, s := range []string{"", "expert", "Beginner"} {
 		_, err := course.ParseLevel(s)
-		checkErr(t, err, nil, domain.Invalid, "level")
+		domaintest.CheckErr(t, err, nil, domain.Invalid, "level")
 	}
 }
 
@@ -152,45 +93,45 @@ func TestCreate(t *testing.T) {
 	}
 	cases := []testCase{
 		{
-			name: "records a draft course",
-			when: create(details, teacher),
-			then: []domain.Event{created},
+			Name: "records a draft course",
+			When: create(details, teacher),
+			Then: []domain.Event{created},
 		},
 		{
-			name: "accepts an empty description and the longest values",
-			when: create(course.Details{
+			Name: "accepts an empty description and the longest values",
+			When: create(course.Details{
 				Title: strings.Repeat("é", 200), Category: strings.Repeat("é", 100), Level: course.LevelAdvanced,
 			}, teacher),
-			then: []domain.Event{course.Created{
+			Then: []domain.Event{course.Created{
 				CourseID: id, Title: strings.Repeat("é", 200), Category: strings.Repeat("é", 100),
 				Level: course.LevelAdvanced, InstructorID: "u-teacher", At: t0,
 			}},
 		},
 		{
-			name: "accepts a description of 10,000 runes",
-			when: create(with(func(d *course.Details) { d.Description = strings.Repeat("é", 10_000) }), teacher),
-			then: []domain.Event{func() course.Created { e := created; e.Description = strings.Repeat("é", 10_000); return e }()},
+			Name: "accepts a description of 10,000 runes",
+			When: create(with(func(d *course.Details) { d.Description = strings.Repeat("é", 10_000) }), teacher),
+			Then: []domain.Event{func() course.Created { e := created; e.Description = strings.Repeat("é", 10_000); return e }()},
 		},
 		{
-			name:  "rejects a course that already exists",
-			given: []domain.Event{created},
-			when:  create(details, teacher),
-			err:   course.ErrAlreadyExists, kind: domain.Conflict,
+			Name:  "rejects a course that already exists",
+			Given: []domain.Event{created},
+			When:  create(details, teacher),
+			Err:   course.ErrAlreadyExists, Kind: domain.Conflict,
 		},
 		{
-			name: "rejects an instructor who is not registered",
-			when: create(details, user.New("u-teacher")),
-			err:  course.ErrInstructorNotFound, kind: domain.NotFound, field: "instructorId",
+			Name: "rejects an instructor who is not registered",
+			When: create(details, user.New("u-teacher")),
+			Err:  course.ErrInstructorNotFound, Kind: domain.NotFound, Field: "instructorId",
 		},
 		{
-			name: "rejects a missing instructor",
-			when: create(details, nil),
-			err:  course.ErrInstructorNotFound, kind: domain.NotFound, field: "instructorId",
+			Name: "rejects a missing instructor",
+			When: create(details, nil),
+			Err:  course.ErrInstructorNotFound, Kind: domain.NotFound, Field: "instructorId",
 		},
 		{
-			name: "rejects a learner as instructor",
-			when: create(details, newUser("u-student", domain.Learner)),
-			err:  course.ErrNotAnInstructor, kind: domain.Conflict, field: "instructorId",
+			Name: "rejects a learner as instructor",
+			When: create(details, newUser("u-student", domain.Learner)),
+			Err:  course.ErrNotAnInstructor, Kind: domain.Conflict, Field: "instructorId",
 		},
 	}
 	for _, inv := range []struct {
@@ -210,7 +151,7 @@ func TestCreate(t *testing.T) {
 		{"rejects an unknown level", func(d *course.Details) { d.Level = "expert" }, "level"},
 	} {
 		cases = append(cases, testCase{
-			name: inv.name, when: create(with(inv.change), teacher), kind: domain.Invalid, field: inv.field,
+			Name: inv.name, When: create(with(inv.change), teacher), Kind: domain.Invalid, Field: inv.field,
 		})
 	}
 	run(t, cases)
@@ -222,68 +163,68 @@ func TestUpdateDetails(t *testing.T) {
 	}
 	cases := []testCase{
 		{
-			name:  "records the full details after a change",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{Title: ptr("Go, for real"), Level: ptr(course.LevelIntermediate)}),
-			then: []domain.Event{course.DetailsUpdated{
+			Name:  "records the full details after a change",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{Title: ptr("Go, for real"), Level: ptr(course.LevelIntermediate)}),
+			Then: []domain.Event{course.DetailsUpdated{
 				CourseID: id, Title: "Go, for real", Description: details.Description, Category: details.Category,
 				Level: course.LevelIntermediate, At: t1,
 			}},
 		},
 		{
-			name:  "updates a published course",
-			given: []domain.Event{created, moduleAdded, published},
-			when:  update(course.DetailsPatch{Description: ptr(""), Category: ptr("software")}),
-			then: []domain.Event{course.DetailsUpdated{
+			Name:  "updates a published course",
+			Given: []domain.Event{created, moduleAdded, published},
+			When:  update(course.DetailsPatch{Description: ptr(""), Category: ptr("software")}),
+			Then: []domain.Event{course.DetailsUpdated{
 				CourseID: id, Title: details.Title, Category: "software", Level: details.Level, At: t1,
 			}},
 		},
 		{
-			name:  "records nothing for an empty patch",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{}),
+			Name:  "records nothing for an empty patch",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{}),
 		},
 		{
-			name:  "records nothing when every value is the current one",
-			given: []domain.Event{created},
-			when: update(course.DetailsPatch{
+			Name:  "records nothing when every value is the current one",
+			Given: []domain.Event{created},
+			When: update(course.DetailsPatch{
 				Title: ptr(details.Title), Description: ptr(details.Description), Category: ptr(details.Category), Level: ptr(details.Level),
 			}),
 		},
 		{
-			name: "rejects a course that does not exist",
-			when: update(course.DetailsPatch{Title: ptr("New")}),
-			err:  course.ErrNotFound, kind: domain.NotFound,
+			Name: "rejects a course that does not exist",
+			When: update(course.DetailsPatch{Title: ptr("New")}),
+			Err:  course.ErrNotFound, Kind: domain.NotFound,
 		},
 		{
-			name:  "rejects an archived course",
-			given: []domain.Event{created, moduleAdded, published, archived},
-			when:  update(course.DetailsPatch{Title: ptr("New")}),
-			err:   course.ErrArchived, kind: domain.Conflict,
+			Name:  "rejects an archived course",
+			Given: []domain.Event{created, moduleAdded, published, archived},
+			When:  update(course.DetailsPatch{Title: ptr("New")}),
+			Err:   course.ErrArchived, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects an empty title",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{Title: ptr(" ")}),
-			kind:  domain.Invalid, field: "title",
+			Name:  "rejects an empty title",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{Title: ptr(" ")}),
+			Kind:  domain.Invalid, Field: "title",
 		},
 		{
-			name:  "rejects a description longer than 10,000 runes",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{Description: ptr(strings.Repeat("x", 10_001))}),
-			kind:  domain.Invalid, field: "description",
+			Name:  "rejects a description longer than 10,000 runes",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{Description: ptr(strings.Repeat("x", 10_001))}),
+			Kind:  domain.Invalid, Field: "description",
 		},
 		{
-			name:  "rejects an empty category",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{Category: ptr("")}),
-			kind:  domain.Invalid, field: "category",
+			Name:  "rejects an empty category",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{Category: ptr("")}),
+			Kind:  domain.Invalid, Field: "category",
 		},
 		{
-			name:  "rejects an unknown level",
-			given: []domain.Event{created},
-			when:  update(course.DetailsPatch{Level: ptr(course.Level("expert"))}),
-			kind:  domain.Invalid, field: "level",
+			Name:  "rejects an unknown level",
+			Given: []domain.Event{created},
+			When:  update(course.DetailsPatch{Level: ptr(course.Level("expert"))}),
+			Kind:  domain.Invalid, Field: "level",
 		},
 	}
 	run(t, cases)
@@ -299,55 +240,55 @@ func TestAddModule(t *testing.T) {
 	}
 	cases := []testCase{
 		{
-			name:  "records a module",
-			given: []domain.Event{created},
-			when:  add("intro", "Introduction"),
-			then:  []domain.Event{moduleAdded},
+			Name:  "records a module",
+			Given: []domain.Event{created},
+			When:  add("intro", "Introduction"),
+			Then:  []domain.Event{moduleAdded},
 		},
 		{
-			name:  "appends to a published course",
-			given: []domain.Event{created, moduleAdded, published},
-			when:  func(c *course.Course) error { return c.AddModule("types", "Types", t1) },
-			then:  []domain.Event{module2Added},
+			Name:  "appends to a published course",
+			Given: []domain.Event{created, moduleAdded, published},
+			When:  func(c *course.Course) error { return c.AddModule("types", "Types", t1) },
+			Then:  []domain.Event{module2Added},
 		},
 		{
-			name:  "accepts the longest id",
-			given: []domain.Event{created},
-			when:  add(strings.Repeat("a-9", 21)+"z", "Long"),
-			then:  []domain.Event{course.ModuleAdded{CourseID: id, ModuleID: strings.Repeat("a-9", 21) + "z", Title: "Long", At: t0}},
+			Name:  "accepts the longest id",
+			Given: []domain.Event{created},
+			When:  add(strings.Repeat("a-9", 21)+"z", "Long"),
+			Then:  []domain.Event{course.ModuleAdded{CourseID: id, ModuleID: strings.Repeat("a-9", 21) + "z", Title: "Long", At: t0}},
 		},
 		{
-			name:  "records nothing for the same id and title",
-			given: []domain.Event{created, moduleAdded},
-			when:  add("intro", "Introduction"),
+			Name:  "records nothing for the same id and title",
+			Given: []domain.Event{created, moduleAdded},
+			When:  add("intro", "Introduction"),
 		},
 		{
-			name:  "records nothing for a module already there when the course is full",
-			given: full,
-			when:  add("m-0", "Module"),
+			Name:  "records nothing for a module already there when the course is full",
+			Given: full,
+			When:  add("m-0", "Module"),
 		},
 		{
-			name:  "rejects the same id with another title",
-			given: []domain.Event{created, moduleAdded},
-			when:  add("intro", "Getting started"),
-			err:   course.ErrModuleExists, kind: domain.Conflict, field: "id",
+			Name:  "rejects the same id with another title",
+			Given: []domain.Event{created, moduleAdded},
+			When:  add("intro", "Getting started"),
+			Err:   course.ErrModuleExists, Kind: domain.Conflict, Field: "id",
 		},
 		{
-			name:  "rejects a module beyond 500",
-			given: full,
-			when:  add("one-more", "One more"),
-			err:   course.ErrTooManyModules, kind: domain.Conflict,
+			Name:  "rejects a module beyond 500",
+			Given: full,
+			When:  add("one-more", "One more"),
+			Err:   course.ErrTooManyModules, Kind: domain.Conflict,
 		},
 		{
-			name: "rejects a course that does not exist",
-			when: add("intro", "Introduction"),
-			err:  course.ErrNotFound, kind: domain.NotFound,
+			Name: "rejects a course that does not exist",
+			When: add("intro", "Introduction"),
+			Err:  course.ErrNotFound, Kind: domain.NotFound,
 		},
 		{
-			name:  "rejects an archived course",
-			given: []domain.Event{created, moduleAdded, published, archived},
-			when:  add("types", "Types"),
-			err:   course.ErrArchived, kind: domain.Conflict,
+			Name:  "rejects an archived course",
+			Given: []domain.Event{created, moduleAdded, published, archived},
+			When:  add("types", "Types"),
+			Err:   course.ErrArchived, Kind: domain.Conflict,
 		},
 	}
 	for _, inv := range []struct{ name, moduleID, title, field string }{
@@ -362,7 +303,7 @@ func TestAddModule(t *testing.T) {
 		{"rejects an id with non-ASCII letters", "intró", "Introduction", "id"},
 	} {
 		cases = append(cases, testCase{
-			name: inv.name, given: []domain.Event{created}, when: add(inv.moduleID, inv.title), kind: domain.Invalid, field: inv.field,
+			Name: inv.name, Given: []domain.Event{created}, When: add(inv.moduleID, inv.title), Kind: domain.Invalid, Field: inv.field,
 		})
 	}
 	run(t, cases)
@@ -372,32 +313,32 @@ func TestPublish(t *testing.T) {
 	publish := func(c *course.Course) error { return c.Publish(t1) }
 	run(t, []testCase{
 		{
-			name:  "publishes a draft with modules",
-			given: []domain.Event{created, moduleAdded},
-			when:  publish,
-			then:  []domain.Event{published},
+			Name:  "publishes a draft with modules",
+			Given: []domain.Event{created, moduleAdded},
+			When:  publish,
+			Then:  []domain.Event{published},
 		},
 		{
-			name:  "records nothing for a published course",
-			given: []domain.Event{created, moduleAdded, published},
-			when:  func(c *course.Course) error { return c.Publish(t2) },
+			Name:  "records nothing for a published course",
+			Given: []domain.Event{created, moduleAdded, published},
+			When:  func(c *course.Course) error { return c.Publish(t2) },
 		},
 		{
-			name: "rejects a course that does not exist",
-			when: publish,
-			err:  course.ErrNotFound, kind: domain.NotFound,
+			Name: "rejects a course that does not exist",
+			When: publish,
+			Err:  course.ErrNotFound, Kind: domain.NotFound,
 		},
 		{
-			name:  "rejects a draft without modules",
-			given: []domain.Event{created},
-			when:  publish,
-			err:   course.ErrNoModules, kind: domain.Conflict,
+			Name:  "rejects a draft without modules",
+			Given: []domain.Event{created},
+			When:  publish,
+			Err:   course.ErrNoModules, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects an archived course",
-			given: []domain.Event{created, moduleAdded, published, archived},
-			when:  publish,
-			err:   course.ErrArchived, kind: domain.Conflict,
+			Name:  "rejects an archived course",
+			Given: []domain.Event{created, moduleAdded, published, archived},
+			When:  publish,
+			Err:   course.ErrArchived, Kind: domain.Conflict,
 		},
 	})
 }
@@ -406,26 +347,26 @@ func TestArchive(t *testing.T) {
 	archive := func(c *course.Course) error { return c.Archive(t2) }
 	run(t, []testCase{
 		{
-			name:  "archives a published course",
-			given: []domain.Event{created, moduleAdded, published},
-			when:  archive,
-			then:  []domain.Event{archived},
+			Name:  "archives a published course",
+			Given: []domain.Event{created, moduleAdded, published},
+			When:  archive,
+			Then:  []domain.Event{archived},
 		},
 		{
-			name:  "records nothing for an archived course",
-			given: []domain.Event{created, moduleAdded, published, archived},
-			when:  archive,
+			Name:  "records nothing for an archived course",
+			Given: []domain.Event{created, moduleAdded, published, archived},
+			When:  archive,
 		},
 		{
-			name: "rejects a course that does not exist",
-			when: archive,
-			err:  course.ErrNotFound, kind: domain.NotFound,
+			Name: "rejects a course that does not exist",
+			When: archive,
+			Err:  course.ErrNotFound, Kind: domain.NotFound,
 		},
 		{
-			name:  "rejects a draft",
-			given: []domain.Event{created, moduleAdded},
-			when:  archive,
-			err:   course.ErrNotPublished, kind: domain.Conflict,
+			Name:  "rejects a draft",
+			Given: []domain.Event{created, moduleAdded},
+			When:  archive,
+			Err:   course.ErrNotPublished, Kind: domain.Conflict,
 		},
 	})
 }
@@ -502,40 +443,5 @@ func TestClearChanges(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	checkEvents(t, "course.", course.Events())
-}
-
-// checkEvents checks that every event type has a unique versioned name and survives a JSON round
-// trip with camelCase keys.
-func checkEvents(t *testing.T, prefix string, events []domain.Event) {
-	seen := map[string]bool{}
-	for _, e := range events {
-		name := e.EventType()
-		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".v1") || seen[name] {
-			t.Errorf("event type %q: want unique, %q prefix, .v1 suffix", name, prefix)
-		}
-		seen[name] = true
-		typ := reflect.TypeOf(e)
-		if typ.Kind() != reflect.Struct {
-			t.Errorf("%s: want a value type, got %v", name, typ)
-			continue
-		}
-		for i := range typ.NumField() {
-			tag := typ.Field(i).Tag.Get("json")
-			if tag == "" || strings.ToLower(tag[:1]) != tag[:1] {
-				t.Errorf("%s.%s: json tag %q is not camelCase", name, typ.Field(i).Name, tag)
-			}
-		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back := reflect.New(typ)
-		if err := json.Unmarshal(b, back.Interface()); err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(e, back.Elem().Interface()); diff != "" {
-			t.Errorf("%s round trip (-want +got):\n%s", name, diff)
-		}
-	}
+	domaintest.CheckEvents(t, "course.", course.Events())
 }

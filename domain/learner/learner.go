@@ -78,7 +78,7 @@ type Learner struct {
 	id          string
 	enrollments map[string]*enrollment // by course id
 
-	changes []domain.Event
+	domain.Recorder
 }
 
 // New returns an empty Learner for id, the id of the user who learns, with nothing recorded yet.
@@ -253,13 +253,4 @@ func (l *Learner) Apply(e domain.Event) {
 	}
 }
 
-// Changes returns the events recorded since New or the last ClearChanges, oldest first.
-func (l *Learner) Changes() []domain.Event { return slices.Clone(l.changes) }
-
-// ClearChanges forgets the pending events, once they are stored.
-func (l *Learner) ClearChanges() { l.changes = nil }
-
-func (l *Learner) record(e domain.Event) {
-	l.Apply(e)
-	l.changes = append(l.changes, e)
-}
+func (l *Learner) record(e domain.Event) { domain.Record(&l.Recorder, l.Apply, e) }

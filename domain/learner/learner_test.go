@@ -1,12 +1,9 @@
 package learner_test
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +14,7 @@ import (
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/internal/domaintest"
 )
 
 const (
@@ -87,71 +85,36 @@ func courseCompleted(at time.Time) learner.CourseCompleted {
 	return learner.CourseCompleted{LearnerID: id, CourseID: courseID, At: at}
 }
 
-// testCase is one given / when / then: given events applied, when a command, then the events it
-// records and what CompleteModule reports, or the error it returns (err with errors.Is, kind and
-// field for every error).
-type testCase struct {
-	name      string
-	given     []domain.Event
-	when      func(l *learner.Learner) (completed bool, err error)
-	then      []domain.Event
+// attempt is a learner under test and what its CompleteModule reported beside the error.
+type attempt struct {
+	*learner.Learner
 	completed bool
-	err       error
-	kind      domain.Kind
-	field     string
 }
 
+// testCase is one given / when / then of a learner; domaintest.Run runs a table of them.
+type testCase = domaintest.Case[*attempt]
+
+// run runs cases. A case without a Check checks reportsCompleted(false): CompleteModule reports
+// the course completed only where a case says so, and the other commands report nothing.
 func run(t *testing.T, cases []testCase) {
 	t.Helper()
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			l := learner.New(id)
-			for _, e := range tc.given {
-				l.Apply(e)
-			}
-			completed, err := tc.when(l)
-			checkErr(t, err, tc.err, tc.kind, tc.field)
-			if completed != tc.completed {
-				t.Errorf("completed = %v, want %v", completed, tc.completed)
-			}
-			if diff := cmp.Diff(tc.then, l.Changes(), cmpopts.EquateEmpty()); diff != "" {
-				t.Errorf("changes (-want +got):\n%s", diff)
-			}
-			// Replaying what was recorded must reach the state that recording reached.
-			replayed := learner.New(id)
-			for _, e := range slices.Concat(tc.given, l.Changes()) {
-				replayed.Apply(e)
-			}
-			if diff := cmp.Diff(state(l), state(replayed)); diff != "" {
-				t.Errorf("replayed state (-recorded +replayed):\n%s", diff)
-			}
-		})
+	cases = slices.Clone(cases)
+	for i := range cases {
+		if cases[i].Check == nil {
+			cases[i].Check = reportsCompleted(false)
+		}
 	}
+	newAttempt := func() *attempt { return &attempt{Learner: learner.New(id)} }
+	domaintest.Run(t, newAttempt, func(a *attempt) snapshot { return state(a.Learner) }, cases)
 }
 
-func checkErr(t *testing.T, err, want error, kind domain.Kind, field string) {
-	t.Helper()
-	if want == nil && kind == domain.Internal {
-		if err != nil {
-			t.Fatalf("err = %v, want nil", err)
+// reportsCompleted checks what CompleteModule reported: whether the enrollment is completed.
+func reportsCompleted(want bool) func(*testing.T, *attempt) {
+	return func(t *testing.T, a *attempt) {
+		t.Helper()
+		if a.completed != want {
+			t.Errorf("completed = %v, want %v", a.completed, want)
 		}
-		return
-	}
-	if err == nil {
-		t.Fatalf("err = nil, want %v (kind %v, field %q)", want, kind, field)
-	}
-	if want != nil && !errors.Is(err, want) {
-		t.Errorf("err = %v, want %v", err, want)
-	}
-	if kind != domain.Internal && domain.KindOf(err) != kind {
-		t.Errorf("kind = %v, want %v (err %v)", domain.KindOf(err), kind, err)
-	}
-	var de *domain.Error
-	if !errors.As(err, &de) {
-		t.Fatalf("err %v is not a *domain.Error", err)
-	}
-	if de.Field != field {
-		t.Errorf("field = %q, want %q", de.Field, field)
 	}
 }
 
@@ -164,89 +127,89 @@ func state(l *learner.Learner) snapshot {
 	return snapshot{ID: l.ID(), Enrollments: l.Enrollments()}
 }
 
-func enroll(person *user.User, c *course.Course, at time.Time) func(*learner.Learner) (bool, error) {
-	return func(l *learner.Learner) (bool, error) { return false, l.Enroll(person, c, at) }
+func enroll(person *user.User, c *course.Course, at time.Time) func(*attempt) error {
+	return func(a *attempt) error { return a.Enroll(person, c, at) }
 }
 
 func TestEnroll(t *testing.T) {
 	archivedCourse := newCourse(courseID, archived, "intro", "types")
 	run(t, []testCase{
 		{
-			name: "enrolls in a published course",
-			when: enroll(ada, twoModules, t0),
-			then: []domain.Event{enrolled(t0)},
+			Name: "enrolls in a published course",
+			When: enroll(ada, twoModules, t0),
+			Then: []domain.Event{enrolled(t0)},
 		},
 		{
-			name:  "records nothing when already enrolled",
-			given: []domain.Event{enrolled(t0)},
-			when:  enroll(ada, twoModules, t1),
+			Name:  "records nothing when already enrolled",
+			Given: []domain.Event{enrolled(t0)},
+			When:  enroll(ada, twoModules, t1),
 		},
 		{
-			name:  "records nothing when the course is completed",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
-			when:  enroll(ada, twoModules, t2),
+			Name:  "records nothing when the course is completed",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
+			When:  enroll(ada, twoModules, t2),
 		},
 		{
-			name:  "records nothing when already enrolled in an archived course",
-			given: []domain.Event{enrolled(t0)},
-			when:  enroll(ada, archivedCourse, t1),
+			Name:  "records nothing when already enrolled in an archived course",
+			Given: []domain.Event{enrolled(t0)},
+			When:  enroll(ada, archivedCourse, t1),
 		},
 		{
-			name:  "records nothing when the archived course is completed",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
-			when:  enroll(ada, archivedCourse, t2),
+			Name:  "records nothing when the archived course is completed",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
+			When:  enroll(ada, archivedCourse, t2),
 		},
 		{
-			name:  "resumes after a withdrawal",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), withdrawn(t2)},
-			when:  enroll(ada, twoModules, t3),
-			then:  []domain.Event{resumed(t3)},
+			Name:  "resumes after a withdrawal",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), withdrawn(t2)},
+			When:  enroll(ada, twoModules, t3),
+			Then:  []domain.Event{resumed(t3)},
 		},
 		{
-			name: "rejects a draft course",
-			when: enroll(ada, newCourse(courseID, draft, "intro"), t0),
-			err:  learner.ErrCourseNotPublished, kind: domain.Conflict,
+			Name: "rejects a draft course",
+			When: enroll(ada, newCourse(courseID, draft, "intro"), t0),
+			Err:  learner.ErrCourseNotPublished, Kind: domain.Conflict,
 		},
 		{
-			name: "rejects an archived course",
-			when: enroll(ada, archivedCourse, t0),
-			err:  learner.ErrCourseArchived, kind: domain.Conflict,
+			Name: "rejects an archived course",
+			When: enroll(ada, archivedCourse, t0),
+			Err:  learner.ErrCourseArchived, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects resuming in an archived course",
-			given: []domain.Event{enrolled(t0), withdrawn(t1)},
-			when:  enroll(ada, archivedCourse, t2),
-			err:   learner.ErrCourseArchived, kind: domain.Conflict,
+			Name:  "rejects resuming in an archived course",
+			Given: []domain.Event{enrolled(t0), withdrawn(t1)},
+			When:  enroll(ada, archivedCourse, t2),
+			Err:   learner.ErrCourseArchived, Kind: domain.Conflict,
 		},
 		{
-			name: "rejects a course that does not exist",
-			when: enroll(ada, course.New(courseID), t0),
-			err:  learner.ErrCourseNotFound, kind: domain.NotFound, field: "courseId",
+			Name: "rejects a course that does not exist",
+			When: enroll(ada, course.New(courseID), t0),
+			Err:  learner.ErrCourseNotFound, Kind: domain.NotFound, Field: "courseId",
 		},
 		{
-			name: "rejects a missing course",
-			when: enroll(ada, nil, t0),
-			err:  learner.ErrCourseNotFound, kind: domain.NotFound, field: "courseId",
+			Name: "rejects a missing course",
+			When: enroll(ada, nil, t0),
+			Err:  learner.ErrCourseNotFound, Kind: domain.NotFound, Field: "courseId",
 		},
 		{
-			name: "rejects a user who is not registered",
-			when: enroll(user.New(id), twoModules, t0),
-			err:  learner.ErrLearnerNotFound, kind: domain.NotFound, field: "learnerId",
+			Name: "rejects a user who is not registered",
+			When: enroll(user.New(id), twoModules, t0),
+			Err:  learner.ErrLearnerNotFound, Kind: domain.NotFound, Field: "learnerId",
 		},
 		{
-			name: "rejects a missing user",
-			when: enroll(nil, twoModules, t0),
-			err:  learner.ErrLearnerNotFound, kind: domain.NotFound, field: "learnerId",
+			Name: "rejects a missing user",
+			When: enroll(nil, twoModules, t0),
+			Err:  learner.ErrLearnerNotFound, Kind: domain.NotFound, Field: "learnerId",
 		},
 		{
-			name: "rejects another learner",
-			when: enroll(newUser("u-bob", domain.Learner), twoModules, t0),
-			err:  learner.ErrLearnerNotFound, kind: domain.NotFound, field: "learnerId",
+			Name: "rejects another learner",
+			When: enroll(newUser("u-bob", domain.Learner), twoModules, t0),
+			Err:  learner.ErrLearnerNotFound, Kind: domain.NotFound, Field: "learnerId",
 		},
 		{
-			name: "rejects an instructor",
-			when: enroll(newUser(id, domain.Instructor), twoModules, t0),
-			err:  learner.ErrNotALearner, kind: domain.Conflict, field: "learnerId",
+			Name: "rejects an instructor",
+			When: enroll(newUser(id, domain.Instructor), twoModules, t0),
+			Err:  learner.ErrNotALearner, Kind: domain.Conflict, Field: "learnerId",
 		},
 	})
 }
@@ -280,132 +243,135 @@ func TestEnrollAfterWithdrawing(t *testing.T) {
 }
 
 func TestWithdraw(t *testing.T) {
-	withdraw := func(cid string) func(*learner.Learner) (bool, error) {
-		return func(l *learner.Learner) (bool, error) { return false, l.Withdraw(cid, t2) }
+	withdraw := func(cid string) func(*attempt) error {
+		return func(a *attempt) error { return a.Withdraw(cid, t2) }
 	}
 	run(t, []testCase{
 		{
-			name:  "withdraws an active enrollment",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
-			when:  withdraw(courseID),
-			then:  []domain.Event{withdrawn(t2)},
+			Name:  "withdraws an active enrollment",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
+			When:  withdraw(courseID),
+			Then:  []domain.Event{withdrawn(t2)},
 		},
 		{
-			name:  "records nothing when already withdrawn",
-			given: []domain.Event{enrolled(t0), withdrawn(t1)},
-			when:  withdraw(courseID),
+			Name:  "records nothing when already withdrawn",
+			Given: []domain.Event{enrolled(t0), withdrawn(t1)},
+			When:  withdraw(courseID),
 		},
 		{
-			name: "rejects a course the learner never enrolled in",
-			when: withdraw(courseID),
-			err:  learner.ErrNotEnrolled, kind: domain.Conflict,
+			Name: "rejects a course the learner never enrolled in",
+			When: withdraw(courseID),
+			Err:  learner.ErrNotEnrolled, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects another course",
-			given: []domain.Event{enrolled(t0)},
-			when:  withdraw("c-other"),
-			err:   learner.ErrNotEnrolled, kind: domain.Conflict,
+			Name:  "rejects another course",
+			Given: []domain.Event{enrolled(t0)},
+			When:  withdraw("c-other"),
+			Err:   learner.ErrNotEnrolled, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects a completed course",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
-			when:  withdraw(courseID),
-			err:   learner.ErrCourseAlreadyCompleted, kind: domain.Conflict,
+			Name:  "rejects a completed course",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)},
+			When:  withdraw(courseID),
+			Err:   learner.ErrCourseAlreadyCompleted, Kind: domain.Conflict,
 		},
 	})
 }
 
 func TestCompleteModule(t *testing.T) {
-	complete := func(c *course.Course, moduleID string) func(*learner.Learner) (bool, error) {
-		return func(l *learner.Learner) (bool, error) { return l.CompleteModule(c, moduleID, t2) }
+	complete := func(c *course.Course, moduleID string) func(*attempt) error {
+		return func(a *attempt) (err error) {
+			a.completed, err = a.CompleteModule(c, moduleID, t2)
+			return err
+		}
 	}
 	threeModules := newCourse(courseID, published, "intro", "types", "generics")
 	completedCourse := []domain.Event{enrolled(t0), moduleCompleted("intro", t1), moduleCompleted("types", t1), courseCompleted(t1)}
 	run(t, []testCase{
 		{
-			name:  "records a completed module",
-			given: []domain.Event{enrolled(t0)},
-			when:  complete(twoModules, "intro"),
-			then:  []domain.Event{moduleCompleted("intro", t2)},
+			Name:  "records a completed module",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(twoModules, "intro"),
+			Then:  []domain.Event{moduleCompleted("intro", t2)},
 		},
 		{
-			name:      "completes the course with its last module",
-			given:     []domain.Event{enrolled(t0), moduleCompleted("types", t1)},
-			when:      complete(twoModules, "intro"),
-			then:      []domain.Event{moduleCompleted("intro", t2), courseCompleted(t2)},
-			completed: true,
+			Name:  "completes the course with its last module",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("types", t1)},
+			When:  complete(twoModules, "intro"),
+			Then:  []domain.Event{moduleCompleted("intro", t2), courseCompleted(t2)},
+			Check: reportsCompleted(true),
 		},
 		{
-			name:      "completes a course of one module",
-			given:     []domain.Event{enrolled(t0)},
-			when:      complete(newCourse(courseID, published, "intro"), "intro"),
-			then:      []domain.Event{moduleCompleted("intro", t2), courseCompleted(t2)},
-			completed: true,
+			Name:  "completes a course of one module",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(newCourse(courseID, published, "intro"), "intro"),
+			Then:  []domain.Event{moduleCompleted("intro", t2), courseCompleted(t2)},
+			Check: reportsCompleted(true),
 		},
 		{
-			name:  "does not complete the course while a module added later is left",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
-			when:  complete(threeModules, "types"),
-			then:  []domain.Event{moduleCompleted("types", t2)},
+			Name:  "does not complete the course while a module added later is left",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
+			When:  complete(threeModules, "types"),
+			Then:  []domain.Event{moduleCompleted("types", t2)},
 		},
 		{
-			name:  "records nothing for a module already completed",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
-			when:  complete(twoModules, "intro"),
+			Name:  "records nothing for a module already completed",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1)},
+			When:  complete(twoModules, "intro"),
 		},
 		{
-			name:      "records nothing for a module of a completed course and reports it completed",
-			given:     completedCourse,
-			when:      complete(twoModules, "types"),
-			completed: true,
+			Name:  "records nothing for a module of a completed course and reports it completed",
+			Given: completedCourse,
+			When:  complete(twoModules, "types"),
+			Check: reportsCompleted(true),
 		},
 		{
-			name:      "completes a module added after the course was completed, without completing it again",
-			given:     completedCourse,
-			when:      complete(threeModules, "generics"),
-			then:      []domain.Event{moduleCompleted("generics", t2)},
-			completed: true,
+			Name:  "completes a module added after the course was completed, without completing it again",
+			Given: completedCourse,
+			When:  complete(threeModules, "generics"),
+			Then:  []domain.Event{moduleCompleted("generics", t2)},
+			Check: reportsCompleted(true),
 		},
 		{
-			name:  "completes a module of an archived course the learner is enrolled in",
-			given: []domain.Event{enrolled(t0)},
-			when:  complete(newCourse(courseID, archived, "intro", "types"), "intro"),
-			then:  []domain.Event{moduleCompleted("intro", t2)},
+			Name:  "completes a module of an archived course the learner is enrolled in",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(newCourse(courseID, archived, "intro", "types"), "intro"),
+			Then:  []domain.Event{moduleCompleted("intro", t2)},
 		},
 		{
-			name:  "rejects a course that does not exist",
-			given: []domain.Event{enrolled(t0)},
-			when:  complete(course.New(courseID), "intro"),
-			err:   learner.ErrCourseNotFound, kind: domain.NotFound, field: "courseId",
+			Name:  "rejects a course that does not exist",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(course.New(courseID), "intro"),
+			Err:   learner.ErrCourseNotFound, Kind: domain.NotFound, Field: "courseId",
 		},
 		{
-			name:  "rejects a missing course",
-			given: []domain.Event{enrolled(t0)},
-			when:  complete(nil, "intro"),
-			err:   learner.ErrCourseNotFound, kind: domain.NotFound, field: "courseId",
+			Name:  "rejects a missing course",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(nil, "intro"),
+			Err:   learner.ErrCourseNotFound, Kind: domain.NotFound, Field: "courseId",
 		},
 		{
-			name:  "rejects a module the course does not have",
-			given: []domain.Event{enrolled(t0)},
-			when:  complete(twoModules, "generics"),
-			err:   learner.ErrModuleNotFound, kind: domain.NotFound, field: "moduleId",
+			Name:  "rejects a module the course does not have",
+			Given: []domain.Event{enrolled(t0)},
+			When:  complete(twoModules, "generics"),
+			Err:   learner.ErrModuleNotFound, Kind: domain.NotFound, Field: "moduleId",
 		},
 		{
-			name: "rejects a learner who never enrolled",
-			when: complete(twoModules, "intro"),
-			err:  learner.ErrNotEnrolled, kind: domain.Conflict,
+			Name: "rejects a learner who never enrolled",
+			When: complete(twoModules, "intro"),
+			Err:  learner.ErrNotEnrolled, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects a learner who withdrew",
-			given: []domain.Event{enrolled(t0), withdrawn(t1)},
-			when:  complete(twoModules, "intro"),
-			err:   learner.ErrNotEnrolled, kind: domain.Conflict,
+			Name:  "rejects a learner who withdrew",
+			Given: []domain.Event{enrolled(t0), withdrawn(t1)},
+			When:  complete(twoModules, "intro"),
+			Err:   learner.ErrNotEnrolled, Kind: domain.Conflict,
 		},
 		{
-			name:  "rejects a learner who withdrew even from a module already completed",
-			given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), withdrawn(t1)},
-			when:  complete(twoModules, "intro"),
-			err:   learner.ErrNotEnrolled, kind: domain.Conflict,
+			Name:  "rejects a learner who withdrew even from a module already completed",
+			Given: []domain.Event{enrolled(t0), moduleCompleted("intro", t1), withdrawn(t1)},
+			When:  complete(twoModules, "intro"),
+			Err:   learner.ErrNotEnrolled, Kind: domain.Conflict,
 		},
 	})
 }
@@ -501,42 +467,7 @@ func TestClearChanges(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	checkEvents(t, "learner.", learner.Events())
-}
-
-// checkEvents checks that every event type has a unique versioned name and survives a JSON round
-// trip with camelCase keys.
-func checkEvents(t *testing.T, prefix string, events []domain.Event) {
-	seen := map[string]bool{}
-	for _, e := range events {
-		name := e.EventType()
-		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ".v1") || seen[name] {
-			t.Errorf("event type %q: want unique, %q prefix, .v1 suffix", name, prefix)
-		}
-		seen[name] = true
-		typ := reflect.TypeOf(e)
-		if typ.Kind() != reflect.Struct {
-			t.Errorf("%s: want a value type, got %v", name, typ)
-			continue
-		}
-		for i := range typ.NumField() {
-			tag := typ.Field(i).Tag.Get("json")
-			if tag == "" || strings.ToLower(tag[:1]) != tag[:1] {
-				t.Errorf("%s.%s: json tag %q is not camelCase", name, typ.Field(i).Name, tag)
-			}
-		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		back := reflect.New(typ)
-		if err := json.Unmarshal(b, back.Interface()); err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(e, back.Elem().Interface()); diff != "" {
-			t.Errorf("%s round trip (-want +got):\n%s", name, diff)
-		}
-	}
+	domaintest.CheckEvents(t, "learner.", learner.Events())
 }
 
 // BenchmarkReplay measures loading a learner with a long history: 20 courses of 100 modules each.

@@ -4,7 +4,6 @@ package user
 
 import (
 	"net/mail"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,7 +47,7 @@ type User struct {
 	email      string
 	role       domain.Role
 
-	changes []domain.Event
+	domain.Recorder
 }
 
 // New returns an empty User for id, with nothing recorded yet.
@@ -134,16 +133,7 @@ func (u *User) Apply(e domain.Event) {
 	}
 }
 
-// Changes returns the events recorded since New or the last ClearChanges, oldest first.
-func (u *User) Changes() []domain.Event { return slices.Clone(u.changes) }
-
-// ClearChanges forgets the pending events, once they are stored.
-func (u *User) ClearChanges() { u.changes = nil }
-
-func (u *User) record(e domain.Event) {
-	u.Apply(e)
-	u.changes = append(u.changes, e)
-}
+func (u *User) record(e domain.Event) { domain.Record(&u.Recorder, u.Apply, e) }
 
 func validateName(name string) error {
 	switch {

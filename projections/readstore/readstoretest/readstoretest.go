@@ -1,5 +1,6 @@
 // Package readstoretest is the contract every readstore.Store adapter meets. Collections and
-// projections are named per test, so a suite can share a server with other data.
+// projections are named per test, so a suite can share a server with other data. Dump reads whole
+// collections, for the tests that compare read models.
 package readstoretest
 
 import (
