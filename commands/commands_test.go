@@ -154,6 +154,13 @@ func TestRegisterUser(t *testing.T) {
 			stream: "user-ada",
 			err:    user.ErrAlreadyRegistered, kind: domain.Conflict,
 		},
+		{
+			name:   "answers the same registration again as a no-op",
+			given:  people(),
+			when:   registerUser(commands.RegisterUser{ID: "ada", Name: "Name of ada", Email: "ada@example.com", Role: "learner"}),
+			stream: "user-ada",
+			id:     "ada",
+		},
 	})
 }
 

@@ -3,7 +3,7 @@
 package user
 
 import (
-	"net/mail"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -25,6 +25,17 @@ func ParseRole(s string) (domain.Role, error) {
 var errRole = domain.Invalidf("role", "must be %q or %q", domain.Learner, domain.Instructor)
 
 func registrable(r domain.Role) bool { return r == domain.Learner || r == domain.Instructor }
+
+// EmailPattern is the one form of email address EduTrack takes, and the pattern the OpenAPI
+// document declares for it, so that a client validating against the document and the server
+// agree: a dot-atom local part and a domain of letter-digit-hyphen labels (at most 63
+// characters each, at least two), as RFC 5321 and JSON Schema's email format read them, in
+// ASCII. A display name, angle brackets, comments, quoted local parts and address literals are
+// refused: the address is stored exactly as given.
+const EmailPattern = "^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*" +
+	"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\\.)+[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+
+var emailPattern = regexp.MustCompile(EmailPattern)
 
 const (
 	maxNameLen  = 200
@@ -59,10 +70,13 @@ func (u *User) Name() string      { return u.name }
 func (u *User) Email() string     { return u.email }
 func (u *User) Role() domain.Role { return u.role }
 
-// Register creates the account. It returns ErrAlreadyRegistered, or an Invalid error on "name",
-// "email" or "role".
+// Register creates the account; registering again exactly as the account stands changes
+// nothing. It returns ErrAlreadyRegistered, or an Invalid error on "name", "email" or "role".
 func (u *User) Register(name, email string, role domain.Role, at time.Time) error {
 	if u.registered {
+		if name == u.name && email == u.email && role == u.role {
+			return nil // the same registration again changes nothing, like any retried command
+		}
 		return ErrAlreadyRegistered
 	}
 	if err := validateName(name); err != nil {
@@ -157,10 +171,7 @@ func validateEmail(email string) error {
 	case utf8.RuneCountInString(email) > maxEmailLen:
 		return domain.Invalidf("email", "must be at most %d characters", maxEmailLen)
 	}
-	// A display name, angle brackets, comments or surrounding spaces all parse, but the address
-	// that comes out differs from the input; we store exactly what was given, so refuse them.
-	a, err := mail.ParseAddress(email)
-	if err != nil || a.Address != email || a.Name != "" {
+	if !emailPattern.MatchString(email) {
 		return domain.Invalidf("email", "must be a plain email address such as name@example.com")
 	}
 	return nil

@@ -56,7 +56,8 @@ func TestRegister(t *testing.T) {
 	register := func(name, email string, role domain.Role) func(*user.User) error {
 		return func(u *user.User) error { return u.Register(name, email, role, t0) }
 	}
-	longEmail := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 185) + ".com" // 254 characters
+	// 254 characters, in labels of at most 63.
+	longEmail := strings.Repeat("a", 64) + "@" + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 57) + ".com"
 	invalid := func(name, email string, role domain.Role, field string) testCase {
 		return testCase{When: register(name, email, role), Kind: domain.Invalid, Field: field}
 	}
@@ -82,10 +83,28 @@ func TestRegister(t *testing.T) {
 			Then: []domain.Event{user.Registered{UserID: id, Name: "Ada", Email: longEmail, Role: domain.Learner, At: t0}},
 		},
 		{
-			Name:  "rejects a second registration",
+			// Like any retried command: the same registration again changes nothing.
+			Name:  "records nothing for the same registration again",
 			Given: []domain.Event{registered},
 			When:  register("Ada Lovelace", "ada@example.com", domain.Learner),
+		},
+		{
+			Name:  "rejects a second registration with another name",
+			Given: []domain.Event{registered},
+			When:  register("Ada King", "ada@example.com", domain.Learner),
 			Err:   user.ErrAlreadyRegistered, Kind: domain.Conflict,
+		},
+		{
+			Name:  "rejects a second registration with another role",
+			Given: []domain.Event{registered},
+			When:  register("Ada Lovelace", "ada@example.com", domain.Instructor),
+			Err:   user.ErrAlreadyRegistered, Kind: domain.Conflict,
+		},
+		{
+			Name: "accepts every character a dot-atom local part may hold",
+			When: register("Ada", "a.b!#$%&'*+/=?^_`{|}~-9@sub-1.example.co", domain.Learner),
+			Then: []domain.Event{user.Registered{UserID: id, Name: "Ada", Email: "a.b!#$%&'*+/=?^_`{|}~-9@sub-1.example.co",
+				Role: domain.Learner, At: t0}},
 		},
 	}
 	for _, c := range []struct {
@@ -103,6 +122,15 @@ func TestRegister(t *testing.T) {
 		{"rejects an email with surrounding spaces", invalid("Ada", " ada@example.com ", domain.Learner, "email")},
 		{"rejects two emails", invalid("Ada", "ada@example.com, bob@example.com", domain.Learner, "email")},
 		{"rejects an email longer than 254 characters", invalid("Ada", longEmail+"m", domain.Learner, "email")},
+		// What the OpenAPI document's pattern refuses, the server refuses.
+		{"rejects a domain without a dot", invalid("Ada", "ada@localhost", domain.Learner, "email")},
+		{"rejects a domain label of 64 characters", invalid("Ada", "ada@"+strings.Repeat("b", 64)+".com", domain.Learner, "email")},
+		{"rejects a label that starts with a hyphen", invalid("Ada", "ada@-example.com", domain.Learner, "email")},
+		{"rejects an underscore in the domain", invalid("Ada", "ada@ex_ample.com", domain.Learner, "email")},
+		{"rejects a quoted local part", invalid("Ada", `"ada lovelace"@example.com`, domain.Learner, "email")},
+		{"rejects an address literal", invalid("Ada", "ada@[192.0.2.1]", domain.Learner, "email")},
+		{"rejects two dots in a row", invalid("Ada", "ada..l@example.com", domain.Learner, "email")},
+		{"rejects a non-ASCII address", invalid("Ada", "adä@example.com", domain.Learner, "email")},
 		{"rejects an empty role", invalid("Ada", "ada@example.com", "", "role")},
 		{"rejects an unknown role", invalid("Ada", "ada@example.com", "admin", "role")},
 	} {
