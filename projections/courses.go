@@ -26,8 +26,8 @@ type person struct {
 // Name implements Projector.
 func (Courses) Name() string { return documents.CoursesProjection }
 
-// Version implements Projector.
-func (Courses) Version() int { return 1 }
+// Version implements Projector. 2: stats list module completions in the course's order.
+func (Courses) Version() int { return 2 }
 
 // ReadModels implements Projector.
 func (Courses) ReadModels() []string {
@@ -146,7 +146,7 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 			Status:      string(course.StatusDraft),
 			Modules:     []documents.Module{},
 		}
-		c.stats = documents.CourseStats{CourseID: ev.CourseID, ModuleCompletions: map[string]int{}}
+		c.stats = documents.CourseStats{CourseID: ev.CourseID, ModuleCompletions: []documents.ModuleCompletions{}}
 		return c.save(tx, e)
 	case course.DetailsUpdated:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
@@ -155,7 +155,7 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 	case course.ModuleAdded:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
 			c.detail.Modules = append(c.detail.Modules, documents.Module{ID: ev.ModuleID, Title: ev.Title})
-			c.stats.ModuleCompletions[ev.ModuleID] = 0
+			c.stats.ModuleCompletions = append(c.stats.ModuleCompletions, documents.ModuleCompletions{ModuleID: ev.ModuleID})
 		})
 	case course.Published:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
@@ -184,7 +184,11 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		if err != nil || !ok {
 			return err
 		}
-		s.ModuleCompletions[ev.ModuleID]++
+		for i := range s.ModuleCompletions {
+			if s.ModuleCompletions[i].ModuleID == ev.ModuleID {
+				s.ModuleCompletions[i].Completions++
+			}
+		}
 		return tx.Put(documents.Stats, ev.CourseID, s)
 	}
 	return nil

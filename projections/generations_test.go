@@ -607,11 +607,12 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 	})
 	t.Run("the_rebuilt_generations_are_live_and_registered", func(t *testing.T) {
 		for _, name := range []string{"courses", "learners"} {
-			if g := live.Generation(name); g != (projections.Generation{N: 2, Version: 1}) {
-				t.Errorf("live generation of %s = %+v, want 2 of version 1", name, g)
+			v := versionOf(name)
+			if g := live.Generation(name); g != (projections.Generation{N: 2, Version: v}) {
+				t.Errorf("live generation of %s = %+v, want 2 of version %d", name, g, v)
 			}
 			reg, _ := registrationOf(t, store, name)
-			if want := (registered{Live: projections.Generation{N: 2, Version: 1}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
+			if want := (registered{Live: projections.Generation{N: 2, Version: v}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
 				t.Errorf("registration of %s (-want +got):\n%s", name, cmp.Diff(want, reg, cmpopts.EquateEmpty()))
 			}
 			st := rr.settle(t, name)
@@ -685,11 +686,22 @@ func TestRebuildUnderReadLoad(t *testing.T) {
 
 // coursesV2 is the next code version of the courses projector. It marks the course details it
 // builds, so a document shows which generation served it.
+// versionOf is the version of the real projector named name.
+func versionOf(name string) int {
+	if name == "learners" {
+		return projections.Learners{}.Version()
+	}
+	return projections.Courses{}.Version()
+}
+
+// coursesVersion is the version of the courses projector, which coursesV2 follows.
+var coursesVersion = projections.Courses{}.Version()
+
 type coursesV2 struct{ projections.Courses }
 
 const v2Mark = "[v2] "
 
-func (coursesV2) Version() int { return 2 }
+func (coursesV2) Version() int { return coursesVersion + 1 }
 
 func (p coursesV2) Apply(ctx context.Context, tx *projections.Tx, e projections.Event) error {
 	if err := p.Courses.Apply(ctx, tx, e); err != nil {
@@ -752,16 +764,16 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 	rr.waitHead(t, w.log, "learners")
 
 	t.Run("while_the_new_version_builds_the_old_generation_serves_frozen", func(t *testing.T) {
-		if g := live.Generation("courses"); g != (projections.Generation{N: 1, Version: 1}) {
-			t.Errorf("live generation = %+v, want 1 of version 1", g)
+		if g := live.Generation("courses"); g != (projections.Generation{N: 1, Version: coursesVersion}) {
+			t.Errorf("live generation = %+v, want 1 of version %d", g, coursesVersion)
 		}
 		st := rr.state(t, "courses")
-		if st.Generation != 1 || st.Version != 1 || !st.Frozen || st.Status != projections.StatusRebuilding ||
-			st.Rebuild == nil || st.Rebuild.Generation != 2 || st.Rebuild.Version != 2 || st.Position != head0 {
+		if st.Generation != 1 || st.Version != coursesVersion || !st.Frozen || st.Status != projections.StatusRebuilding ||
+			st.Rebuild == nil || st.Rebuild.Generation != 2 || st.Rebuild.Version != coursesVersion+1 || st.Position != head0 {
 			t.Errorf("state = %+v (rebuild %+v); want generation 1 frozen at %d, generation 2 of version 2 building", st, st.Rebuild, head0)
 		}
 		reg, _ := registrationOf(t, store, "courses")
-		want := registered{Live: projections.Generation{N: 1, Version: 1}, Build: &projections.Generation{N: 2, Version: 2}, Last: 2}
+		want := registered{Live: projections.Generation{N: 1, Version: coursesVersion}, Build: &projections.Generation{N: 2, Version: coursesVersion + 1}, Last: 2}
 		if diff := cmp.Diff(want, reg, cmpopts.EquateEmpty()); diff != "" {
 			t.Errorf("registration (-want +got):\n%s", diff)
 		}
@@ -778,7 +790,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 	waitFor(t, "the new version is live", func() bool { return live.Generation("courses").N == 2 })
 
 	t.Run("once_caught_up_the_new_version_serves_from_a_warm_cache", func(t *testing.T) {
-		if g := live.Generation("courses"); g != (projections.Generation{N: 2, Version: 2}) {
+		if g := live.Generation("courses"); g != (projections.Generation{N: 2, Version: coursesVersion + 1}) {
 			t.Errorf("live generation = %+v, want 2 of version 2", g)
 		}
 		for id := range v1 {
@@ -814,7 +826,7 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 	})
 	t.Run("the_registration_records_version_2_and_the_old_generation_is_dropped", func(t *testing.T) {
 		reg, _ := registrationOf(t, store, "courses")
-		if want := (registered{Live: projections.Generation{N: 2, Version: 2}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
+		if want := (registered{Live: projections.Generation{N: 2, Version: coursesVersion + 1}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
 			t.Errorf("registration (-want +got):\n%s", cmp.Diff(want, reg, cmpopts.EquateEmpty()))
 		}
 		if docs, err := store.Find(ctx, readstore.Query{Coll: documents.CourseDetails}); err != nil || len(docs) != 0 {
@@ -838,10 +850,10 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 		again := startRunner(t, w.log, store, cache.NewMemory(100), projections.Options{BatchSize: 50}, coursesV2{}, projections.Learners{})
 		defer again.stop()
 		st := again.state(t, "courses")
-		if st.Generation != 2 || st.Version != 2 || st.Rebuild != nil || st.Frozen {
+		if st.Generation != 2 || st.Version != coursesVersion+1 || st.Rebuild != nil || st.Frozen {
 			t.Errorf("state = %+v; want generation 2 of version 2 live, nothing building", st)
 		}
-		if g := again.Live().Generation("courses"); g != (projections.Generation{N: 2, Version: 2}) {
+		if g := again.Live().Generation("courses"); g != (projections.Generation{N: 2, Version: coursesVersion + 1}) {
 			t.Errorf("live generation = %+v, want 2 of version 2", g)
 		}
 		if reg, _ := registrationOf(t, store, "courses"); reg.Last != 2 || reg.Build != nil {
@@ -925,7 +937,7 @@ func TestRebuildResumesAfterACrash(t *testing.T) {
 		third := startRunner(t, w.log, store, cache.NewMemory(1000), opts, projections.Courses{}, projections.Learners{})
 		defer third.stop()
 		reg, _ := registrationOf(t, store, "courses")
-		if want := (registered{Live: projections.Generation{N: 2, Version: 1}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
+		if want := (registered{Live: projections.Generation{N: 2, Version: coursesVersion}, Last: 2}); !cmp.Equal(want, reg, cmpopts.EquateEmpty()) {
 			t.Errorf("registration (-want +got):\n%s", cmp.Diff(want, reg, cmpopts.EquateEmpty()))
 		}
 		if docs, _ := store.Find(ctx, readstore.Query{Coll: documents.Catalog}); len(docs) != 0 {
@@ -1057,7 +1069,7 @@ func TestSkip(t *testing.T) {
 		}
 		head := rr.waitHead(t, w.log, "poisoned")
 		st := rr.settle(t, "poisoned")
-		want := []projections.Skip{{Version: 1, Position: poison.Position, EventID: poison.ID.String(), EventType: "course.published.v1",
+		want := []projections.Skip{{Version: coursesVersion, Position: poison.Position, EventID: poison.ID.String(), EventType: "course.published.v1",
 			Error: "cannot publish art", Reason: "art is published by hand"}}
 		if diff := cmp.Diff(want, st.Skipped, cmpopts.IgnoreFields(projections.Skip{}, "At")); diff != "" {
 			t.Errorf("skipped (-want +got):\n%s", diff)

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/edutrack/edutrack/domain"
@@ -29,8 +30,9 @@ type courseInfo struct {
 // Name implements Projector.
 func (Learners) Name() string { return documents.LearnersProjection }
 
-// Version implements Projector.
-func (Learners) Version() int { return 1 }
+// Version implements Projector. 2: a dashboard's enrollments list their completed modules, as
+// asOf does, instead of counting them.
+func (Learners) Version() int { return 2 }
 
 // ReadModels implements Projector.
 func (Learners) ReadModels() []string {
@@ -139,7 +141,7 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 		}
 		return p.eachLearnerOf(ctx, tx, ev.CourseID, func(en *documents.Enrollment, r *documents.RosterEntry) {
 			en.ModuleCount = c.ModuleCount
-			en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
+			en.Progress = documents.Rate(len(en.CompletedModules), en.ModuleCount)
 			r.Progress = en.Progress
 		})
 	case learner.Enrolled:
@@ -150,7 +152,9 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 		})
 	case learner.ModuleCompleted:
 		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *documents.Enrollment) {
-			en.CompletedModules++
+			if !slices.Contains(en.CompletedModules, ev.ModuleID) {
+				en.CompletedModules = append(en.CompletedModules, ev.ModuleID)
+			}
 		})
 	case learner.CourseCompleted:
 		return p.change(ctx, tx, ev.LearnerID, ev.CourseID, ev.At, func(en *documents.Enrollment) {
@@ -178,12 +182,12 @@ func (p Learners) enroll(ctx context.Context, tx *Tx, e Event, ev learner.Enroll
 	at := ev.At.UTC()
 	i := findEnrollment(d.Enrollments, ev.CourseID)
 	if i < 0 {
-		d.Enrollments = append(d.Enrollments, documents.Enrollment{CourseID: ev.CourseID, EnrolledAt: at})
+		d.Enrollments = append(d.Enrollments, documents.Enrollment{CourseID: ev.CourseID, EnrolledAt: at, CompletedModules: []string{}})
 		i = len(d.Enrollments) - 1
 	}
 	en := &d.Enrollments[i]
 	en.Title, en.ModuleCount, en.Status, en.LastActivityAt = c.Title, c.ModuleCount, string(learner.StatusActive), at
-	en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
+	en.Progress = documents.Rate(len(en.CompletedModules), en.ModuleCount)
 	if err := tx.Put(documents.Dashboards, ev.LearnerID, d); err != nil {
 		return err
 	}
@@ -224,7 +228,7 @@ func (p Learners) change(ctx context.Context, tx *Tx, learnerID, courseID string
 	}
 	en := &d.Enrollments[i]
 	fn(en)
-	en.Progress = documents.Rate(en.CompletedModules, en.ModuleCount)
+	en.Progress = documents.Rate(len(en.CompletedModules), en.ModuleCount)
 	en.LastActivityAt = at.UTC()
 	if err := tx.Put(documents.Dashboards, learnerID, d); err != nil {
 		return err

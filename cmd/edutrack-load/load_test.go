@@ -1004,7 +1004,8 @@ func (f *fakeServer) stats(r *http.Request) ([]byte, *fakeProblem) {
 	if p != nil {
 		return nil, p
 	}
-	s := documents.CourseStats{CourseID: c.id, ModuleCompletions: map[string]int{}}
+	s := documents.CourseStats{CourseID: c.id, ModuleCompletions: []documents.ModuleCompletions{}}
+	completions := map[string]int{}
 	for key, done := range f.progress {
 		if key.course != c.id {
 			continue
@@ -1016,8 +1017,11 @@ func (f *fakeServer) stats(r *http.Request) ([]byte, *fakeProblem) {
 			s.Active++
 		}
 		for _, m := range done {
-			s.ModuleCompletions[m]++
+			completions[m]++
 		}
+	}
+	for _, m := range c.modules {
+		s.ModuleCompletions = append(s.ModuleCompletions, documents.ModuleCompletions{ModuleID: m, Completions: completions[m]})
 	}
 	s.CompletionRate = documents.Rate(s.Completed, s.Enrolled)
 	return mustJSON(s), nil
@@ -1031,7 +1035,7 @@ func (f *fakeServer) dashboard(r *http.Request) ([]byte, *fakeProblem) {
 	d := documents.Dashboard{LearnerID: id, Name: f.names[id], Enrollments: []documents.Enrollment{}}
 	for _, course := range f.enrolled[id] {
 		c, done := f.courses[course], f.progress[progressKey{id, course}]
-		e := documents.Enrollment{CourseID: course, Title: c.title, Status: "active", CompletedModules: len(done),
+		e := documents.Enrollment{CourseID: course, Title: c.title, Status: "active", CompletedModules: append([]string{}, done...),
 			ModuleCount: len(c.modules), Progress: documents.Rate(len(done), len(c.modules))}
 		if len(done) == len(c.modules) {
 			e.Status = "completed"

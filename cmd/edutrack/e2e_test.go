@@ -446,7 +446,7 @@ func (m *e2eModel) coursesOf(learner string) []string {
 }
 
 func (m *e2eModel) stats(c string) documents.CourseStats {
-	s := documents.CourseStats{CourseID: c, Enrolled: len(m.enrolled[c]), ModuleCompletions: map[string]int{}}
+	s := documents.CourseStats{CourseID: c, Enrolled: len(m.enrolled[c]), ModuleCompletions: []documents.ModuleCompletions{}}
 	for _, l := range m.enrolled[c] {
 		if m.completed(c, l) {
 			s.Completed++
@@ -455,7 +455,7 @@ func (m *e2eModel) stats(c string) documents.CourseStats {
 	s.Active = s.Enrolled - s.Completed
 	s.CompletionRate = documents.Rate(s.Completed, s.Enrolled)
 	for _, mod := range m.modules[c] {
-		s.ModuleCompletions[mod] = m.moduleDone(c, mod)
+		s.ModuleCompletions = append(s.ModuleCompletions, documents.ModuleCompletions{ModuleID: mod, Completions: m.moduleDone(c, mod)})
 	}
 	return s
 }
@@ -674,9 +674,15 @@ func (d *e2eDeployment) verify(ctx context.Context, target func() *e2eProcess, a
 		if err := json.Unmarshal(body, &s); err != nil {
 			return fmt.Errorf("stats of %s: %w in %s", a.course, err, body)
 		}
-		if s.ModuleCompletions[a.module] < a.moduleDone {
+		done := -1
+		for _, mc := range s.ModuleCompletions {
+			if mc.ModuleID == a.module {
+				done = mc.Completions
+			}
+		}
+		if done < a.moduleDone {
 			return fmt.Errorf("stats of %s at minPosition %d count %d completions of %s, older than the acknowledged %d",
-				a.course, a.pos, s.ModuleCompletions[a.module], a.module, a.moduleDone)
+				a.course, a.pos, done, a.module, a.moduleDone)
 		}
 	}
 	body, err := d.read(ctx, target, "/v1/courses/"+a.course+"/roster?limit=100", a.pos)

@@ -1018,8 +1018,8 @@ func (l *readLoad) write(learnerID, courseID string, k int) uint64 {
 		return res.Position
 	}
 	for _, e := range d.Enrollments {
-		if e.CourseID == courseID && e.CompletedModules != k {
-			l.problem("GET %s after completing module %d: %d completed in %s", dashboard, k, e.CompletedModules, courseID)
+		if e.CourseID == courseID && len(e.CompletedModules) != k {
+			l.problem("GET %s after completing module %d: %v completed in %s", dashboard, k, e.CompletedModules, courseID)
 		}
 	}
 	return res.Position

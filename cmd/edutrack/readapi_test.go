@@ -74,13 +74,17 @@ type (
 		UpdatedAt       time.Time      `json:"updatedAt"`
 	}
 	courseStats struct {
-		CourseID          string         `json:"courseId"`
-		Enrolled          int            `json:"enrolled"`
-		Active            int            `json:"active"`
-		Completed         int            `json:"completed"`
-		Withdrawn         int            `json:"withdrawn"`
-		CompletionRate    float64        `json:"completionRate"`
-		ModuleCompletions map[string]int `json:"moduleCompletions"`
+		CourseID          string              `json:"courseId"`
+		Enrolled          int                 `json:"enrolled"`
+		Active            int                 `json:"active"`
+		Completed         int                 `json:"completed"`
+		Withdrawn         int                 `json:"withdrawn"`
+		CompletionRate    float64             `json:"completionRate"`
+		ModuleCompletions []moduleCompletions `json:"moduleCompletions"`
+	}
+	moduleCompletions struct {
+		ModuleID    string `json:"moduleId"`
+		Completions int    `json:"completions"`
 	}
 	rosterItem struct {
 		LearnerID   string     `json:"learnerId"`
@@ -95,7 +99,7 @@ type (
 		Title            string     `json:"title"`
 		Status           string     `json:"status"`
 		Progress         float64    `json:"progress"`
-		CompletedModules int        `json:"completedModules"`
+		CompletedModules []string   `json:"completedModules"`
 		ModuleCount      int        `json:"moduleCount"`
 		EnrolledAt       time.Time  `json:"enrolledAt"`
 		CompletedAt      *time.Time `json:"completedAt"`
@@ -549,13 +553,13 @@ func TestReadAPIDocuments(t *testing.T) {
 
 	t.Run("stats_count_enrollments_by_status_and_module_completions", func(t *testing.T) {
 		want := map[string]courseStats{
-			"go":    {"go", 4, 2, 1, 1, 0.25, map[string]int{"m1": 4, "m2": 1, "m3": 1}},
-			"rust":  {"rust", 2, 2, 0, 0, 0, map[string]int{"r1": 1, "r2": 0}},
-			"sql":   {"sql", 1, 1, 0, 0, 0, map[string]int{"s1": 0}},
-			"stats": {"stats", 1, 1, 0, 0, 0, map[string]int{"t1": 0, "t2": 0}},
-			"art":   {"art", 4, 4, 0, 0, 0, map[string]int{"a1": 0}},
-			"draft": {"draft", 0, 0, 0, 0, 0, map[string]int{}},
-			"old":   {"old", 1, 1, 0, 0, 0, map[string]int{"o1": 0}},
+			"go":    {"go", 4, 2, 1, 1, 0.25, []moduleCompletions{{"m1", 4}, {"m2", 1}, {"m3", 1}}},
+			"rust":  {"rust", 2, 2, 0, 0, 0, []moduleCompletions{{"r1", 1}, {"r2", 0}}},
+			"sql":   {"sql", 1, 1, 0, 0, 0, []moduleCompletions{{"s1", 0}}},
+			"stats": {"stats", 1, 1, 0, 0, 0, []moduleCompletions{{"t1", 0}, {"t2", 0}}},
+			"art":   {"art", 4, 4, 0, 0, 0, []moduleCompletions{{"a1", 0}}},
+			"draft": {"draft", 0, 0, 0, 0, 0, []moduleCompletions{}},
+			"old":   {"old", 1, 1, 0, 0, 0, []moduleCompletions{{"o1", 0}}},
 		}
 		got := map[string]courseStats{}
 		for id := range want {
@@ -572,9 +576,14 @@ func TestReadAPIDocuments(t *testing.T) {
 	}
 
 	t.Run("dashboard_shows_each_enrollment_with_its_progress", func(t *testing.T) {
+		// In this school each learner completed the first done modules of a course, in order.
 		en := func(course, status string, done, of int) enrollmentView {
+			ids := []string{}
+			for _, m := range wantDetails()[course].Modules[:done] {
+				ids = append(ids, m.ID)
+			}
 			return enrollmentView{CourseID: course, Title: wantDetails()[course].Title, Status: status,
-				Progress: float64(done) / float64(of), CompletedModules: done, ModuleCount: of}
+				Progress: float64(done) / float64(of), CompletedModules: ids, ModuleCount: of}
 		}
 		want := map[string]dashboardView{
 			"ada": {"ada", "Ada Lovelace", []enrollmentView{en("go", "completed", 3, 3), en("art", "active", 0, 1),
@@ -772,10 +781,10 @@ func TestReadAPIFollowsChanges(t *testing.T) {
 		}
 		want := map[string]enrollmentView{
 			// ada completed every module go had; she stays completed, at three of four.
-			"ada": {CourseID: "go", Title: "Go in Depth", Status: "completed", Progress: 0.75, CompletedModules: 3, ModuleCount: 4},
-			"bob": {CourseID: "go", Title: "Go in Depth", Status: "active", Progress: 0.25, CompletedModules: 1, ModuleCount: 4},
-			"cyd": {CourseID: "go", Title: "Go in Depth", Status: "active", Progress: 0.25, CompletedModules: 1, ModuleCount: 4},
-			"dan": {CourseID: "go", Title: "Go in Depth", Status: "withdrawn", Progress: 0.25, CompletedModules: 1, ModuleCount: 4},
+			"ada": {CourseID: "go", Title: "Go in Depth", Status: "completed", Progress: 0.75, CompletedModules: []string{"m1", "m2", "m3"}, ModuleCount: 4},
+			"bob": {CourseID: "go", Title: "Go in Depth", Status: "active", Progress: 0.25, CompletedModules: []string{"m1"}, ModuleCount: 4},
+			"cyd": {CourseID: "go", Title: "Go in Depth", Status: "active", Progress: 0.25, CompletedModules: []string{"m1"}, ModuleCount: 4},
+			"dan": {CourseID: "go", Title: "Go in Depth", Status: "withdrawn", Progress: 0.25, CompletedModules: []string{"m1"}, ModuleCount: 4},
 		}
 		got := map[string]enrollmentView{}
 		for l := range want {
@@ -797,12 +806,12 @@ func TestReadAPIFollowsChanges(t *testing.T) {
 		if d.ModuleCount != 4 || len(d.Modules) != 4 || d.Modules[3] != (moduleView{"m4", "Generics"}) {
 			t.Errorf("detail of go: %d modules %v, want m4 Generics last of 4", d.ModuleCount, d.Modules)
 		}
-		if st := statsOf(t, s, "go"); !cmp.Equal(st.ModuleCompletions, map[string]int{"m1": 4, "m2": 1, "m3": 1, "m4": 0}) {
+		if st := statsOf(t, s, "go"); !cmp.Equal(st.ModuleCompletions, []moduleCompletions{{"m1", 4}, {"m2", 1}, {"m3", 1}, {"m4", 0}}) {
 			t.Errorf("stats of go: module completions %v, want m4 at 0", st.ModuleCompletions)
 		}
 
 		s.ok(s.do(http.MethodPost, completePath("ada", "go", "m4"), nil), ok, 1)
-		if e := goOf("ada"); e.Progress != 1 || e.CompletedModules != 4 || e.Status != "completed" || e.CompletedAt == nil {
+		if e := goOf("ada"); e.Progress != 1 || !slices.Equal(e.CompletedModules, []string{"m1", "m2", "m3", "m4"}) || e.Status != "completed" || e.CompletedAt == nil {
 			t.Errorf("ada after m4: %+v, want completed, 4 of 4, progress 1", e)
 		}
 	})
@@ -939,7 +948,7 @@ func TestReadAPIAfterRestart(t *testing.T) {
 	t.Run("keeps_following_the_log", func(t *testing.T) {
 		s.t = t
 		s.ok(s.do(http.MethodPost, completePath("bob", "go", "m2"), nil), ok, 1)
-		if st := statsOf(t, s, "go"); st.ModuleCompletions["m2"] != 2 {
+		if st := statsOf(t, s, "go"); st.ModuleCompletions[1] != (moduleCompletions{"m2", 2}) {
 			t.Errorf("stats of go after bob completed m2 past the restart: %+v, want m2 at 2", st)
 		}
 		checkCaughtUp(t, s)

@@ -72,13 +72,20 @@ type CourseDetail struct {
 
 // CourseStats is the instructor's view of one course.
 type CourseStats struct {
-	CourseID          string         `json:"courseId"`
-	Enrolled          int            `json:"enrolled"`
-	Active            int            `json:"active"`
-	Completed         int            `json:"completed"`
-	Withdrawn         int            `json:"withdrawn"`
-	CompletionRate    float64        `json:"completionRate"`
-	ModuleCompletions map[string]int `json:"moduleCompletions"`
+	CourseID          string              `json:"courseId"`
+	Enrolled          int                 `json:"enrolled"`
+	Active            int                 `json:"active"`
+	Completed         int                 `json:"completed"`
+	Withdrawn         int                 `json:"withdrawn"`
+	CompletionRate    float64             `json:"completionRate"`
+	ModuleCompletions []ModuleCompletions `json:"moduleCompletions"`
+}
+
+// ModuleCompletions is how many learners completed one module; stats list them in the course's
+// order.
+type ModuleCompletions struct {
+	ModuleID    string `json:"moduleId"`
+	Completions int    `json:"completions"`
 }
 
 // Enrollment is one course on a learner's dashboard.
@@ -87,7 +94,7 @@ type Enrollment struct {
 	Title            string     `json:"title"`
 	Status           string     `json:"status"`
 	Progress         float64    `json:"progress"`
-	CompletedModules int        `json:"completedModules"`
+	CompletedModules []string   `json:"completedModules"`
 	ModuleCount      int        `json:"moduleCount"`
 	EnrolledAt       time.Time  `json:"enrolledAt"`
 	CompletedAt      *time.Time `json:"completedAt"`
