@@ -1,19 +1,19 @@
 // Command edutrack is EduTrack's one binary: `edutrack serve` runs the service; other
-// subcommands operate it.
+// commands operate it.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"strings"
 	"syscall"
 
-	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 func main() {
@@ -25,76 +25,159 @@ func main() {
 	}
 }
 
-const usage = `usage: edutrack <command> [flags]
-
-commands:
-  serve          run EduTrack (HTTP API on EDUTRACK_HTTP_ADDR, data under EDUTRACK_DATA_DIR)
-  projections    operate the read models of a running server: list, rebuild, dead-letters, skip, retry
-  audit verify   recompute the event log's hash chains and name the first altered or removed event
-  healthcheck    exit 0 when the server on this machine is ready (for container health checks)
-  token          mint a bearer token signed with the configured key: token --sub ID --role ROLE [--ttl 1h]
-
-Run 'edutrack <command> -h' for the flags of a command.`
-
 // run is the whole program. ready, if not nil, learns the HTTP address once it listens.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr string)) error {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, usage)
-		return errors.New("no command given")
-	}
-	switch args[0] {
-	case "serve":
-		cfg, err := loadConfig(args[1:], getenv, stderr)
-		if err != nil {
-			return err
-		}
+	root := newRootCmd(getenv, func(ctx context.Context, cfg config, stderr io.Writer) error {
 		return serve(ctx, cfg, stderr, ready)
-	case "audit":
-		if len(args) < 2 || args[1] != "verify" {
-			fmt.Fprintln(stderr, usage)
-			return errors.New("audit: the only audit command is verify")
+	})
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetArgs(commandLine(root, args))
+	cmd, err := root.ExecuteContextC(ctx)
+	if u := (usageError{}); errors.As(err, &u) {
+		fmt.Fprint(stderr, cmd.UsageString())
+	}
+	return err
+}
+
+// newRootCmd is `edutrack`, with every command under it; serve runs `edutrack serve`.
+func newRootCmd(getenv func(string) string, serve func(ctx context.Context, cfg config, stderr io.Writer) error) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "edutrack <command>",
+		Short: "EduTrack, a learning-management backend",
+		Long: `EduTrack is a learning-management backend: "edutrack serve" runs it, and the other commands
+operate it. Every setting is an EDUTRACK_ environment variable, which a flag of the same name
+overrides.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q", args[0])}
+			}
+			return nil
+		},
+		RunE: func(*cobra.Command, []string) error { return usageError{errors.New("no command given")} },
+		// run shows the usage only with a usage error, and main prints the error.
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetUsageTemplate(usageTemplate)
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(
+		newServeCmd(getenv, serve),
+		newProjectionsCmd(getenv),
+		newAuditCmd(getenv),
+		newHealthcheckCmd(getenv),
+		newTokenCmd(getenv),
+	)
+	return root
+}
+
+// usageTemplate is every command's usage, which -h shows and a usage error prints.
+const usageTemplate = `usage: {{.UseLine}}{{if .HasAvailableSubCommands}}
+
+commands:{{range .Commands}}{{if (or .IsAvailableCommand (eq .Name "help"))}}
+  {{rpad .Name .NamePadding }}  {{.Short}}{{end}}{{end}}{{end}}{{if .HasAvailableLocalFlags}}
+
+flags:
+{{.LocalFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableInheritedFlags}}
+
+flags of {{.Parent.CommandPath}}:
+{{.InheritedFlags.FlagUsages | trimTrailingWhitespaces}}{{end}}{{if .HasAvailableSubCommands}}
+
+Run '{{.CommandPath}} <command> -h' for the flags of a command.{{end}}
+`
+
+// usageError is a command called the wrong way; run shows the command's usage with it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// flagError words a mistake in the flags as Go's flag package did before the commands moved to
+// cobra, and makes it a usage error.
+func flagError(_ *cobra.Command, err error) error {
+	if missing := (*pflag.NotExistError)(nil); errors.As(err, &missing) {
+		name := missing.GetSpecifiedName()
+		if name == "" {
+			name = missing.GetSpecifiedShortnames()
 		}
-		return auditVerify(ctx, args[2:], getenv, stdout, stderr)
-	case "projections":
-		return projectionsCmd(ctx, args[1:], getenv, stdout, stderr)
-	case "healthcheck":
-		return healthcheck(ctx, args[1:], getenv, stdout, stderr)
-	case "token":
-		return tokenCmd(args[1:], getenv, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
+		err = fmt.Errorf("flag provided but not defined: -%s", name)
+	}
+	return usageError{err}
+}
+
+// noArgs refuses arguments to a command that takes only flags; prefix starts the error.
+func noArgs(prefix string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("%sunexpected arguments: %s", prefix, strings.Join(args, " "))
+		}
 		return nil
-	default:
-		fmt.Fprintln(stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
 	}
 }
 
-// auditVerify checks the embedded log's hash chains. It only reads, so it can run beside a live
-// server.
-func auditVerify(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	def := getenv("EDUTRACK_DATA_DIR")
-	if def == "" {
-		def = "./data"
+// commandLine is args as cobra reads them: the command's names first, then its flags and
+// arguments, every flag with two dashes. EduTrack's commands read their flags with Go's flag
+// package before they moved to cobra, which took one dash (-http-addr) and flags before a
+// subcommand (projections -json list); scripts and container specs written so keep working.
+// A word after "--" is left as it is.
+func commandLine(root *cobra.Command, args []string) []string {
+	// A shell asking for completions sends the word being typed last; it stays as typed.
+	if len(args) > 1 && (args[0] == cobra.ShellCompRequestCmd || args[0] == cobra.ShellCompNoDescRequestCmd) {
+		return append(append([]string{args[0]}, commandLine(root, args[1:len(args)-1])...), args[len(args)-1])
 	}
-	dataDir := fs.String("data-dir", def, "directory of the embedded stores (EDUTRACK_DATA_DIR)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	names, rest := []string{}, []string{}
+	cmd, positional := root, false
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			if !strings.HasPrefix(a, "--") && len(name) > 1 {
+				a = "-" + a
+			}
+			rest = append(rest, a)
+			if f := lookupFlag(cmd, name); f != nil && f.NoOptDefVal == "" && !hasValue && i+1 < len(args) {
+				i++
+				rest = append(rest, args[i])
+			}
+		case !positional && subcommand(cmd, a) != nil:
+			cmd = subcommand(cmd, a)
+			names = append(names, a)
+		default:
+			positional = true
+			rest = append(rest, a)
+		}
 	}
-	path := filepath.Join(*dataDir, "events.db")
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("audit verify: %w", err)
+	return append(names, rest...)
+}
+
+func subcommand(cmd *cobra.Command, name string) *cobra.Command {
+	for _, c := range cmd.Commands() {
+		if c.Name() == name || c.HasAlias(name) {
+			return c
+		}
 	}
-	rep, err := sqlitelog.Verify(ctx, path)
-	if err != nil {
-		return fmt.Errorf("audit verify: %w", err)
+	return nil
+}
+
+// lookupFlag finds a flag that cmd may be given: its own, one its parents pass down, or, since a
+// flag may stand before the subcommand it belongs to, one of its subcommands'.
+func lookupFlag(cmd *cobra.Command, name string) *pflag.Flag {
+	if f := cmd.Flags().Lookup(name); f != nil {
+		return f
 	}
-	if rep.Problem != nil {
-		fmt.Fprintf(stdout, "TAMPERED: %s\n", rep.Problem)
-		return fmt.Errorf("audit verify: the event log was tampered with at position %d", rep.Problem.Position)
+	for c := cmd; c != nil; c = c.Parent() {
+		if f := c.PersistentFlags().Lookup(name); f != nil {
+			return f
+		}
 	}
-	fmt.Fprintf(stdout, "ok: %d events in %d streams, every chain intact\n", rep.Events, rep.Streams)
+	for _, sub := range cmd.Commands() {
+		if f := lookupFlag(sub, name); f != nil {
+			return f
+		}
+	}
 	return nil
 }

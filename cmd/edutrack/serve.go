@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edutrack/edutrack/internal/auth/cors"
@@ -23,6 +24,27 @@ import (
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
 )
+
+// newServeCmd is `edutrack serve`. It hands the configuration, once valid, to start.
+func newServeCmd(getenv func(string) string, start func(ctx context.Context, cfg config, stderr io.Writer) error) *cobra.Command {
+	s := readSettings(getenv)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run EduTrack (HTTP API on EDUTRACK_HTTP_ADDR, data under EDUTRACK_DATA_DIR)",
+		Long: `Serve runs EduTrack until SIGINT or SIGTERM. Every setting is an EDUTRACK_ variable, and the
+flag of the same name overrides it; invalid settings stop it before it starts, every one named.`,
+		Args: noArgs(""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := s.config()
+			if err != nil {
+				return err
+			}
+			return start(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	s.addFlags(cmd.Flags())
+	return cmd
+}
 
 // serve runs the service until ctx ends, then shuts down gracefully: the HTTP server stops
 // taking requests and finishes those in flight (their appends included), the projections
