@@ -32,6 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	initCompletionCmd(root)
 	root.SetArgs(commandLine(root, args))
 	cmd, err := root.ExecuteContextC(ctx)
 	if u := (usageError{}); errors.As(err, &u) {
@@ -69,6 +70,21 @@ overrides.`,
 		newTokenCmd(getenv),
 	)
 	return root
+}
+
+// initCompletionCmd adds cobra's completion command, once the output is set: the command writes
+// to the output it finds when it is made. It refuses a shell it does not know, as every command
+// refuses unknown subcommands; on its own it would show its help and exit 0.
+func initCompletionCmd(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	c := subcommand(root, "completion")
+	c.Args = func(_ *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError{fmt.Errorf("completion: unknown shell %q", args[0])}
+		}
+		return nil
+	}
+	c.RunE = func(*cobra.Command, []string) error { return usageError{errors.New("completion: no shell given")} }
 }
 
 // usageTemplate is every command's usage, which -h shows and a usage error prints.

@@ -61,7 +61,7 @@ func TestRun(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, path := range []string{"serve", "projections", "projections list", "projections rebuild", "projections dead-letters",
-		"projections skip", "projections retry", "audit", "audit verify", "healthcheck", "token"} {
+		"projections skip", "projections retry", "audit", "audit verify", "healthcheck", "token", "completion", "completion bash"} {
 		for _, flag := range []string{"-h", "--help", "-help"} {
 			t.Run(strings.ReplaceAll(path+" "+flag, " ", "_"), func(t *testing.T) {
 				var stdout, stderr bytes.Buffer
@@ -115,6 +115,59 @@ func TestHelp(t *testing.T) {
 			t.Errorf("serve -h does not show EDUTRACK_HTTP_ADDR as the default of --http-addr:\n%s", stdout.String())
 		}
 	})
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		t.Run("prints_a_script_for_"+shell, func(t *testing.T) {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), []string{"completion", shell}, envOf(nil), &stdout, io.Discard, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(stdout.String(), "__complete") || !strings.Contains(stdout.String(), "edutrack") {
+				t.Errorf("completion %s printed no completion script for edutrack:\n%.300s", shell, stdout.String())
+			}
+		})
+	}
+
+	t.Run("completes_commands_and_flags", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"__complete", "proj"}, "projections"},
+			{[]string{"__complete", "projections", "re"}, "rebuild"},
+			{[]string{"__complete", "token", "--r"}, "--role"},
+			{[]string{"__complete", "projections", "-server", "http://127.0.0.1:1", "li"}, "list"},
+		} {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), tc.args, envOf(nil), &stdout, io.Discard, nil); err != nil {
+				t.Fatalf("run %q: %v", tc.args, err)
+			}
+			if !strings.Contains(stdout.String(), tc.want) {
+				t.Errorf("%q completes to %q, want %s among them", tc.args, stdout.String(), tc.want)
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"completion"}, "completion: no shell given"},
+		{[]string{"completion", "tcsh"}, `completion: unknown shell "tcsh"`},
+	} {
+		t.Run("refuses_"+strings.Join(tc.args, "_"), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tc.args, envOf(nil), &stdout, &stderr, nil)
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("run %q: %v, want %q", tc.args, err, tc.wantErr)
+			}
+			if stdout.Len() > 0 || !strings.Contains(stderr.String(), "usage: edutrack completion") {
+				t.Errorf("stdout %q, stderr %q; want only the usage on stderr", stdout.String(), stderr.String())
+			}
+		})
+	}
 }
 
 func TestCommandLine(t *testing.T) {
