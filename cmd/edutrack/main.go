@@ -68,6 +68,7 @@ overrides.`,
 		newAuditCmd(getenv),
 		newHealthcheckCmd(getenv),
 		newTokenCmd(getenv),
+		newVersionCmd(),
 	)
 	return root
 }
