@@ -2,17 +2,18 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/auth/clientip"
@@ -20,8 +21,7 @@ import (
 	"github.com/edutrack/edutrack/internal/auth/ratelimit"
 )
 
-// config is what serve needs. Every setting comes from an EDUTRACK_ variable, and a flag of the
-// same name overrides it.
+// config is what serve needs, checked and in the types serve uses; settings.config makes it.
 type config struct {
 	httpAddr        string
 	dataDir         string
@@ -57,17 +57,44 @@ type access struct {
 	requestTimeout time.Duration
 }
 
-// loadConfig reads the environment and the flags, and reports every invalid setting at once.
-func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return loadConfigFlags(fs, args, getenv)
+// settings are the configuration as written: each one is its EDUTRACK_ variable, else its
+// default, and the flag of the same name overrides it. They stay text until Validate has seen
+// them all, so that one start names every mistake, those in flags included.
+type settings struct {
+	httpAddr        string
+	dataDir         string
+	shutdownTimeout string
+	consistencyWait string
+	cacheEntries    string
+	esdbURL         string
+	mongoURI        string
+	redisURL        string
+	xapiHomePage    string
+	roles           string
+	leaseTTL        string
+	logLevel        string
+	auth            string
+	// jwtKey has no flag: a command line is visible to every user of the machine.
+	jwtKey         string
+	jwtKeyFile     string
+	oidcIssuer     string
+	jwtIssuer      string
+	jwtAudience    string
+	jwtRoleClaim   string
+	trustedProxies string
+	corsOrigins    string
+	rateLimitIP    string
+	rateLimitUser  string
+	requestTimeout string
+
+	// unreadable are the _FILE variables whose files could not be read.
+	unreadable []error
 }
 
-// loadConfigFlags is loadConfig for a command that adds flags of its own to fs.
-func loadConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) string) (config, error) {
-	var problems []error
-	env := func(name, def string) string {
+// readSettings reads the EDUTRACK_ variables; an empty one is unset, and gets its default.
+func readSettings(getenv func(string) string) settings {
+	var s settings
+	env := func(name string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
@@ -75,149 +102,232 @@ func loadConfigFlags(fs *flag.FlagSet, args []string, getenv func(string) string
 		if path := getenv(name + "_FILE"); path != "" {
 			b, err := os.ReadFile(path)
 			if err != nil {
-				problems = append(problems, fmt.Errorf("%s_FILE: %w", name, err))
-				return def
+				s.unreadable = append(s.unreadable, fmt.Errorf("%s_FILE: %w", name, err))
+				return ""
 			}
 			return strings.TrimSpace(string(b))
 		}
-		return def
+		return ""
 	}
-	addr := fs.String("http-addr", env("EDUTRACK_HTTP_ADDR", ":8080"), "HTTP listen address (EDUTRACK_HTTP_ADDR)")
-	dataDir := fs.String("data-dir", env("EDUTRACK_DATA_DIR", "./data"), "directory of the embedded stores (EDUTRACK_DATA_DIR)")
-	shutdown := fs.String("shutdown-timeout", env("EDUTRACK_SHUTDOWN_TIMEOUT", "20s"), "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)")
-	wait := fs.String("consistency-wait", env("EDUTRACK_CONSISTENCY_WAIT", "3s"), "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)")
-	entries := fs.Int("cache-entries", 0, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES, default 100000)")
-	esdbURL := fs.String("esdb-url", env("EDUTRACK_ESDB_URL", ""), "KurrentDB/EventStoreDB connection string of the event log; empty keeps the embedded log (EDUTRACK_ESDB_URL, or _FILE)")
-	mongoURI := fs.String("mongo-uri", env("EDUTRACK_MONGO_URI", ""), "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)")
-	redisURL := fs.String("redis-url", env("EDUTRACK_REDIS_URL", ""), "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)")
-	xapiHome := fs.String("xapi-homepage", env("EDUTRACK_XAPI_HOMEPAGE", "https://edutrack.invalid"), "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)")
-	roleList := fs.String("roles", env("EDUTRACK_ROLES", "write,project,read"), "roles this process runs: write, project, read (EDUTRACK_ROLES)")
-	leaseTTL := fs.String("lease-ttl", env("EDUTRACK_LEASE_TTL", "10s"), "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)")
-	level := fs.String("log-level", env("EDUTRACK_LOG_LEVEL", "info"), "debug, info, warn or error (EDUTRACK_LOG_LEVEL)")
-	authMode := fs.String("auth", env("EDUTRACK_AUTH", "jwt"), "jwt, or disabled to let every request act as an admin (EDUTRACK_AUTH)")
-	// The key itself has no flag: command lines are visible to every user of the machine.
-	keyFile := fs.String("jwt-key-file", getenv("EDUTRACK_JWT_KEY_FILE"), "file holding the HMAC key of the bearer tokens (EDUTRACK_JWT_KEY_FILE, or the key itself in EDUTRACK_JWT_KEY); default: "+auth.KeyFileName+" in the data dir, generated on first start")
-	oidcIssuer := fs.String("oidc-issuer", env("EDUTRACK_OIDC_ISSUER", ""), "https URL of an OpenID Connect provider whose tokens to accept instead of HMAC ones (EDUTRACK_OIDC_ISSUER)")
-	jwtIssuer := fs.String("jwt-issuer", env("EDUTRACK_JWT_ISSUER", auth.DefaultIssuer), "iss of HMAC tokens (EDUTRACK_JWT_ISSUER)")
-	audience := fs.String("jwt-audience", env("EDUTRACK_JWT_AUDIENCE", auth.DefaultAudience), "aud every token must carry (EDUTRACK_JWT_AUDIENCE)")
-	roleClaim := fs.String("jwt-role-claim", env("EDUTRACK_JWT_ROLE_CLAIM", auth.DefaultRoleClaim), "claim holding the caller's role (EDUTRACK_JWT_ROLE_CLAIM)")
-	proxies := fs.String("trusted-proxies", env("EDUTRACK_TRUSTED_PROXIES", ""), "CIDRs or addresses of proxies whose X-Forwarded-For names the client (EDUTRACK_TRUSTED_PROXIES)")
-	origins := fs.String("cors-origins", env("EDUTRACK_CORS_ORIGINS", ""), "origins whose pages may call the API, such as https://school.example; empty: none (EDUTRACK_CORS_ORIGINS)")
-	perIP := fs.String("rate-limit-ip", env("EDUTRACK_RATE_LIMIT_IP", defaultPerIP), "requests per client address, as N/period, or off (EDUTRACK_RATE_LIMIT_IP)")
-	perUser := fs.String("rate-limit-user", env("EDUTRACK_RATE_LIMIT_USER", defaultPerUser), "requests per user, as N/period, or off (EDUTRACK_RATE_LIMIT_USER)")
-	reqTimeout := fs.String("request-timeout", env("EDUTRACK_REQUEST_TIMEOUT", "10s"), "longest time the server spends on one /v1 request (EDUTRACK_REQUEST_TIMEOUT)")
-	if err := fs.Parse(args); err != nil {
-		return config{}, err
-	}
-	if fs.NArg() > 0 {
-		return config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
-	}
+	s.httpAddr = env("EDUTRACK_HTTP_ADDR")
+	s.dataDir = env("EDUTRACK_DATA_DIR")
+	s.shutdownTimeout = env("EDUTRACK_SHUTDOWN_TIMEOUT")
+	s.consistencyWait = env("EDUTRACK_CONSISTENCY_WAIT")
+	s.esdbURL = env("EDUTRACK_ESDB_URL")
+	s.mongoURI = env("EDUTRACK_MONGO_URI")
+	s.redisURL = env("EDUTRACK_REDIS_URL")
+	s.xapiHomePage = env("EDUTRACK_XAPI_HOMEPAGE")
+	s.roles = env("EDUTRACK_ROLES")
+	s.leaseTTL = env("EDUTRACK_LEASE_TTL")
+	s.logLevel = env("EDUTRACK_LOG_LEVEL")
+	s.auth = env("EDUTRACK_AUTH")
+	// Not through env: EDUTRACK_JWT_KEY_FILE is a setting of its own, whose file Validate
+	// reads and checks as a key.
+	s.jwtKey = getenv("EDUTRACK_JWT_KEY")
+	s.jwtKeyFile = getenv("EDUTRACK_JWT_KEY_FILE")
+	s.oidcIssuer = env("EDUTRACK_OIDC_ISSUER")
+	s.jwtIssuer = env("EDUTRACK_JWT_ISSUER")
+	s.jwtAudience = env("EDUTRACK_JWT_AUDIENCE")
+	s.jwtRoleClaim = env("EDUTRACK_JWT_ROLE_CLAIM")
+	s.trustedProxies = env("EDUTRACK_TRUSTED_PROXIES")
+	s.corsOrigins = env("EDUTRACK_CORS_ORIGINS")
+	s.rateLimitIP = env("EDUTRACK_RATE_LIMIT_IP")
+	s.rateLimitUser = env("EDUTRACK_RATE_LIMIT_USER")
+	s.requestTimeout = env("EDUTRACK_REQUEST_TIMEOUT")
+	s.cacheEntries = env("EDUTRACK_CACHE_ENTRIES")
+	s.setDefaults()
+	return s
+}
 
-	cfg := config{httpAddr: *addr, dataDir: *dataDir, esdbURL: *esdbURL, mongoURI: *mongoURI, redisURL: *redisURL}
-	cfg.xapiHomePage = strings.TrimRight(*xapiHome, "/")
-	if u, err := url.Parse(cfg.xapiHomePage); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		problems = append(problems, fmt.Errorf("EDUTRACK_XAPI_HOMEPAGE %q: want an http(s) URL", *xapiHome))
-	}
-	var roleErr error
-	if cfg.roles, roleErr = parseRoles(*roleList); roleErr != nil {
-		problems = append(problems, roleErr)
-	}
-	if cfg.esdbURL != "" && !hasAnyPrefix(cfg.esdbURL, "kurrentdb://", "kurrentdb+discover://", "kurrent://", "kurrent+discover://",
-		"kdb://", "kdb+discover://", "esdb://", "esdb+discover://") {
-		problems = append(problems, errors.New("EDUTRACK_ESDB_URL: want a kurrentdb:// or esdb:// connection string"))
-	}
-	if cfg.mongoURI != "" && !strings.HasPrefix(cfg.mongoURI, "mongodb://") && !strings.HasPrefix(cfg.mongoURI, "mongodb+srv://") {
-		problems = append(problems, errors.New("EDUTRACK_MONGO_URI: want a mongodb:// or mongodb+srv:// URI"))
-	}
-	if cfg.redisURL != "" && !strings.HasPrefix(cfg.redisURL, "redis://") && !strings.HasPrefix(cfg.redisURL, "rediss://") {
-		problems = append(problems, errors.New("EDUTRACK_REDIS_URL: want a redis:// or rediss:// URL"))
-	}
-	if _, _, err := net.SplitHostPort(cfg.httpAddr); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_HTTP_ADDR %q: %w", cfg.httpAddr, err))
-	}
-	if strings.TrimSpace(cfg.dataDir) == "" {
-		problems = append(problems, errors.New("EDUTRACK_DATA_DIR is empty"))
-	}
-	var err error
-	if cfg.shutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || cfg.shutdownTimeout <= 0 {
-		problems = append(problems, fmt.Errorf("EDUTRACK_SHUTDOWN_TIMEOUT %q: want a positive duration such as 20s", *shutdown))
-	}
-	if cfg.leaseTTL, err = time.ParseDuration(*leaseTTL); err != nil || cfg.leaseTTL < 300*time.Millisecond {
-		problems = append(problems, fmt.Errorf("EDUTRACK_LEASE_TTL %q: want a duration of at least 300ms, such as 10s", *leaseTTL))
-	}
-	if cfg.consistencyWait, err = time.ParseDuration(*wait); err != nil || cfg.consistencyWait <= 0 {
-		problems = append(problems, fmt.Errorf("EDUTRACK_CONSISTENCY_WAIT %q: want a positive duration such as 3s", *wait))
-	}
-	raw := strconv.Itoa(*entries)
-	if *entries == 0 {
-		raw = env("EDUTRACK_CACHE_ENTRIES", "100000")
-	}
-	if cfg.cacheEntries, err = strconv.Atoi(raw); err != nil || cfg.cacheEntries <= 0 {
-		problems = append(problems, fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", raw))
-	}
-	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", *level))
-	}
-	a := access{oidcIssuer: *oidcIssuer, issuer: *jwtIssuer, audience: *audience, roleClaim: *roleClaim}
-	switch *authMode {
-	case "jwt":
-	case "disabled":
-		a.disabled = true
-	default:
-		problems = append(problems, fmt.Errorf("EDUTRACK_AUTH %q: want jwt, or disabled", *authMode))
-	}
-	key := getenv("EDUTRACK_JWT_KEY")
-	switch {
-	case key != "" && *keyFile != "":
-		problems = append(problems, errors.New("EDUTRACK_JWT_KEY and EDUTRACK_JWT_KEY_FILE: set one of them"))
-	case key != "" && len(key) < auth.MinKeyLen:
-		problems = append(problems, fmt.Errorf("EDUTRACK_JWT_KEY: %d bytes; want at least %d", len(key), auth.MinKeyLen))
-	case key != "":
-		a.jwtKey = []byte(key)
-	case *keyFile != "":
-		if a.jwtKey, err = auth.ReadKeyFile(*keyFile); err != nil {
-			problems = append(problems, fmt.Errorf("EDUTRACK_JWT_KEY_FILE: %w", err))
+// setDefaults gives every unset setting its default: the embedded mode, with data under ./data.
+// It runs before the flags are parsed, so that -h shows the values in force.
+func (s *settings) setDefaults() {
+	for _, d := range []struct {
+		setting *string
+		value   string
+	}{
+		{&s.httpAddr, ":8080"},
+		{&s.dataDir, "./data"},
+		{&s.shutdownTimeout, "20s"},
+		{&s.consistencyWait, "3s"},
+		{&s.cacheEntries, "100000"},
+		{&s.xapiHomePage, "https://edutrack.invalid"},
+		{&s.roles, "write,project,read"},
+		{&s.leaseTTL, "10s"},
+		{&s.logLevel, "info"},
+		{&s.auth, "jwt"},
+		{&s.jwtIssuer, auth.DefaultIssuer},
+		{&s.jwtAudience, auth.DefaultAudience},
+		{&s.jwtRoleClaim, auth.DefaultRoleClaim},
+		{&s.rateLimitIP, defaultPerIP},
+		{&s.rateLimitUser, defaultPerUser},
+		{&s.requestTimeout, "10s"},
+	} {
+		if *d.setting == "" {
+			*d.setting = d.value
 		}
 	}
-	if a.oidcIssuer != "" && (key != "" || *keyFile != "") {
-		problems = append(problems, errors.New("EDUTRACK_OIDC_ISSUER and EDUTRACK_JWT_KEY(_FILE): set one of them"))
+}
+
+// addFlags adds to fs the flags of the settings named, or of all of them, each defaulting to
+// the setting as the environment left it.
+func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
+	for _, f := range []struct {
+		name    string
+		setting *string
+		usage   string
+	}{
+		{"http-addr", &s.httpAddr, "HTTP listen address (EDUTRACK_HTTP_ADDR)"},
+		{"data-dir", &s.dataDir, "directory of the embedded stores (EDUTRACK_DATA_DIR)"},
+		{"shutdown-timeout", &s.shutdownTimeout, "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)"},
+		{"consistency-wait", &s.consistencyWait, "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)"},
+		{"cache-entries", &s.cacheEntries, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES)"},
+		{"esdb-url", &s.esdbURL, "KurrentDB/EventStoreDB connection string of the event log; empty keeps the embedded log (EDUTRACK_ESDB_URL, or _FILE)"},
+		{"mongo-uri", &s.mongoURI, "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)"},
+		{"redis-url", &s.redisURL, "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)"},
+		{"xapi-homepage", &s.xapiHomePage, "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)"},
+		{"roles", &s.roles, "roles this process runs: write, project, read (EDUTRACK_ROLES)"},
+		{"lease-ttl", &s.leaseTTL, "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)"},
+		{"log-level", &s.logLevel, "debug, info, warn or error (EDUTRACK_LOG_LEVEL)"},
+		{"auth", &s.auth, "jwt, or disabled to let every request act as an admin (EDUTRACK_AUTH)"},
+		{"jwt-key-file", &s.jwtKeyFile, "file holding the HMAC key of the bearer tokens (EDUTRACK_JWT_KEY_FILE, or the key itself in EDUTRACK_JWT_KEY); default: " + auth.KeyFileName + " in the data dir, generated on first start"},
+		{"oidc-issuer", &s.oidcIssuer, "https URL of an OpenID Connect provider whose tokens to accept instead of HMAC ones (EDUTRACK_OIDC_ISSUER)"},
+		{"jwt-issuer", &s.jwtIssuer, "iss of HMAC tokens (EDUTRACK_JWT_ISSUER)"},
+		{"jwt-audience", &s.jwtAudience, "aud every token must carry (EDUTRACK_JWT_AUDIENCE)"},
+		{"jwt-role-claim", &s.jwtRoleClaim, "claim holding the caller's role (EDUTRACK_JWT_ROLE_CLAIM)"},
+		{"trusted-proxies", &s.trustedProxies, "CIDRs or addresses of proxies whose X-Forwarded-For names the client (EDUTRACK_TRUSTED_PROXIES)"},
+		{"cors-origins", &s.corsOrigins, "origins whose pages may call the API, such as https://school.example; empty: none (EDUTRACK_CORS_ORIGINS)"},
+		{"rate-limit-ip", &s.rateLimitIP, "requests per client address, as N/period, or off (EDUTRACK_RATE_LIMIT_IP)"},
+		{"rate-limit-user", &s.rateLimitUser, "requests per user, as N/period, or off (EDUTRACK_RATE_LIMIT_USER)"},
+		{"request-timeout", &s.requestTimeout, "longest time the server spends on one /v1 request (EDUTRACK_REQUEST_TIMEOUT)"},
+	} {
+		if len(names) == 0 || slices.Contains(names, f.name) {
+			fs.StringVar(f.setting, f.name, *f.setting, f.usage)
+		}
 	}
-	if a.oidcIssuer != "" {
-		if u, err := url.Parse(a.oidcIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
-			problems = append(problems, fmt.Errorf("EDUTRACK_OIDC_ISSUER %q: want an https URL", a.oidcIssuer))
+}
+
+// Validate names every problem of the settings at once.
+func (s settings) Validate() error {
+	problems := slices.Clone(s.unreadable)
+	add := func(err error) { problems = append(problems, err) }
+	if u, err := url.Parse(strings.TrimRight(s.xapiHomePage, "/")); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add(fmt.Errorf("EDUTRACK_XAPI_HOMEPAGE %q: want an http(s) URL", s.xapiHomePage))
+	}
+	if _, err := parseRoles(s.roles); err != nil {
+		add(err)
+	}
+	if s.esdbURL != "" && !hasAnyPrefix(s.esdbURL, "kurrentdb://", "kurrentdb+discover://", "kurrent://", "kurrent+discover://",
+		"kdb://", "kdb+discover://", "esdb://", "esdb+discover://") {
+		add(errors.New("EDUTRACK_ESDB_URL: want a kurrentdb:// or esdb:// connection string"))
+	}
+	if s.mongoURI != "" && !hasAnyPrefix(s.mongoURI, "mongodb://", "mongodb+srv://") {
+		add(errors.New("EDUTRACK_MONGO_URI: want a mongodb:// or mongodb+srv:// URI"))
+	}
+	if s.redisURL != "" && !hasAnyPrefix(s.redisURL, "redis://", "rediss://") {
+		add(errors.New("EDUTRACK_REDIS_URL: want a redis:// or rediss:// URL"))
+	}
+	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
+		add(fmt.Errorf("EDUTRACK_HTTP_ADDR %q: %w", s.httpAddr, err))
+	}
+	if strings.TrimSpace(s.dataDir) == "" {
+		add(errors.New("EDUTRACK_DATA_DIR is empty"))
+	}
+	if d, err := time.ParseDuration(s.shutdownTimeout); err != nil || d <= 0 {
+		add(fmt.Errorf("EDUTRACK_SHUTDOWN_TIMEOUT %q: want a positive duration such as 20s", s.shutdownTimeout))
+	}
+	if d, err := time.ParseDuration(s.leaseTTL); err != nil || d < 300*time.Millisecond {
+		add(fmt.Errorf("EDUTRACK_LEASE_TTL %q: want a duration of at least 300ms, such as 10s", s.leaseTTL))
+	}
+	if d, err := time.ParseDuration(s.consistencyWait); err != nil || d <= 0 {
+		add(fmt.Errorf("EDUTRACK_CONSISTENCY_WAIT %q: want a positive duration such as 3s", s.consistencyWait))
+	}
+	if n, err := strconv.Atoi(s.cacheEntries); err != nil || n <= 0 {
+		add(fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", s.cacheEntries))
+	}
+	if err := new(slog.Level).UnmarshalText([]byte(s.logLevel)); err != nil {
+		add(fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", s.logLevel))
+	}
+	if s.auth != "jwt" && s.auth != "disabled" {
+		add(fmt.Errorf("EDUTRACK_AUTH %q: want jwt, or disabled", s.auth))
+	}
+	switch {
+	case s.jwtKey != "" && s.jwtKeyFile != "":
+		add(errors.New("EDUTRACK_JWT_KEY and EDUTRACK_JWT_KEY_FILE: set one of them"))
+	case s.jwtKey != "" && len(s.jwtKey) < auth.MinKeyLen:
+		add(fmt.Errorf("EDUTRACK_JWT_KEY: %d bytes; want at least %d", len(s.jwtKey), auth.MinKeyLen))
+	case s.jwtKeyFile != "":
+		if _, err := auth.ReadKeyFile(s.jwtKeyFile); err != nil {
+			add(fmt.Errorf("EDUTRACK_JWT_KEY_FILE: %w", err))
+		}
+	}
+	if s.oidcIssuer != "" && (s.jwtKey != "" || s.jwtKeyFile != "") {
+		add(errors.New("EDUTRACK_OIDC_ISSUER and EDUTRACK_JWT_KEY(_FILE): set one of them"))
+	}
+	if s.oidcIssuer != "" {
+		if u, err := url.Parse(s.oidcIssuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			add(fmt.Errorf("EDUTRACK_OIDC_ISSUER %q: want an https URL", s.oidcIssuer))
 		}
 	}
 	// Processes on KurrentDB have data dirs of their own: a key generated in each would make
 	// each refuse the others' tokens.
-	if !a.disabled && cfg.esdbURL != "" && a.oidcIssuer == "" && key == "" && *keyFile == "" {
-		problems = append(problems, errors.New("EDUTRACK_JWT_KEY: the processes of a KurrentDB deployment must share one key: set EDUTRACK_JWT_KEY(_FILE) or EDUTRACK_OIDC_ISSUER"))
+	if s.auth != "disabled" && s.esdbURL != "" && s.oidcIssuer == "" && s.jwtKey == "" && s.jwtKeyFile == "" {
+		add(errors.New("EDUTRACK_JWT_KEY: the processes of a KurrentDB deployment must share one key: set EDUTRACK_JWT_KEY(_FILE) or EDUTRACK_OIDC_ISSUER"))
 	}
-	if a.trustedProxies, err = clientip.ParsePrefixes(*proxies); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_TRUSTED_PROXIES: %w", err))
+	if _, err := clientip.ParsePrefixes(s.trustedProxies); err != nil {
+		add(fmt.Errorf("EDUTRACK_TRUSTED_PROXIES: %w", err))
 	}
-	for _, o := range strings.Split(*origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			a.corsOrigins = append(a.corsOrigins, o)
-		}
+	if _, err := cors.New(splitList(s.corsOrigins)); err != nil {
+		add(fmt.Errorf("EDUTRACK_CORS_ORIGINS: %w", err))
 	}
-	if _, err := cors.New(a.corsOrigins); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_CORS_ORIGINS: %w", err))
+	if _, err := parseLimit(s.rateLimitIP); err != nil {
+		add(fmt.Errorf("EDUTRACK_RATE_LIMIT_IP %q: %w", s.rateLimitIP, err))
 	}
-	if a.perIP, err = parseLimit(*perIP); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_RATE_LIMIT_IP %q: %w", *perIP, err))
-	}
-	if a.perUser, err = parseLimit(*perUser); err != nil {
-		problems = append(problems, fmt.Errorf("EDUTRACK_RATE_LIMIT_USER %q: %w", *perUser, err))
+	if _, err := parseLimit(s.rateLimitUser); err != nil {
+		add(fmt.Errorf("EDUTRACK_RATE_LIMIT_USER %q: %w", s.rateLimitUser, err))
 	}
 	// The write timeout must leave room to send the answer past the request's own deadline.
-	if a.requestTimeout, err = time.ParseDuration(*reqTimeout); err != nil || a.requestTimeout <= 0 || a.requestTimeout > writeTimeout-5*time.Second {
-		problems = append(problems, fmt.Errorf("EDUTRACK_REQUEST_TIMEOUT %q: want a positive duration up to %s", *reqTimeout, writeTimeout-5*time.Second))
+	if d, err := time.ParseDuration(s.requestTimeout); err != nil || d <= 0 || d > writeTimeout-5*time.Second {
+		add(fmt.Errorf("EDUTRACK_REQUEST_TIMEOUT %q: want a positive duration up to %s", s.requestTimeout, writeTimeout-5*time.Second))
 	}
-	cfg.access = a
 	if len(problems) > 0 {
-		return config{}, fmt.Errorf("invalid configuration:\n  %w", errors.Join(problems...))
+		return fmt.Errorf("invalid configuration:\n  %w", errors.Join(problems...))
 	}
-	return cfg, nil
+	return nil
+}
+
+// config checks the settings and turns them into the configuration serve runs with.
+func (s settings) config() (config, error) {
+	if err := s.Validate(); err != nil {
+		return config{}, err
+	}
+	// Validate has parsed every setting once already, so the errors below are all nil, but
+	// for the key file's: it could have gone since.
+	c := config{httpAddr: s.httpAddr, dataDir: s.dataDir, esdbURL: s.esdbURL, mongoURI: s.mongoURI, redisURL: s.redisURL,
+		xapiHomePage: strings.TrimRight(s.xapiHomePage, "/")}
+	c.shutdownTimeout, _ = time.ParseDuration(s.shutdownTimeout)
+	c.consistencyWait, _ = time.ParseDuration(s.consistencyWait)
+	c.leaseTTL, _ = time.ParseDuration(s.leaseTTL)
+	c.cacheEntries, _ = strconv.Atoi(s.cacheEntries)
+	c.roles, _ = parseRoles(s.roles)
+	c.logLevel.UnmarshalText([]byte(s.logLevel))
+	c.access = access{disabled: s.auth == "disabled", oidcIssuer: s.oidcIssuer, issuer: s.jwtIssuer, audience: s.jwtAudience,
+		roleClaim: s.jwtRoleClaim, corsOrigins: splitList(s.corsOrigins)}
+	c.access.trustedProxies, _ = clientip.ParsePrefixes(s.trustedProxies)
+	c.access.perIP, _ = parseLimit(s.rateLimitIP)
+	c.access.perUser, _ = parseLimit(s.rateLimitUser)
+	c.access.requestTimeout, _ = time.ParseDuration(s.requestTimeout)
+	switch {
+	case s.jwtKey != "":
+		c.access.jwtKey = []byte(s.jwtKey)
+	case s.jwtKeyFile != "":
+		key, err := auth.ReadKeyFile(s.jwtKeyFile)
+		if err != nil {
+			return config{}, fmt.Errorf("EDUTRACK_JWT_KEY_FILE: %w", err)
+		}
+		c.access.jwtKey = key
+	}
+	return c, nil
 }
 
 // roles are the parts of EduTrack one process runs.
@@ -260,6 +370,17 @@ func hasAnyPrefix(s string, prefixes ...string) bool {
 		}
 	}
 	return false
+}
+
+// splitList reads a comma-separated list, leaving out empty items.
+func splitList(s string) []string {
+	var items []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			items = append(items, item)
+		}
+	}
+	return items
 }
 
 // The default request budgets: bursts of a page's worth of requests, and a sustained rate no

@@ -61,7 +61,7 @@ func TestHealthcheck(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := healthcheck(context.Background(), tc.args, envOf(tc.env), &stdout, &stderr)
+			err := run(context.Background(), append([]string{"healthcheck"}, tc.args...), envOf(tc.env), &stdout, &stderr, nil)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("healthcheck: %v (stderr %q)", err, stderr.String())
@@ -84,7 +84,7 @@ func TestHealthcheck(t *testing.T) {
 // The default target is the loopback at :8080 when EDUTRACK_HTTP_ADDR is unset; nothing may be
 // listening there, so only the URL in the error is checked, never success.
 func TestHealthcheckDefaultsToPort8080(t *testing.T) {
-	err := healthcheck(context.Background(), nil, envOf(nil), &bytes.Buffer{}, &bytes.Buffer{})
+	err := run(context.Background(), []string{"healthcheck"}, envOf(nil), &bytes.Buffer{}, &bytes.Buffer{}, nil)
 	if err != nil && !strings.Contains(err.Error(), "http://127.0.0.1:8080/readyz") {
 		t.Errorf("error = %q, want it to name http://127.0.0.1:8080/readyz", err)
 	}
@@ -97,7 +97,7 @@ func TestHealthcheckTimesOut(t *testing.T) {
 	}))
 	t.Cleanup(hung.Close)
 	start := time.Now()
-	err := healthcheck(context.Background(), []string{"-url", hung.URL + "/readyz"}, envOf(nil), &bytes.Buffer{}, &bytes.Buffer{})
+	err := run(context.Background(), []string{"healthcheck", "-url", hung.URL + "/readyz"}, envOf(nil), &bytes.Buffer{}, &bytes.Buffer{}, nil)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatal("healthcheck succeeded against a server that never answers")

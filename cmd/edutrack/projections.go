@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -19,128 +18,171 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
 
 	"github.com/edutrack/edutrack/projections"
 )
 
-const projectionsUsage = `usage: edutrack projections [flags] <command>
-
-commands:
-  list                      every projection: version, generation, position, head, lag, status, dead letters
-  rebuild NAME              build NAME anew beside the live read models; it takes over once caught up
-  dead-letters NAME         the events NAME could not apply, and what became of each
-  skip NAME POSITION        pass over the event NAME is stalled at (recorded, with -reason)
-  retry NAME                apply the event NAME is stalled at again, after a fix
-
-flags:`
-
-// projectionsCmd operates the projections of a running server through its admin API.
-func projectionsCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("projections", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, projectionsUsage); fs.PrintDefaults() }
-	server := fs.String("server", defaultServer(getenv), "URL of the EduTrack process that runs the projections (EDUTRACK_ADMIN_URL)")
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	detach := fs.Bool("detach", false, "rebuild: start the rebuild and return without following it")
-	reason := fs.String("reason", "", "skip: why the event is passed over; recorded with the skip")
-	// Flags may come before, between or after the arguments.
-	var pos []string
-	for rest := args; ; {
-		if err := fs.Parse(rest); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
-	}
-	if len(pos) == 0 {
-		fs.Usage()
-		return errors.New("projections: no command given")
-	}
-	c := adminClient{base: strings.TrimRight(*server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second},
-		token: func() (string, error) { return adminToken(getenv) }}
-	want := map[string]int{"list": 1, "rebuild": 2, "dead-letters": 2, "skip": 3, "retry": 2}
-	n, ok := want[pos[0]]
-	if !ok {
-		fs.Usage()
-		return fmt.Errorf("projections: unknown command %q", pos[0])
-	}
-	if len(pos) != n {
-		fs.Usage()
-		return fmt.Errorf("projections %s: want %d argument(s), got %d", pos[0], n-1, len(pos)-1)
-	}
-	switch pos[0] {
-	case "list":
-		var out struct {
-			Items []projections.State `json:"items"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/", nil, &out); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, out.Items)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tVERSION\tGENERATION\tPOSITION\tHEAD\tLAG\tSTATUS\tDEAD LETTERS\tREBUILD")
-		for _, s := range out.Items {
-			rebuild := "-"
-			if s.Rebuild != nil {
-				rebuild = fmt.Sprintf("generation %d at %d, %s", s.Rebuild.Generation, s.Rebuild.Position, rate(s.Rebuild))
+// newProjectionsCmd is `edutrack projections`: it operates the projections of a running server
+// through its admin API.
+func newProjectionsCmd(getenv func(string) string) *cobra.Command {
+	var server string
+	cmd := &cobra.Command{
+		Use:   "projections <command>",
+		Short: "operate the read models of a running server: list, rebuild, dead-letters, skip, retry",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("projections: unknown command %q", args[0])}
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", s.Name, s.Version, s.Generation, s.Position, s.Head, s.Lag, s.Status, s.DeadLetters, rebuild)
-		}
-		return tw.Flush()
-	case "rebuild":
-		var st projections.State
-		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/rebuild", nil, &st); err != nil {
-			return err
-		}
-		if st.Rebuild == nil {
-			return fmt.Errorf("projections rebuild: the server started no rebuild of %s", pos[1])
-		}
-		fmt.Fprintf(stderr, "rebuilding %s: generation %d, beside live generation %d\n", pos[1], st.Rebuild.Generation, st.Generation)
-		if *detach {
 			return nil
+		},
+		RunE: func(*cobra.Command, []string) error { return usageError{errors.New("projections: no command given")} },
+	}
+	cmd.PersistentFlags().StringVar(&server, "server", defaultServer(getenv), "URL of the EduTrack process that runs the projections (EDUTRACK_ADMIN_URL)")
+	client := func() adminClient {
+		return adminClient{base: strings.TrimRight(server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second},
+			token: func() (string, error) { return adminToken(getenv) }}
+	}
+	cmd.AddCommand(projectionsList(client), projectionsRebuild(client), projectionsDeadLetters(client),
+		projectionsSkip(client), projectionsRetry(client))
+	return cmd
+}
+
+// wantArgs refuses a projections command given other than n arguments.
+func wantArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("projections %s: want %d argument(s), got %d", cmd.Name(), n, len(args))}
 		}
-		return follow(ctx, c, pos[1], st.Rebuild.Generation, stdout, stderr)
-	case "dead-letters":
-		var out struct {
-			Items []projections.DeadLetter `json:"items"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/"+url.PathEscape(pos[1])+"/dead-letters", nil, &out); err != nil {
-			return err
-		}
-		if *asJSON {
-			return printJSON(stdout, out.Items)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "POSITION\tGENERATION\tSTATE\tTYPE\tEVENT ID\tAT\tERROR")
-		for _, d := range out.Items {
-			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Position, d.Generation, d.State, d.EventType, d.EventID, d.At.Format(time.RFC3339), d.Error)
-		}
-		return tw.Flush()
-	case "skip":
-		at, err := strconv.ParseUint(pos[2], 10, 64)
-		if err != nil || at == 0 {
-			return fmt.Errorf("projections skip: POSITION %q: want the position of the event the projection is stalled at", pos[2])
-		}
-		body := map[string]any{"position": at, "reason": *reason}
-		var st projections.State
-		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/skip", body, &st); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s skipped the event at %d; it is %s\n", pos[1], at, st.Status)
-		return nil
-	case "retry":
-		var st projections.State
-		if err := c.do(ctx, http.MethodPost, "/"+url.PathEscape(pos[1])+"/retry", nil, &st); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s retries the event it stalled at; it is %s\n", pos[1], st.Status)
 		return nil
 	}
-	return nil
+}
+
+func projectionsList(client func() adminClient) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "every projection: version, generation, position, head, lag, status, dead letters",
+		Args:  wantArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var out struct {
+				Items []projections.State `json:"items"`
+			}
+			if err := client().do(cmd.Context(), http.MethodGet, "/", nil, &out); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), out.Items)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tVERSION\tGENERATION\tPOSITION\tHEAD\tLAG\tSTATUS\tDEAD LETTERS\tREBUILD")
+			for _, s := range out.Items {
+				rebuild := "-"
+				if s.Rebuild != nil {
+					rebuild = fmt.Sprintf("generation %d at %d, %s", s.Rebuild.Generation, s.Rebuild.Position, rate(s.Rebuild))
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%s\t%d\t%s\n", s.Name, s.Version, s.Generation, s.Position, s.Head, s.Lag, s.Status, s.DeadLetters, rebuild)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func projectionsRebuild(client func() adminClient) *cobra.Command {
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "rebuild NAME",
+		Short: "build NAME anew beside the live read models; it takes over once caught up",
+		Args:  wantArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, c := args[0], client()
+			var st projections.State
+			if err := c.do(cmd.Context(), http.MethodPost, "/"+url.PathEscape(name)+"/rebuild", nil, &st); err != nil {
+				return err
+			}
+			if st.Rebuild == nil {
+				return fmt.Errorf("projections rebuild: the server started no rebuild of %s", name)
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "rebuilding %s: generation %d, beside live generation %d\n", name, st.Rebuild.Generation, st.Generation)
+			if detach {
+				return nil
+			}
+			return follow(cmd.Context(), c, name, st.Rebuild.Generation, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	cmd.Flags().BoolVar(&detach, "detach", false, "start the rebuild and return without following it")
+	return cmd
+}
+
+func projectionsDeadLetters(client func() adminClient) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "dead-letters NAME",
+		Short: "the events NAME could not apply, and what became of each",
+		Args:  wantArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out struct {
+				Items []projections.DeadLetter `json:"items"`
+			}
+			if err := client().do(cmd.Context(), http.MethodGet, "/"+url.PathEscape(args[0])+"/dead-letters", nil, &out); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), out.Items)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "POSITION\tGENERATION\tSTATE\tTYPE\tEVENT ID\tAT\tERROR")
+			for _, d := range out.Items {
+				fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", d.Position, d.Generation, d.State, d.EventType, d.EventID, d.At.Format(time.RFC3339), d.Error)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return cmd
+}
+
+func projectionsSkip(client func() adminClient) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "skip NAME POSITION",
+		Short: "pass over the event NAME is stalled at (recorded, with --reason)",
+		Args:  wantArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			at, err := strconv.ParseUint(args[1], 10, 64)
+			if err != nil || at == 0 {
+				return fmt.Errorf("projections skip: POSITION %q: want the position of the event the projection is stalled at", args[1])
+			}
+			body := map[string]any{"position": at, "reason": reason}
+			var st projections.State
+			if err := client().do(cmd.Context(), http.MethodPost, "/"+url.PathEscape(name)+"/skip", body, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s skipped the event at %d; it is %s\n", name, at, st.Status)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&reason, "reason", "", "why the event is passed over; recorded with the skip")
+	return cmd
+}
+
+func projectionsRetry(client func() adminClient) *cobra.Command {
+	return &cobra.Command{
+		Use:   "retry NAME",
+		Short: "apply the event NAME is stalled at again, after a fix",
+		Args:  wantArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var st projections.State
+			if err := client().do(cmd.Context(), http.MethodPost, "/"+url.PathEscape(args[0])+"/retry", nil, &st); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s retries the event it stalled at; it is %s\n", args[0], st.Status)
+			return nil
+		},
+	}
 }
 
 // defaultServer is the admin API of the server on this machine.

@@ -524,8 +524,8 @@ func copyStore(t *testing.T, from, to, store string) {
 }
 
 // buildEdutrack builds the program into dir, with the race detector when the tests run with it
-// (which also finds the packages compiled already).
-func buildEdutrack(dir string) (string, error) {
+// (which also finds the packages compiled already), and with the flags of go build given.
+func buildEdutrack(dir string, flags ...string) (string, error) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("the go tool is needed to build edutrack for the process tests: %w", err)
@@ -535,6 +535,7 @@ func buildEdutrack(dir string) (string, error) {
 	if raceEnabled() {
 		args = append(args, "-race")
 	}
+	args = append(args, flags...)
 	cmd := exec.Command(goTool, append(args, ".")...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)

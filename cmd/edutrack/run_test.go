@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -55,6 +57,156 @@ func TestRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, path := range []string{"serve", "projections", "projections list", "projections rebuild", "projections dead-letters",
+		"projections skip", "projections retry", "audit", "audit verify", "healthcheck", "token", "version", "completion", "completion bash"} {
+		for _, flag := range []string{"-h", "--help", "-help"} {
+			t.Run(strings.ReplaceAll(path+" "+flag, " ", "_"), func(t *testing.T) {
+				var stdout, stderr bytes.Buffer
+				args := append(strings.Fields(path), flag)
+				if err := run(t.Context(), args, envOf(nil), &stdout, &stderr, func(string) { t.Error("the server started") }); err != nil {
+					t.Errorf("run %q: %v, want nil", args, err)
+				}
+				if want := "usage: edutrack " + path; !strings.Contains(stdout.String(), want) {
+					t.Errorf("stdout %q, want it to contain %q", stdout.String(), want)
+				}
+				if stderr.Len() > 0 {
+					t.Errorf("stderr %q, want nothing", stderr.String())
+				}
+			})
+		}
+	}
+
+	t.Run("shows_a_command's_own_flags_only", func(t *testing.T) {
+		for _, tc := range []struct {
+			args          []string
+			want, notWant []string
+		}{
+			{[]string{"token", "-h"}, []string{"--sub", "--role", "--ttl", "--data-dir", "--jwt-key-file"}, []string{"--http-addr", "--roles", "--redis-url", "--server"}},
+			{[]string{"healthcheck", "-h"}, []string{"--url"}, []string{"--http-addr", "--sub"}},
+			{[]string{"projections", "skip", "-h"}, []string{"--reason", "--server"}, []string{"--json", "--detach"}},
+			{[]string{"serve", "-h"}, []string{"--http-addr", "--roles", "--cache-entries", "--rate-limit-ip"}, []string{"--sub", "--url", "--server"}},
+		} {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), tc.args, envOf(nil), &stdout, io.Discard, nil); err != nil {
+				t.Fatalf("run %q: %v", tc.args, err)
+			}
+			for _, f := range tc.want {
+				if !strings.Contains(stdout.String(), f) {
+					t.Errorf("%q does not show %s:\n%s", tc.args, f, stdout.String())
+				}
+			}
+			for _, f := range tc.notWant {
+				if strings.Contains(stdout.String(), f) {
+					t.Errorf("%q shows %s, a flag of another command:\n%s", tc.args, f, stdout.String())
+				}
+			}
+		}
+	})
+
+	t.Run("shows_the_environment_as_the_flags'_defaults", func(t *testing.T) {
+		var stdout bytes.Buffer
+		if err := run(t.Context(), []string{"serve", "-h"}, envOf(map[string]string{"EDUTRACK_HTTP_ADDR": ":9999"}), &stdout, io.Discard, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stdout.String(), `(default ":9999")`) {
+			t.Errorf("serve -h does not show EDUTRACK_HTTP_ADDR as the default of --http-addr:\n%s", stdout.String())
+		}
+	})
+}
+
+func TestCompletion(t *testing.T) {
+	for _, shell := range []string{"bash", "zsh", "fish", "powershell"} {
+		t.Run("prints_a_script_for_"+shell, func(t *testing.T) {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), []string{"completion", shell}, envOf(nil), &stdout, io.Discard, nil); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(stdout.String(), "__complete") || !strings.Contains(stdout.String(), "edutrack") {
+				t.Errorf("completion %s printed no completion script for edutrack:\n%.300s", shell, stdout.String())
+			}
+		})
+	}
+
+	t.Run("completes_commands_and_flags", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"__complete", "proj"}, "projections"},
+			{[]string{"__complete", "projections", "re"}, "rebuild"},
+			{[]string{"__complete", "token", "--r"}, "--role"},
+			{[]string{"__complete", "projections", "-server", "http://127.0.0.1:1", "li"}, "list"},
+		} {
+			var stdout bytes.Buffer
+			if err := run(t.Context(), tc.args, envOf(nil), &stdout, io.Discard, nil); err != nil {
+				t.Fatalf("run %q: %v", tc.args, err)
+			}
+			if !strings.Contains(stdout.String(), tc.want) {
+				t.Errorf("%q completes to %q, want %s among them", tc.args, stdout.String(), tc.want)
+			}
+		}
+	})
+
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"completion"}, "completion: no shell given"},
+		{[]string{"completion", "tcsh"}, `completion: unknown shell "tcsh"`},
+	} {
+		t.Run("refuses_"+strings.Join(tc.args, "_"), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tc.args, envOf(nil), &stdout, &stderr, nil)
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("run %q: %v, want %q", tc.args, err, tc.wantErr)
+			}
+			if stdout.Len() > 0 || !strings.Contains(stderr.String(), "usage: edutrack completion") {
+				t.Errorf("stdout %q, stderr %q; want only the usage on stderr", stdout.String(), stderr.String())
+			}
+		})
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	root := newRootCmd(envOf(nil), nil)
+	for _, tc := range []struct {
+		name       string
+		args, want []string
+	}{
+		{"keeps_double_dashes", []string{"serve", "--http-addr", ":1"}, []string{"serve", "--http-addr", ":1"}},
+		{"reads_one_dash_as_two", []string{"serve", "-http-addr", ":1", "-roles=read"}, []string{"serve", "--http-addr", ":1", "--roles=read"}},
+		{"keeps_a_flag's_value_that_starts_with_a_dash", []string{"serve", "-cache-entries", "-5"}, []string{"serve", "--cache-entries", "-5"}},
+		{"keeps_shorthands", []string{"token", "-h"}, []string{"token", "-h"}},
+		{"puts_the_command_before_its_flags", []string{"projections", "-json", "list"}, []string{"projections", "list", "--json"}},
+		{"skips_the_values_of_flags_before_the_command", []string{"projections", "-server", "http://x", "rebuild", "-detach", "courses"},
+			[]string{"projections", "rebuild", "--server", "http://x", "--detach", "courses"}},
+		{"finds_no_command_after_an_argument", []string{"audit", "check", "verify"}, []string{"audit", "check", "verify"}},
+		{"leaves_what_follows_a_double_dash", []string{"projections", "skip", "--", "-a", "1"}, []string{"projections", "skip", "--", "-a", "1"}},
+		{"leaves_the_word_being_completed", []string{"__complete", "token", "-sub", "x", "-ro"}, []string{"__complete", "token", "--sub", "x", "-ro"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, commandLine(root, tc.args)); diff != "" {
+				t.Errorf("commandLine(%q) (-want +got):\n%s", tc.args, diff)
+			}
+		})
+	}
+}
+
+// loadConfig is the configuration `edutrack serve args...` would run with under getenv.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var got config
+	root := newRootCmd(getenv, func(_ context.Context, cfg config, _ io.Writer) error {
+		got = cfg
+		return nil
+	})
+	root.SetArgs(commandLine(root, append([]string{"serve"}, args...)))
+	root.SetOut(io.Discard)
+	root.SetErr(stderr)
+	err := root.Execute()
+	return got, err
 }
 
 // defaultAccess is the access of a server with no access settings.

@@ -2,44 +2,56 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"path/filepath"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/internal/auth"
 )
 
-// tokenCmd mints a bearer token with the key serve would verify it with: EDUTRACK_JWT_KEY,
-// EDUTRACK_JWT_KEY_FILE, or the key in the data dir. It prints only the token, so that a
-// script can take it: TOKEN=$(edutrack token --sub ada --role learner).
-func tokenCmd(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	sub := fs.String("sub", "", "the caller's user id (the token's subject)")
-	role := fs.String("role", "", "learner, instructor, admin or auditor")
-	ttl := fs.Duration("ttl", auth.DefaultTTL, "how long the token is valid")
-	// serve's settings decide which key, issuer and audience its tokens need.
-	cfg, err := loadConfigFlags(fs, args, getenv)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
+// newTokenCmd is `edutrack token`: it mints a bearer token with the key serve would verify it
+// with: EDUTRACK_JWT_KEY, EDUTRACK_JWT_KEY_FILE, or the key in the data dir. It prints only the
+// token, so that a script can take it: TOKEN=$(edutrack token --sub ada --role learner).
+func newTokenCmd(getenv func(string) string) *cobra.Command {
+	var (
+		sub, role string
+		ttl       time.Duration
+	)
+	// serve's settings decide which key, issuer and audience its tokens need; the flags are
+	// those of the settings that a token is made with.
+	s := readSettings(getenv)
+	cmd := &cobra.Command{
+		Use:   "token --sub ID --role ROLE",
+		Short: "mint a bearer token signed with the configured key",
+		Args:  noArgs("token: "),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := s.config()
+			if err != nil {
+				return fmt.Errorf("token: %w", err)
+			}
+			if sub == "" || role == "" {
+				return usageError{errors.New("token: --sub and --role are required")}
+			}
+			r, err := domain.ParseRole(role)
+			if err != nil {
+				return fmt.Errorf("token: %w", err)
+			}
+			token, err := mint(cfg, sub, r, ttl)
+			if err != nil {
+				return fmt.Errorf("token: %w", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), token)
+			return nil
+		},
 	}
-	if *sub == "" || *role == "" {
-		fs.Usage()
-		return errors.New("token: --sub and --role are required")
-	}
-	r, err := domain.ParseRole(*role)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	token, err := mint(cfg, *sub, r, *ttl)
-	if err != nil {
-		return fmt.Errorf("token: %w", err)
-	}
-	fmt.Fprintln(stdout, token)
-	return nil
+	cmd.Flags().StringVar(&sub, "sub", "", "the caller's user id (the token's subject)")
+	cmd.Flags().StringVar(&role, "role", "", "learner, instructor, admin or auditor")
+	cmd.Flags().DurationVar(&ttl, "ttl", auth.DefaultTTL, "how long the token is valid")
+	s.addFlags(cmd.Flags(), "data-dir", "jwt-key-file", "jwt-issuer", "jwt-audience")
+	return cmd
 }
 
 // mint signs a token for sub in role with the key, issuer and audience serve uses under cfg.
@@ -76,9 +88,7 @@ func adminToken(getenv func(string) string) (string, error) {
 	if t := getenv("EDUTRACK_TOKEN"); t != "" {
 		return t, nil
 	}
-	fs := flag.NewFlagSet("admin token", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	cfg, err := loadConfigFlags(fs, nil, getenv)
+	cfg, err := readSettings(getenv).config()
 	if err != nil {
 		return "", err
 	}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/eventstore/kurrent"
+	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/cache/rediscache"
+	"github.com/edutrack/edutrack/projections/documents"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/mongostore"
+	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
+)
+
+// engines are the stores one process keeps its data in, as its configuration and roles choose
+// them, and the readiness check of each.
+type engines struct {
+	// events is nil in a read process that has no embedded log to follow.
+	events eventstore.Store
+	reads  readstore.Store
+	docs   cache.Cache
+	checks map[string]func(context.Context) error
+	// closers close what was opened, in the order it was opened.
+	closers []func() error
+}
+
+// openEngines opens the event log, the read store and the cache. On an error it closes what it
+// had opened.
+func openEngines(ctx context.Context, cfg config, log *slog.Logger) (_ *engines, err error) {
+	e := &engines{checks: map[string]func(context.Context) error{}}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.events, err = openEventLog(ctx, cfg, log); err != nil {
+		return nil, err
+	}
+	if e.events != nil {
+		e.closers = append(e.closers, e.events.Close)
+		e.checks["event_log"] = func(ctx context.Context) error { _, err := e.events.Head(ctx); return err }
+	}
+	if err = e.openReadStore(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err = e.openCache(cfg); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// close closes the stores, the last opened first.
+func (e *engines) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// openEventLog opens KurrentDB when cfg names it, else the embedded log. The embedded log admits
+// one process at a time, so a process without the write role does not open it (reads come from
+// the read models, and learner histories are then served by the process that holds the log);
+// KurrentDB serves any number of processes. It is nil in a read process with no log to follow.
+func openEventLog(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
+	switch {
+	case cfg.esdbURL != "":
+		ks, err := kurrent.Open(ctx, cfg.esdbURL, kurrent.Options{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open the KurrentDB event log: %w", err)
+		}
+		return ks, nil
+	case cfg.roles.write:
+		sl, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
+		if err != nil {
+			return nil, err
+		}
+		return sl, nil
+	}
+	// Beside a write process on this machine: follow the file it writes. A read process can do
+	// without it (it then serves no learner histories); a projector cannot.
+	fl, err := sqlitelog.OpenFollower(filepath.Join(cfg.dataDir, "events.db"), 0)
+	switch {
+	case err == nil:
+		return fl, nil
+	case cfg.roles.project:
+		return nil, err
+	}
+	log.Warn("no event log to follow: learner histories are not served here", "err", err)
+	return nil, nil
+}
+
+// openReadStore opens MongoDB when cfg names it, else the embedded read store.
+func (e *engines) openReadStore(ctx context.Context, cfg config) error {
+	if cfg.mongoURI != "" {
+		ms, err := mongostore.Open(ctx, cfg.mongoURI, mongostore.Options{})
+		if err != nil {
+			return fmt.Errorf("open the MongoDB read store: %w", err)
+		}
+		e.reads, e.checks["read_store"] = ms, ms.Ping
+	} else {
+		ss, err := sqlitestore.Open(filepath.Join(cfg.dataDir, "read.db"))
+		if err != nil {
+			return err
+		}
+		e.reads = ss
+		e.checks["read_store"] = func(ctx context.Context) error { _, err := ss.Checkpoint(ctx, documents.CoursesProjection); return err }
+	}
+	e.closers = append(e.closers, e.reads.Close)
+	return nil
+}
+
+// openCache opens Redis when cfg names it, else a cache in this process, or none.
+func (e *engines) openCache(cfg config) error {
+	switch {
+	case cfg.redisURL != "":
+		rc, err := rediscache.Open(cfg.redisURL, rediscache.Options{Prefix: "edutrack:"})
+		if err != nil {
+			return fmt.Errorf("open the Redis cache: %w", err)
+		}
+		e.closers = append(e.closers, rc.Close)
+		// Redis being down degrades reads to the store; readiness still reports it.
+		e.docs, e.checks["cache"] = rc, rc.Ping
+	case cfg.roles.project:
+		e.docs = cache.NewMemory(cfg.cacheEntries)
+	default:
+		// Nothing would tell an in-process cache of a read process without projections that a
+		// document changed, so such a process reads the store every time.
+		e.docs = cache.Nop{}
+	}
+	return nil
+}

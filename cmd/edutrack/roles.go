@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/commands/writeapi"
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/observe"
+	"github.com/edutrack/edutrack/projections"
+	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/opsapi"
+	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readapi/history"
+)
+
+// process is one process of EduTrack as serve assembles it: its engines, the routes its roles
+// add, the workers they run beside the HTTP server, and what they need closed once that server
+// has stopped.
+type process struct {
+	cfg config
+	log *slog.Logger
+	reg prometheus.Registerer
+	// events is nil in a read process that has no embedded log to follow.
+	events eventstore.Store
+	reads  readstore.Store
+	docs   cache.Cache
+	router chi.Router // open to anyone
+	v1     chi.Router // behind the authenticator and the request budgets
+	// readiness is served at /readyz once the roles have added to it.
+	readiness  observe.Readiness
+	positions  *projections.Positions
+	projectors []projections.Projector
+	workers    []func(context.Context) error
+	closers    []func() error
+}
+
+// commandHandler is the command side. It serves the write API, and records the read API's
+// disclosures in any process that can append to the log: the writer of the embedded log, or any
+// on KurrentDB (a follower of the embedded log only reads it). Elsewhere it is nil.
+func (p *process) commandHandler() (*commands.Handler, error) {
+	canAppend := p.cfg.roles.write || p.cfg.esdbURL != ""
+	if needed := p.cfg.roles.write || p.cfg.roles.read; !canAppend || !needed {
+		return nil, nil
+	}
+	return commands.New(p.events, time.Now, commands.Options{})
+}
+
+// write is the write role: the write API.
+func (p *process) write(handler *commands.Handler) error {
+	writeAPI, err := writeapi.New(handler, p.log)
+	if err != nil {
+		return err
+	}
+	writeAPI.Routes(p.v1)
+	return nil
+}
+
+// project is the project role: the projections, with their admin API, and their state in the
+// readiness report. It returns the live generations of the read models it builds.
+func (p *process) project() (*projections.Live, error) {
+	codec, err := commands.NewCodec()
+	if err != nil {
+		return nil, err
+	}
+	runner, err := projections.NewRunner(p.events, codec, p.reads, p.docs, p.positions, p.reg, p.log, projections.Options{}, p.projectors...)
+	if err != nil {
+		return nil, err
+	}
+	live := runner.Live()
+	// One process at a time projects: a second one waits for the lease, following the read
+	// models meanwhile, and takes over when the first stops or dies.
+	owner := leaseOwner()
+	p.workers = append(p.workers, func(ctx context.Context) error {
+		freeDeadHolder(ctx, p.reads, "projector", p.log)
+		return projections.HoldLease(ctx, p.reads, "projector", owner, p.cfg.leaseTTL, p.log,
+			func(ctx context.Context) error { return live.Follow(ctx, p.positions, 20*time.Millisecond) },
+			runner.Run)
+	})
+	p.closers = append(p.closers, runner.Close)
+	opsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), runner, p.log)
+	p.readiness.Projections = func(ctx context.Context) map[string]observe.ProjectionState {
+		head, _ := p.events.Head(ctx)
+		out := map[string]observe.ProjectionState{}
+		for name, status := range runner.Status() {
+			pos := p.positions.Position(name)
+			out[name] = observe.ProjectionState{Position: pos, Head: head, Lag: head - min(head, pos), Status: status}
+		}
+		return out
+	}
+	return live, nil
+}
+
+// read is the read role: the read API, and the learner histories where this process has the
+// event log. live is the projections' of this process, or nil when another process projects.
+func (p *process) read(ctx context.Context, live *projections.Live, handler *commands.Handler) error {
+	if live == nil {
+		// Follow the projecting process's registrations and checkpoints, so this process reads
+		// the live generation of each read model and minPosition waits work here too.
+		live = projections.NewLive(p.reads, p.projectors...)
+		if err := live.Refresh(ctx); err != nil {
+			return err
+		}
+		p.workers = append(p.workers, func(ctx context.Context) error { return live.Follow(ctx, p.positions, 20*time.Millisecond) })
+	}
+	recorder := disclosures(p.cfg, handler, p.log)
+	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, CacheKey: live.CacheKey, Disclosures: recorder}
+	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
+	if err != nil {
+		return err
+	}
+	var historyAPI *history.API
+	if p.events != nil {
+		historyAPI, err = history.New(p.events, live, p.positions, p.log, history.Options{ConsistencyWait: p.cfg.consistencyWait,
+			XAPIHomePage: p.cfg.xapiHomePage, Disclosures: recorder})
+		if err != nil {
+			return err
+		}
+	}
+	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
+	p.v1.Group(func(r chi.Router) {
+		r.Use(middleware.Compress(5, "application/json"))
+		readAPI.Routes(r)
+		if historyAPI != nil {
+			historyAPI.Routes(r)
+		}
+	})
+	return nil
+}
+
+// leaseOwner names this process in the projector lease.
+func leaseOwner() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s/%d/%s", host, os.Getpid(), uuid.NewString()[:8])
+}
+
+// freeDeadHolder releases the projector lease when its holder was a process of this machine
+// that no longer runs, as after a crash of the one process of the embedded default: the restart
+// then projects at once instead of waiting out the lease. The fencing token still moves on, so
+// nothing the dead holder left in flight can land. A holder elsewhere, or alive, is left alone.
+func freeDeadHolder(ctx context.Context, store readstore.Store, name string, log *slog.Logger) {
+	l, err := store.AcquireLease(ctx, name, "probe/"+uuid.NewString(), time.Nanosecond)
+	if err == nil {
+		// Nobody held it; the probe's lease has expired already, so this changes nothing.
+		return
+	}
+	host, _ := os.Hostname()
+	parts := strings.Split(l.Owner, "/")
+	if !errors.Is(err, readstore.ErrLeaseHeld) || len(parts) != 3 || parts[0] != host {
+		return
+	}
+	pid, err := strconv.Atoi(parts[1])
+	if err != nil || pid <= 0 || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return
+	}
+	if err := store.ReleaseLease(ctx, name, l.Owner); err == nil {
+		log.Info("released the projector lease of a process of this machine that no longer runs", "holder", l.Owner)
+	}
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edutrack/edutrack/internal/auth/cors"
+	"github.com/edutrack/edutrack/internal/observe"
+	"github.com/edutrack/edutrack/internal/problem"
+	"github.com/edutrack/edutrack/projections"
+)
+
+// newServeCmd is `edutrack serve`. It hands the configuration, once valid, to start.
+func newServeCmd(getenv func(string) string, start func(ctx context.Context, cfg config, stderr io.Writer) error) *cobra.Command {
+	s := readSettings(getenv)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "run EduTrack (HTTP API on EDUTRACK_HTTP_ADDR, data under EDUTRACK_DATA_DIR)",
+		Long: `Serve runs EduTrack until SIGINT or SIGTERM. Every setting is an EDUTRACK_ variable, and the
+flag of the same name overrides it; invalid settings stop it before it starts, every one named.`,
+		Args: noArgs(""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := s.config()
+			if err != nil {
+				return err
+			}
+			return start(cmd.Context(), cfg, cmd.ErrOrStderr())
+		},
+	}
+	s.addFlags(cmd.Flags())
+	return cmd
+}
+
+// serve runs the service until ctx ends, then shuts down gracefully: the HTTP server stops
+// taking requests and finishes those in flight (their appends included), the projections
+// finish the batch in hand, and then the stores close.
+func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)) error {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	eng, err := openEngines(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	// Deferred first, so run last: once the HTTP server and the projections have stopped.
+	defer eng.close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, closeAccess, err := newProcess(ctx, cfg, log, reg, eng)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
+
+	handler, err := p.commandHandler()
+	if err != nil {
+		return err
+	}
+	if cfg.roles.write {
+		if err := p.write(handler); err != nil {
+			return err
+		}
+	}
+	var live *projections.Live
+	if cfg.roles.project {
+		if live, err = p.project(); err != nil {
+			return err
+		}
+	}
+	if cfg.roles.read {
+		if err := p.read(ctx, live, handler); err != nil {
+			return err
+		}
+	}
+	return p.run(ctx, ready)
+}
+
+// newProcess is a process before its roles join it: a router that serves health and metrics to
+// anyone and puts /v1 behind the authenticator and the request budgets. closeAccess releases
+// the budgets' limiter.
+func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *prometheus.Registry, eng *engines) (_ *process, closeAccess func() error, err error) {
+	instrument, err := observe.Instrument(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	authn, err := newAuthenticator(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	limiter, closeLimiter, err := newLimiter(cfg, reg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeLimiter()
+		}
+	}()
+	v1mw, err := v1Middleware(cfg, authn, limiter, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	corsMW, err := cors.New(cfg.access.corsOrigins)
+	if err != nil {
+		return nil, nil, err
+	}
+	r := chi.NewRouter()
+	// CORS goes before routing: a preflight carries no token and uses a method no route has.
+	r.Use(middleware.Recoverer, instrument, corsMW)
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...),
+		readiness: observe.Readiness{Checks: eng.checks}, positions: projections.NewPositions(),
+		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}}}
+	return p, closeLimiter, nil
+}
+
+// run serves HTTP and runs the roles' workers until ctx ends. Then the HTTP server stops taking
+// requests and finishes those in flight, and after it the roles' closers run: the projections
+// finish the batch in hand.
+func (p *process) run(ctx context.Context, ready func(string)) error {
+	r := p.router
+	r.Method(http.MethodGet, "/readyz", p.readiness)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
+		problem.Write(w, req, p.log, problem.New(http.StatusNotFound, "", "no such route"))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		problem.Write(w, req, p.log, problem.New(http.StatusMethodNotAllowed, "", "the route does not take "+req.Method))
+	})
+
+	ln, err := net.Listen("tcp", p.cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", p.cfg.httpAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       2 * time.Minute,
+	}
+	p.log.Info("edutrack serving", "addr", ln.Addr().String(), "data", p.cfg.dataDir, "roles", p.cfg.roles.String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range p.workers {
+		g.Go(func() error { return w(gctx) })
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		p.log.Info("shutting down")
+		sctx, cancel := context.WithTimeout(context.Background(), p.cfg.shutdownTimeout)
+		defer cancel()
+		err := srv.Shutdown(sctx)
+		for _, c := range p.closers {
+			err = errors.Join(err, c())
+		}
+		return err
+	})
+	return g.Wait()
+}
