@@ -502,8 +502,8 @@ func TestReadAPIDocuments(t *testing.T) {
 				t.Errorf("catalog q=%q: %v, want %v", tc.q, got, want)
 			}
 		}
-		if body := fresh(t, s, "/v1/courses", "q", "nothing-matches").body; string(body) != `{"items":[]}` {
-			t.Errorf("a search without results answers %s, want {\"items\":[]}", body)
+		if body := fresh(t, s, "/v1/courses", "q", "nothing-matches").body; string(body) != `{"items":[],"nextCursor":null}` {
+			t.Errorf("a search without results answers %s, want {\"items\":[],\"nextCursor\":null}", body)
 		}
 	})
 
