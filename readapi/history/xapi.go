@@ -1,11 +1,14 @@
 package history
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
@@ -13,13 +16,22 @@ import (
 	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
-// The ADL verbs and activity types the export uses.
+// The verbs and activity types the export uses: ADL's, and one of the xAPI registry's.
 const (
 	verbRegistered = "http://adlnet.gov/expapi/verbs/registered"
-	verbCompleted  = "http://adlnet.gov/expapi/verbs/completed"
-	verbProgressed = "http://adlnet.gov/expapi/verbs/progressed"
-	typeCourse     = "http://adlnet.gov/expapi/activities/course"
-	typeModule     = "http://adlnet.gov/expapi/activities/module"
+	// verbUnregistered says the learner left a course they were registered in. It is the xAPI
+	// registry's (registry.tincanapi.com) inverse of ADL's registered ("the actor is officially
+	// enrolled or inducted in an activity"), and the verb the xAPI LMS profile (w3id.org/xapi/lms)
+	// and Open edX send when a learner leaves a course, so a report that counts enrollments as
+	// registered minus unregistered counts ours. It does not say the learner will never come back:
+	// a resume is registered again, in the same registration. ADL's exited and suspended would
+	// not do: they leave or pause an attempt (cmi5 and SCORM sessions), not an enrollment, and
+	// suspended claims the learner means to return, which EduTrack does not know.
+	verbUnregistered = "http://id.tincanapi.com/verb/unregistered"
+	verbCompleted    = "http://adlnet.gov/expapi/verbs/completed"
+	verbProgressed   = "http://adlnet.gov/expapi/verbs/progressed"
+	typeCourse       = "http://adlnet.gov/expapi/activities/course"
+	typeModule       = "http://adlnet.gov/expapi/activities/module"
 	// progressExtension is cmi5's progress result extension: an integer percentage.
 	progressExtension = "https://w3id.org/xapi/cmi5/result/extensions/progress"
 )
@@ -31,6 +43,7 @@ type Statement struct {
 	Verb      Verb      `json:"verb"`
 	Object    Activity  `json:"object"`
 	Result    *Result   `json:"result,omitempty"`
+	Context   *Context  `json:"context,omitempty"`
 	Timestamp time.Time `json:"timestamp"`
 }
 
@@ -70,6 +83,11 @@ type Result struct {
 	Extensions map[string]int `json:"extensions,omitempty"`
 }
 
+// Context places a statement: in the registration of the enrollment it is about.
+type Context struct {
+	Registration string `json:"registration"`
+}
+
 // StatementResult is a page of statements, as an LRS's statement API answers.
 type StatementResult struct {
 	Statements []Statement `json:"statements"`
@@ -90,22 +108,13 @@ func (a *API) xapi(r *http.Request) (readhttp.Reply, error) {
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	home := a.opts.XAPIHomePage
-	actor := Agent{ObjectType: "Agent", Account: Account{HomePage: home, Name: id}}
-	courseActivity := func(c string) Activity {
-		return Activity{ObjectType: "Activity", ID: home + "/courses/" + url.PathEscape(c), Definition: ActivityDefinition{Type: typeCourse}}
-	}
-	l := learner.New(id)
-	courses := map[string]*courseAt{}
+	x := &exporter{ctx: r.Context(), streams: a.streams, far: far, home: a.opts.XAPIHomePage,
+		actor:   Agent{ObjectType: "Agent", Account: Account{HomePage: a.opts.XAPIHomePage, Name: id}},
+		learner: learner.New(id), registrations: map[string]string{}, courses: map[string]*courseAt{}}
 	out := StatementResult{Statements: []Statement{}}
-	yes := true
 	for i, e := range events {
-		l.Apply(e.event)
 		version := uint64(i + 1)
-		if version < from {
-			continue
-		}
-		if len(out.Statements) >= limit {
+		if version >= from && len(out.Statements) >= limit {
 			out.More = r.URL.Path + "?format=xapi&limit=" + strconv.Itoa(limit) + "&cursor=" + strconv.FormatUint(version, 10)
 			if reason := r.URL.Query().Get("reason"); reason != "" {
 				// The next page is read for the same reason, and recorded with it.
@@ -113,46 +122,122 @@ func (a *API) xapi(r *http.Request) (readhttp.Reply, error) {
 			}
 			break
 		}
-		sid := e.id.String()
-		switch ev := e.event.(type) {
-		case learner.Enrolled:
-			out.Statements = append(out.Statements, Statement{ID: sid, Actor: actor, Verb: verb(verbRegistered, "registered"),
-				Object: courseActivity(ev.CourseID), Timestamp: e.at.UTC()})
-		case learner.ModuleCompleted:
-			c, ok := courses[ev.CourseID]
-			if !ok {
-				c = &courseAt{agg: course.New(ev.CourseID)}
-				if c.events, err = a.streams.upTo(r.Context(), course.StreamPrefix+ev.CourseID, far); err != nil {
-					return readhttp.Reply{}, err
-				}
-				courses[ev.CourseID] = c
-			}
-			c.advance(e.at)
-			out.Statements = append(out.Statements, Statement{ID: sid, Actor: actor, Verb: verb(verbCompleted, "completed"),
-				Object: Activity{ObjectType: "Activity", Definition: ActivityDefinition{Type: typeModule},
-					ID: home + "/courses/" + url.PathEscape(ev.CourseID) + "/modules/" + url.PathEscape(ev.ModuleID)},
-				Result: &Result{Completion: &yes}, Timestamp: e.at.UTC()})
-			en, _ := l.Enrollment(ev.CourseID)
-			done := 0
-			for _, m := range en.CompletedModules {
-				if c.agg.HasModule(m) {
-					done++
-				}
-			}
-			percent := int(100 * documents.Rate(done, c.agg.ModuleCount()))
-			out.Statements = append(out.Statements, Statement{ID: progressID(e.id), Actor: actor, Verb: verb(verbProgressed, "progressed"),
-				Object: courseActivity(ev.CourseID), Result: &Result{Extensions: map[string]int{progressExtension: percent}},
-				Timestamp: e.at.UTC()})
-		case learner.CourseCompleted:
-			out.Statements = append(out.Statements, Statement{ID: sid, Actor: actor, Verb: verb(verbCompleted, "completed"),
-				Object: courseActivity(ev.CourseID), Result: &Result{Completion: &yes}, Timestamp: e.at.UTC()})
+		x.apply(e)
+		if version < from {
+			continue
 		}
+		statements, err := x.statements(e)
+		if err != nil {
+			return readhttp.Reply{}, err
+		}
+		out.Statements = append(out.Statements, statements...)
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
 	return readhttp.Reply{Body: body, ETag: `"x` + strconv.Itoa(len(events)) + `-` + strconv.FormatUint(from, 10) + `"`, Private: true}, nil
+}
+
+// exporter turns a learner's events, in order, into statements.
+type exporter struct {
+	ctx     context.Context
+	streams *replayCache
+	far     time.Time // later than any event read
+	home    string
+	actor   Agent
+
+	learner *learner.Learner
+	// registrations holds the registration of each enrollment, by course id.
+	registrations map[string]string
+	courses       map[string]*courseAt
+}
+
+// apply follows the learner through e: every event is applied, the ones before the page too, so
+// that progress and registrations are those of the whole history.
+func (x *exporter) apply(e replayedEvent) {
+	x.learner.Apply(e.event)
+	if en, ok := e.event.(learner.Enrolled); ok {
+		if _, known := x.registrations[en.CourseID]; !known {
+			x.registrations[en.CourseID] = registrationID(e.id)
+		}
+	}
+}
+
+// registrationID derives the registration of an enrollment from the event that began it. A
+// learner has one enrollment per course: enrolling after a withdrawal resumes it (Enrolled with
+// Resumed, the earlier progress counting again, EnrolledAt kept), so the resume is the same
+// registration, and an LRS sees one enrollment that was left and taken up again rather than two.
+// Derived, not stored: every read, and every page, finds the same one.
+func registrationID(enrolled uuid.UUID) string {
+	return uuid.NewSHA1(enrolled, []byte("registration")).String()
+}
+
+// statements returns what e says, once applied: none for an event about no enrollment (the
+// domain ignores those too) or that an LRS has no use for (a disclosure).
+func (x *exporter) statements(e replayedEvent) ([]Statement, error) {
+	sid := e.id.String()
+	yes := true
+	switch ev := e.event.(type) {
+	case learner.Enrolled:
+		return x.one(sid, verbRegistered, "registered", ev.CourseID, x.courseActivity(ev.CourseID), nil, e)
+	case learner.Withdrawn:
+		return x.one(sid, verbUnregistered, "unregistered", ev.CourseID, x.courseActivity(ev.CourseID), nil, e)
+	case learner.ModuleCompleted:
+		c, err := x.course(ev.CourseID)
+		if err != nil {
+			return nil, err
+		}
+		c.advance(e.at)
+		module := Activity{ObjectType: "Activity", Definition: ActivityDefinition{Type: typeModule},
+			ID: x.courseActivity(ev.CourseID).ID + "/modules/" + url.PathEscape(ev.ModuleID)}
+		completed, err := x.one(sid, verbCompleted, "completed", ev.CourseID, module, &Result{Completion: &yes}, e)
+		if err != nil || completed == nil {
+			return nil, err
+		}
+		en, _ := x.learner.Enrollment(ev.CourseID)
+		done := 0
+		for _, m := range en.CompletedModules {
+			if c.agg.HasModule(m) {
+				done++
+			}
+		}
+		percent := int(100 * documents.Rate(done, c.agg.ModuleCount()))
+		progressed, err := x.one(progressID(e.id), verbProgressed, "progressed", ev.CourseID, x.courseActivity(ev.CourseID),
+			&Result{Extensions: map[string]int{progressExtension: percent}}, e)
+		return append(completed, progressed...), err
+	case learner.CourseCompleted:
+		return x.one(sid, verbCompleted, "completed", ev.CourseID, x.courseActivity(ev.CourseID), &Result{Completion: &yes}, e)
+	}
+	return nil, nil
+}
+
+// one is the statement that the learner did verb to object, in their enrollment in courseID.
+func (x *exporter) one(id, verbID, word, courseID string, object Activity, result *Result, e replayedEvent) ([]Statement, error) {
+	registration, ok := x.registrations[courseID]
+	if !ok {
+		return nil, nil
+	}
+	return []Statement{{ID: id, Actor: x.actor, Verb: verb(verbID, word), Object: object, Result: result,
+		Context: &Context{Registration: registration}, Timestamp: e.at.UTC()}}, nil
+}
+
+func (x *exporter) courseActivity(courseID string) Activity {
+	return Activity{ObjectType: "Activity", ID: x.home + "/courses/" + url.PathEscape(courseID), Definition: ActivityDefinition{Type: typeCourse}}
+}
+
+// course is courseID replayed as far as the learner's events have come.
+func (x *exporter) course(courseID string) (*courseAt, error) {
+	if c, ok := x.courses[courseID]; ok {
+		return c, nil
+	}
+	c := &courseAt{agg: course.New(courseID)}
+	var err error
+	if c.events, err = x.streams.upTo(x.ctx, course.StreamPrefix+courseID, x.far); err != nil {
+		return nil, err
+	}
+	x.courses[courseID] = c
+	return c, nil
 }
 
 // courseAt replays a course forward in time, as the learner's events advance.
