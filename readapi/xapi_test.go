@@ -208,6 +208,43 @@ func TestXAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("names_each_activity_as_it_was_then_and_types_it", func(t *testing.T) {
+		f := xapiFixture(t)
+		type named struct{ Object, Type, Name, Parent, ParentName string }
+		want := []named{
+			{goCourse, typeCourse, "Go", "", ""},
+			{sqlCourse, typeCourse, "SQL", "", ""},
+			{m1, typeModule, "One", goCourse, "Go"},
+			{goCourse, typeCourse, "Go", "", ""},
+			{goCourse, typeCourse, "Go", "", ""},
+			// The course was renamed while bob was away.
+			{goCourse, typeCourse, "Go, second edition", "", ""},
+			{m2, typeModule, "Two", goCourse, "Go, second edition"},
+			{goCourse, typeCourse, "Go, second edition", "", ""},
+			{goCourse, typeCourse, "Go, second edition", "", ""},
+			{q1, typeModule, "Queries", sqlCourse, "SQL"},
+			{sqlCourse, typeCourse, "SQL", "", ""},
+			{sqlCourse, typeCourse, "SQL", "", ""},
+		}
+		var got []named
+		for i, s := range decodeStatements(t, whole(t, f)) {
+			n := named{Object: s.Object.ID, Type: s.Object.Definition.Type, Name: name(s.Object.Definition.Name)}
+			if s.Context != nil && s.Context.ContextActivities != nil {
+				parents := s.Context.ContextActivities.Parent
+				if len(parents) != 1 || parents[0].ObjectType != "Activity" || parents[0].Definition.Type != typeCourse {
+					t.Errorf("statement %d: parents %+v, want the one course", i, parents)
+				}
+				if len(parents) > 0 {
+					n.Parent, n.ParentName = parents[0].ID, name(parents[0].Definition.Name)
+				}
+			}
+			got = append(got, n)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("activities (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("reads_the_same_statements_again", func(t *testing.T) {
 		f := xapiFixture(t)
 		first, again := whole(t, f), whole(t, f)

@@ -72,9 +72,24 @@ type Activity struct {
 	Definition ActivityDefinition `json:"definition"`
 }
 
-// ActivityDefinition says what kind of activity it is.
+// ActivityDefinition says what an activity was called then, and what kind of activity it is.
 type ActivityDefinition struct {
-	Type string `json:"type"`
+	Name map[string]string `json:"name,omitempty"`
+	Type string            `json:"type"`
+}
+
+// titleLanguage keys the titles in names. EduTrack does not record the language a course or
+// module title is written in, so it says so: "und" is RFC 5646's tag for an undetermined
+// language, where "en-US" would claim a language the title may not be in.
+const titleLanguage = "und"
+
+// named is a name language map holding title, or none when the title is unknown (a course whose
+// stream the log does not hold): an empty name would tell an LRS the activity has no name.
+func named(title string) map[string]string {
+	if title == "" {
+		return nil
+	}
+	return map[string]string{titleLanguage: title}
 }
 
 // Result is the outcome a statement reports.
@@ -83,9 +98,16 @@ type Result struct {
 	Extensions map[string]int `json:"extensions,omitempty"`
 }
 
-// Context places a statement: in the registration of the enrollment it is about.
+// Context places a statement: in the registration of the enrollment it is about, and, for a
+// module, in its course.
 type Context struct {
-	Registration string `json:"registration"`
+	Registration      string             `json:"registration"`
+	ContextActivities *ContextActivities `json:"contextActivities,omitempty"`
+}
+
+// ContextActivities are the activities a statement's object is part of.
+type ContextActivities struct {
+	Parent []Activity `json:"parent,omitempty"`
 }
 
 // StatementResult is a page of statements, as an LRS's statement API answers.
@@ -174,28 +196,53 @@ func registrationID(enrolled uuid.UUID) string {
 }
 
 // statements returns what e says, once applied: none for an event about no enrollment (the
-// domain ignores those too) or that an LRS has no use for (a disclosure).
+// domain ignores those too) or that an LRS has no use for (a disclosure). Activities are named
+// as the course stood when e was recorded, replayed like the progress.
 func (x *exporter) statements(e replayedEvent) ([]Statement, error) {
+	var courseID string
+	switch ev := e.event.(type) {
+	case learner.Enrolled:
+		courseID = ev.CourseID
+	case learner.Withdrawn:
+		courseID = ev.CourseID
+	case learner.ModuleCompleted:
+		courseID = ev.CourseID
+	case learner.CourseCompleted:
+		courseID = ev.CourseID
+	default:
+		return nil, nil
+	}
+	registration, ok := x.registrations[courseID]
+	if !ok {
+		return nil, nil
+	}
+	c, err := x.course(courseID)
+	if err != nil {
+		return nil, err
+	}
+	c.advance(e.at)
+	courseActivity := Activity{ObjectType: "Activity", ID: x.home + "/courses/" + url.PathEscape(courseID),
+		Definition: ActivityDefinition{Name: named(c.agg.Details().Title), Type: typeCourse}}
+	statement := func(id, verbID, word string, object Activity, result *Result) Statement {
+		s := Statement{ID: id, Actor: x.actor, Verb: verb(verbID, word), Object: object, Result: result,
+			Context: &Context{Registration: registration}, Timestamp: e.at.UTC()}
+		if object.ID != courseActivity.ID {
+			s.Context.ContextActivities = &ContextActivities{Parent: []Activity{courseActivity}}
+		}
+		return s
+	}
 	sid := e.id.String()
 	yes := true
 	switch ev := e.event.(type) {
 	case learner.Enrolled:
-		return x.one(sid, verbRegistered, "registered", ev.CourseID, x.courseActivity(ev.CourseID), nil, e)
+		return []Statement{statement(sid, verbRegistered, "registered", courseActivity, nil)}, nil
 	case learner.Withdrawn:
-		return x.one(sid, verbUnregistered, "unregistered", ev.CourseID, x.courseActivity(ev.CourseID), nil, e)
+		return []Statement{statement(sid, verbUnregistered, "unregistered", courseActivity, nil)}, nil
 	case learner.ModuleCompleted:
-		c, err := x.course(ev.CourseID)
-		if err != nil {
-			return nil, err
-		}
-		c.advance(e.at)
-		module := Activity{ObjectType: "Activity", Definition: ActivityDefinition{Type: typeModule},
-			ID: x.courseActivity(ev.CourseID).ID + "/modules/" + url.PathEscape(ev.ModuleID)}
-		completed, err := x.one(sid, verbCompleted, "completed", ev.CourseID, module, &Result{Completion: &yes}, e)
-		if err != nil || completed == nil {
-			return nil, err
-		}
-		en, _ := x.learner.Enrollment(ev.CourseID)
+		m, _ := c.agg.Module(ev.ModuleID)
+		module := Activity{ObjectType: "Activity", ID: courseActivity.ID + "/modules/" + url.PathEscape(ev.ModuleID),
+			Definition: ActivityDefinition{Name: named(m.Title), Type: typeModule}}
+		en, _ := x.learner.Enrollment(courseID)
 		done := 0
 		for _, m := range en.CompletedModules {
 			if c.agg.HasModule(m) {
@@ -203,27 +250,13 @@ func (x *exporter) statements(e replayedEvent) ([]Statement, error) {
 			}
 		}
 		percent := int(100 * documents.Rate(done, c.agg.ModuleCount()))
-		progressed, err := x.one(progressID(e.id), verbProgressed, "progressed", ev.CourseID, x.courseActivity(ev.CourseID),
-			&Result{Extensions: map[string]int{progressExtension: percent}}, e)
-		return append(completed, progressed...), err
-	case learner.CourseCompleted:
-		return x.one(sid, verbCompleted, "completed", ev.CourseID, x.courseActivity(ev.CourseID), &Result{Completion: &yes}, e)
+		return []Statement{
+			statement(sid, verbCompleted, "completed", module, &Result{Completion: &yes}),
+			statement(progressID(e.id), verbProgressed, "progressed", courseActivity, &Result{Extensions: map[string]int{progressExtension: percent}}),
+		}, nil
+	default: // learner.CourseCompleted
+		return []Statement{statement(sid, verbCompleted, "completed", courseActivity, &Result{Completion: &yes})}, nil
 	}
-	return nil, nil
-}
-
-// one is the statement that the learner did verb to object, in their enrollment in courseID.
-func (x *exporter) one(id, verbID, word, courseID string, object Activity, result *Result, e replayedEvent) ([]Statement, error) {
-	registration, ok := x.registrations[courseID]
-	if !ok {
-		return nil, nil
-	}
-	return []Statement{{ID: id, Actor: x.actor, Verb: verb(verbID, word), Object: object, Result: result,
-		Context: &Context{Registration: registration}, Timestamp: e.at.UTC()}}, nil
-}
-
-func (x *exporter) courseActivity(courseID string) Activity {
-	return Activity{ObjectType: "Activity", ID: x.home + "/courses/" + url.PathEscape(courseID), Definition: ActivityDefinition{Type: typeCourse}}
 }
 
 // course is courseID replayed as far as the learner's events have come.
