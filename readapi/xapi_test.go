@@ -245,6 +245,26 @@ func TestXAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("dates_each_statement_when_it_happened", func(t *testing.T) {
+		f := xapiFixture(t)
+		var want []time.Time
+		for _, h := range bobsLife {
+			switch h.e.(type) {
+			case learner.ModuleCompleted:
+				want = append(want, h.at, h.at)
+			case learner.Enrolled, learner.Withdrawn, learner.CourseCompleted:
+				want = append(want, h.at)
+			}
+		}
+		var got []time.Time
+		for _, s := range decodeStatements(t, whole(t, f)) {
+			got = append(got, s.Timestamp)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("timestamps (-want +got):\n%s", diff)
+		}
+	})
+
 	t.Run("reads_the_same_statements_again", func(t *testing.T) {
 		f := xapiFixture(t)
 		first, again := whole(t, f), whole(t, f)

@@ -198,19 +198,27 @@ func registrationID(enrolled uuid.UUID) string {
 // statements returns what e says, once applied: none for an event about no enrollment (the
 // domain ignores those too) or that an LRS has no use for (a disclosure). Activities are named
 // as the course stood when e was recorded, replayed like the progress.
+//
+// The timestamp is when it happened, the time the domain decided it with; the log's recording
+// time only orders the learner's events against the course's, as it is the one clock both
+// streams share.
 func (x *exporter) statements(e replayedEvent) ([]Statement, error) {
 	var courseID string
+	var happened time.Time
 	switch ev := e.event.(type) {
 	case learner.Enrolled:
-		courseID = ev.CourseID
+		courseID, happened = ev.CourseID, ev.At
 	case learner.Withdrawn:
-		courseID = ev.CourseID
+		courseID, happened = ev.CourseID, ev.At
 	case learner.ModuleCompleted:
-		courseID = ev.CourseID
+		courseID, happened = ev.CourseID, ev.At
 	case learner.CourseCompleted:
-		courseID = ev.CourseID
+		courseID, happened = ev.CourseID, ev.At
 	default:
 		return nil, nil
+	}
+	if happened.IsZero() {
+		happened = e.at // an event that does not say when: it happened no later than recorded
 	}
 	registration, ok := x.registrations[courseID]
 	if !ok {
@@ -225,7 +233,7 @@ func (x *exporter) statements(e replayedEvent) ([]Statement, error) {
 		Definition: ActivityDefinition{Name: named(c.agg.Details().Title), Type: typeCourse}}
 	statement := func(id, verbID, word string, object Activity, result *Result) Statement {
 		s := Statement{ID: id, Actor: x.actor, Verb: verb(verbID, word), Object: object, Result: result,
-			Context: &Context{Registration: registration}, Timestamp: e.at.UTC()}
+			Context: &Context{Registration: registration}, Timestamp: happened.UTC()}
 		if object.ID != courseActivity.ID {
 			s.Context.ContextActivities = &ContextActivities{Parent: []Activity{courseActivity}}
 		}
