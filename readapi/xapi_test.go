@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +48,7 @@ const recordDelay = 50 * time.Millisecond
 
 // bobsLife is what the xAPI fixture's log holds, in order: the courses go and sql; bob enrols in
 // both, does one module of go, withdraws, go is renamed while he is away, he resumes go and
-// completes it, someone reads his records, and he completes sql.
+// completes it, someone reads his records, he completes sql, and someone reads them again.
 var bobsLife = []struct {
 	stream string
 	happened
@@ -68,6 +71,7 @@ var bobsLife = []struct {
 	{learner.StreamPrefix + "bob", happened{xapiAt(7), learner.DisclosureRecorded{LearnerID: "bob", RecipientID: "aud", RecipientRole: "auditor", Record: learner.RecordXAPI, At: xapiAt(7)}}},
 	{learner.StreamPrefix + "bob", happened{xapiAt(8), learner.ModuleCompleted{LearnerID: "bob", CourseID: "sql", ModuleID: "q1", At: xapiAt(8)}}},
 	{learner.StreamPrefix + "bob", happened{xapiAt(8), learner.CourseCompleted{LearnerID: "bob", CourseID: "sql", At: xapiAt(8)}}},
+	{learner.StreamPrefix + "bob", happened{xapiAt(9), learner.DisclosureRecorded{LearnerID: "bob", RecipientID: "aud", RecipientRole: "auditor", Record: learner.RecordHistory, At: xapiAt(9)}}},
 }
 
 // xapiFixture serves the history of bobsLife, with learner accounts and activities on xapiHome.
@@ -270,6 +274,39 @@ func TestXAPI(t *testing.T) {
 		first, again := whole(t, f), whole(t, f)
 		if diff := cmp.Diff(strings.Join(rawStrings(first), "\n"), strings.Join(rawStrings(again), "\n")); diff != "" {
 			t.Errorf("a second read differs (-first +again):\n%s", diff)
+		}
+	})
+
+	t.Run("pages_count_statements_and_yield_each_once", func(t *testing.T) {
+		f := xapiFixture(t)
+		all := rawStrings(whole(t, f))
+		for limit := 1; limit <= len(all)+1; limit++ {
+			var got []string
+			pages := 0
+			path := "/v1/learners/bob/history?format=xapi&limit=" + strconv.Itoa(limit)
+			for path != "" && pages <= len(all) {
+				p := xapiPage(t, f, path)
+				pages++
+				if len(p.Statements) > limit || (p.More != "" && len(p.Statements) != limit) {
+					t.Errorf("limit %d: page %d has %d statements and more %q", limit, pages, len(p.Statements), p.More)
+				}
+				got = append(got, rawStrings(p.Statements)...)
+				path = p.More
+			}
+			if wantPages := (len(all) + limit - 1) / limit; pages != wantPages {
+				t.Errorf("limit %d: %d pages, want %d", limit, pages, wantPages)
+			}
+			if diff := cmp.Diff(all, got); diff != "" {
+				t.Errorf("limit %d: the pages (-whole +pages):\n%s", limit, diff)
+			}
+		}
+	})
+
+	t.Run("refuses_a_cursor_it_did_not_return", func(t *testing.T) {
+		f := xapiFixture(t)
+		for _, c := range []string{"0", "x", "3.", "3.0", "3.x", ".1", "3.1.1", "-1"} {
+			p := "/v1/learners/bob/history?format=xapi&cursor=" + url.QueryEscape(c)
+			wantProblem(t, p, f.getAs(bob, p), http.StatusBadRequest, "cursor")
 		}
 	})
 

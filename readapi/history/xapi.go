@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -119,9 +120,11 @@ type StatementResult struct {
 func verb(id, word string) Verb { return Verb{ID: id, Display: map[string]string{"en-US": word}} }
 
 // xapi answers a learner's history as xAPI statements. Progress counts the modules each course
-// had when the learner completed one, replayed through the domain aggregates like asOf.
+// had when the learner completed one, replayed through the domain aggregates like asOf. limit
+// counts statements, and the cursor names a statement, so that following more yields each one
+// once whatever the page size.
 func (a *API) xapi(r *http.Request) (readhttp.Reply, error) {
-	id, limit, from, err := a.historyPage(r, historyParams...)
+	id, limit, from, err := a.historyPage(r, statementCursor, historyParams...)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -134,31 +137,53 @@ func (a *API) xapi(r *http.Request) (readhttp.Reply, error) {
 		actor:   Agent{ObjectType: "Agent", Account: Account{HomePage: a.opts.XAPIHomePage, Name: id}},
 		learner: learner.New(id), registrations: map[string]string{}, courses: map[string]*courseAt{}}
 	out := StatementResult{Statements: []Statement{}}
-	for i, e := range events {
-		version := uint64(i + 1)
-		if version >= from && len(out.Statements) >= limit {
-			out.More = r.URL.Path + "?format=xapi&limit=" + strconv.Itoa(limit) + "&cursor=" + strconv.FormatUint(version, 10)
-			if reason := r.URL.Query().Get("reason"); reason != "" {
-				// The next page is read for the same reason, and recorded with it.
-				out.More += "&reason=" + url.QueryEscape(reason)
-			}
-			break
-		}
+fill:
+	for _, e := range events {
 		x.apply(e)
-		if version < from {
+		if e.version < from.version {
 			continue
 		}
 		statements, err := x.statements(e)
 		if err != nil {
 			return readhttp.Reply{}, err
 		}
-		out.Statements = append(out.Statements, statements...)
+		for n, s := range statements {
+			if e.version == from.version && n < from.statement {
+				continue
+			}
+			// The page ends where the next statement is, not the next event: an event that
+			// yields none (a disclosure) would otherwise end on a link to an empty page.
+			if len(out.Statements) == limit {
+				out.More = r.URL.Path + "?format=xapi&limit=" + strconv.Itoa(limit) + "&cursor=" + position{e.version, n}.String()
+				if reason := r.URL.Query().Get("reason"); reason != "" {
+					// The next page is read for the same reason, and recorded with it.
+					out.More += "&reason=" + url.QueryEscape(reason)
+				}
+				break fill
+			}
+			out.Statements = append(out.Statements, s)
+		}
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	return readhttp.Reply{Body: body, ETag: `"x` + strconv.Itoa(len(events)) + `-` + strconv.FormatUint(from, 10) + `"`, Private: true}, nil
+	return readhttp.Reply{Body: body, ETag: `"x` + strconv.Itoa(len(events)) + `-` + from.String() + `-` + strconv.Itoa(limit) + `"`,
+		Private: true}, nil
+}
+
+// statementCursor reads the export's cursor: the version of the event whose statements the page
+// begins with, then ".n" when it begins with the event's statement n rather than its first (a
+// module completion yields two).
+func statementCursor(raw string) (position, bool) {
+	event, statement, ok := strings.Cut(raw, ".")
+	p, valid := eventCursor(event)
+	if !ok {
+		return p, valid
+	}
+	n, err := strconv.ParseUint(statement, 10, 8)
+	p.statement = int(n)
+	return p, valid && err == nil && n > 0
 }
 
 // exporter turns a learner's events, in order, into statements.
