@@ -23,14 +23,14 @@ import (
 )
 
 const (
-	xapiHome       = "https://school.example"
-	verbRegistered = "http://adlnet.gov/expapi/verbs/registered"
-	verbLeft       = "http://id.tincanapi.com/verb/unregistered"
-	verbCompleted  = "http://adlnet.gov/expapi/verbs/completed"
-	verbProgressed = "http://adlnet.gov/expapi/verbs/progressed"
-	typeCourse     = "http://adlnet.gov/expapi/activities/course"
-	typeModule     = "http://adlnet.gov/expapi/activities/module"
-	progressExt    = "https://w3id.org/xapi/cmi5/result/extensions/progress"
+	xapiHome         = "https://school.example"
+	verbRegistered   = "http://adlnet.gov/expapi/verbs/registered"
+	verbUnregistered = "http://id.tincanapi.com/verb/unregistered"
+	verbCompleted    = "http://adlnet.gov/expapi/verbs/completed"
+	verbProgressed   = "http://adlnet.gov/expapi/verbs/progressed"
+	typeCourse       = "http://adlnet.gov/expapi/activities/course"
+	typeModule       = "http://adlnet.gov/expapi/activities/module"
+	progressExt      = "https://w3id.org/xapi/cmi5/result/extensions/progress"
 )
 
 // xapiT0 is when the courses of the xAPI tests were created; xapiAt(n) is n hours later.
@@ -47,7 +47,7 @@ type happened struct {
 
 const recordDelay = 50 * time.Millisecond
 
-// bobsLife is what the xAPI fixture's log holds, in order: the courses go and sql; bob enrols in
+// bobsLife is what the xAPI fixture's log holds, in order: the courses go and sql; bob enrolls in
 // both, does one module of go, withdraws, go is renamed while he is away, he resumes go and
 // completes it, someone reads his records, he completes sql, and someone reads them again.
 var bobsLife = []struct {
@@ -180,7 +180,7 @@ func TestXAPI(t *testing.T) {
 			{verbRegistered, "registered", sqlCourse},
 			{verbCompleted, "completed", m1},
 			{verbProgressed, "progressed", goCourse},
-			{verbLeft, "unregistered", goCourse},
+			{verbUnregistered, "unregistered", goCourse},
 			{verbRegistered, "registered", goCourse},
 			{verbCompleted, "completed", m2},
 			{verbProgressed, "progressed", goCourse},
@@ -210,6 +210,16 @@ func TestXAPI(t *testing.T) {
 		}
 		if registration["go"] == registration["sql"] {
 			t.Errorf("go and sql share registration %s", registration["go"])
+		}
+		// The resume takes up the earlier progress: m2 completes go.
+		var progress []int
+		for _, s := range got {
+			if s.Verb.ID == verbProgressed && s.Result != nil {
+				progress = append(progress, s.Result.Extensions[progressExt])
+			}
+		}
+		if want := []int{50, 100, 100}; !cmp.Equal(progress, want) {
+			t.Errorf("progress %v, want %v", progress, want)
 		}
 	})
 
