@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,11 +262,14 @@ func TestLearnerHistoryAsXAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got.More = ""
+	got.More, got.Statements = "", nil
 	json.NewDecoder(resp.Body).Decode(&got)
 	resp.Body.Close()
 	if got.More == "" || !strings.Contains(got.More, "cursor=") {
 		t.Errorf("a page of 2 has no 'more' link: %+v", got.More)
+	}
+	if len(got.Statements) != 2 {
+		t.Errorf("a page of 2 has %d statements", len(got.Statements))
 	}
 	resp, err = client.Get(base + "/v1/learners/bob/history?format=csv")
 	if err != nil {
@@ -274,6 +278,105 @@ func TestLearnerHistoryAsXAPI(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("format=csv: %d, want 400", resp.StatusCode)
+	}
+}
+
+// xapiStatement is what TestLearnerHistoryAsXAPIAcrossAWithdrawal reads of a statement.
+type xapiStatement struct {
+	ID   string
+	Verb struct {
+		ID      string
+		Display map[string]string
+	}
+	Object  xapiActivity
+	Context struct {
+		Registration      string
+		ContextActivities struct{ Parent []xapiActivity }
+	}
+	Timestamp time.Time
+}
+
+type xapiActivity struct {
+	ID         string
+	Definition struct {
+		Name map[string]string
+		Type string
+	}
+}
+
+func TestLearnerHistoryAsXAPIAcrossAWithdrawal(t *testing.T) {
+	srv := startHistoryServer(t, map[string]string{"EDUTRACK_XAPI_HOMEPAGE": "https://school.example"})
+	send := func(method, path, body string) { t.Helper(); srv.send(method, path, body, "") }
+	send("POST", "/v1/users", `{"id":"ada","name":"Ada","email":"ada@example.com","role":"instructor"}`)
+	send("POST", "/v1/users", `{"id":"bob","name":"Bob","email":"bob@example.com","role":"learner"}`)
+	send("POST", "/v1/courses", `{"id":"go","title":"Go","category":"code","level":"beginner","instructorId":"ada"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m1","title":"One"}`)
+	send("POST", "/v1/courses/go/modules", `{"id":"m2","title":"Two"}`)
+	send("POST", "/v1/courses/go/publish", "")
+	before := time.Now()
+	send("POST", "/v1/courses/go/enrollments", `{"learnerId":"bob"}`)
+	send("POST", "/v1/learners/bob/courses/go/modules/m1/complete", "")
+	send("DELETE", "/v1/courses/go/enrollments/bob", "")
+	send("PATCH", "/v1/courses/go", `{"title":"Go, again"}`)
+	send("POST", "/v1/courses/go/enrollments", `{"learnerId":"bob"}`)
+	send("POST", "/v1/learners/bob/courses/go/modules/m2/complete", "")
+	after := time.Now()
+
+	// Read page by page, two statements at a time, as an LRS importer would.
+	var got []xapiStatement
+	for path := "/v1/learners/bob/history?format=xapi&limit=2&minPosition=" + itoa(srv.last); path != ""; {
+		resp, err := srv.client.Get(srv.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Statements []xapiStatement
+			More       string
+		}
+		json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(page.Statements) > 2 || len(got) > 20 {
+			t.Fatalf("GET %s: %d with %d statements", path, resp.StatusCode, len(page.Statements))
+		}
+		got = append(got, page.Statements...)
+		path = page.More
+	}
+	const course = "https://school.example/courses/go"
+	type row struct{ Verb, Object, Name, Parent string }
+	want := []row{
+		{"registered", course, "Go", ""},
+		{"completed", course + "/modules/m1", "One", "Go"},
+		{"progressed", course, "Go", ""},
+		{"unregistered", course, "Go", ""},
+		{"registered", course, "Go, again", ""},
+		{"completed", course + "/modules/m2", "Two", "Go, again"},
+		{"progressed", course, "Go, again", ""},
+		{"completed", course, "Go, again", ""},
+	}
+	var rows []row
+	ids := map[string]bool{}
+	for i, s := range got {
+		r := row{Verb: s.Verb.Display["en-US"], Object: s.Object.ID, Name: s.Object.Definition.Name["und"]}
+		if p := s.Context.ContextActivities.Parent; len(p) == 1 && p[0].ID == course {
+			r.Parent = p[0].Definition.Name["und"]
+		}
+		rows = append(rows, r)
+		if s.Context.Registration == "" || s.Context.Registration != got[0].Context.Registration {
+			t.Errorf("statement %d is in registration %q, the enrollment began in %q", i, s.Context.Registration, got[0].Context.Registration)
+		}
+		if ids[s.ID] || len(s.ID) != 36 {
+			t.Errorf("statement %d id %q is not a fresh UUID", i, s.ID)
+		}
+		ids[s.ID] = true
+		if s.Timestamp.Before(before) || s.Timestamp.After(after) {
+			t.Errorf("statement %d happened at %v, not while the test sent its commands", i, s.Timestamp)
+		}
+	}
+	if !slices.Equal(rows, want) {
+		t.Errorf("statements:\n got %+v\nwant %+v", rows, want)
+	}
+	if len(got) > 3 && got[3].Verb.ID != "http://id.tincanapi.com/verb/unregistered" {
+		t.Errorf("the withdrawal's verb is %s", got[3].Verb.ID)
 	}
 }
 

@@ -140,6 +140,15 @@ func (c *Course) HasModule(id string) bool {
 	return ok
 }
 
+// Module returns the module with this id, and whether the course has it.
+func (c *Course) Module(id string) (Module, bool) {
+	i, ok := c.moduleIndex[id]
+	if !ok {
+		return Module{}, false
+	}
+	return c.modules[i], true
+}
+
 // PublishedAt is when the course was published, or the zero time if it never was.
 func (c *Course) PublishedAt() time.Time { return c.publishedAt }
 

@@ -387,6 +387,15 @@ func TestGetters(t *testing.T) {
 	if !c.HasModule("types") || c.HasModule("other") {
 		t.Errorf("HasModule: types = %v, other = %v", c.HasModule("types"), c.HasModule("other"))
 	}
+	t.Run("finds a module by its id", func(t *testing.T) {
+		m, ok := c.Module("types")
+		if !ok || m != (course.Module{ID: "types", Title: "Types"}) {
+			t.Errorf("Module(types) = %+v, %v", m, ok)
+		}
+		if m, ok := c.Module("other"); ok {
+			t.Errorf("Module(other) = %+v, want none", m)
+		}
+	})
 	t.Run("returns a copy of the modules", func(t *testing.T) {
 		c.Modules()[0].Title = "changed"
 		if got := c.Modules()[0].Title; got != "Introduction" {

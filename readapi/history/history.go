@@ -149,6 +149,7 @@ type replayed struct {
 
 type replayedEvent struct {
 	id       uuid.UUID
+	version  uint64
 	at       time.Time
 	position uint64
 	event    domain.Event
@@ -200,7 +201,7 @@ func (c *replayCache) upTo(ctx context.Context, stream string, asOf time.Time) (
 		if err != nil {
 			return nil, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
 		}
-		e.events = append(e.events, replayedEvent{id: re.ID, at: re.RecordedAt, position: re.Position, event: ev})
+		e.events = append(e.events, replayedEvent{id: re.ID, version: re.Version, at: re.RecordedAt, position: re.Position, event: ev})
 		e.version = re.Version
 	}
 	c.mu.Lock()
@@ -311,24 +312,48 @@ func splitType(stored string) (string, int) {
 	return stored[:i], v
 }
 
-// historyPage reads what the paged history routes share: the learner, the page size, and the
-// stream version the page starts at. params are the query parameters the route takes.
-func (a *API) historyPage(r *http.Request, params ...string) (id string, limit int, from uint64, err error) {
+// position is where a page of the history begins: an event of the learner's stream, by version,
+// and for the xAPI export the statement among those the event yields.
+type position struct {
+	version   uint64
+	statement int
+}
+
+// String is the cursor of the page that begins at p.
+func (p position) String() string {
+	s := strconv.FormatUint(p.version, 10)
+	if p.statement > 0 {
+		s += "." + strconv.Itoa(p.statement)
+	}
+	return s
+}
+
+// eventCursor reads the cursor of the event listings: the version of the page's first event.
+func eventCursor(raw string) (position, bool) {
+	v, err := strconv.ParseUint(raw, 10, 64)
+	return position{version: v}, err == nil && v > 0
+}
+
+// historyPage reads what the paged history routes share: the learner, the page size, and where
+// the page starts, from a cursor that cursor reads. params are the query parameters the route
+// takes.
+func (a *API) historyPage(r *http.Request, cursor func(string) (position, bool), params ...string) (id string, limit int, from position, err error) {
 	qs := r.URL.Query()
 	if err := readhttp.OnlyParams(r, params...); err != nil {
-		return "", 0, 0, err
+		return "", 0, position{}, err
 	}
 	// The log is always current, but whether the learner exists is known from the read models.
 	if err := a.consistency.WaitFor(r, documents.LearnersProjection); err != nil {
-		return "", 0, 0, err
+		return "", 0, position{}, err
 	}
 	if limit, err = readhttp.Limit(r); err != nil {
-		return "", 0, 0, err
+		return "", 0, position{}, err
 	}
-	from = 1
+	from = position{version: 1}
 	if raw := qs.Get("cursor"); raw != "" {
-		if from, err = strconv.ParseUint(raw, 10, 64); err != nil || from == 0 {
-			return "", 0, 0, problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
+		var ok bool
+		if from, ok = cursor(raw); !ok {
+			return "", 0, position{}, problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
 		}
 	}
 	id = chi.URLParam(r, "id")
@@ -339,11 +364,11 @@ func (a *API) historyPage(r *http.Request, params ...string) (id string, limit i
 var historyParams = []string{"limit", "cursor", "minPosition", "format", "reason"}
 
 func (a *API) history(r *http.Request) (readhttp.Reply, error) {
-	id, limit, from, err := a.historyPage(r, historyParams...)
+	id, limit, from, err := a.historyPage(r, eventCursor, historyParams...)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	events, err := a.log.ReadStream(r.Context(), learner.StreamPrefix+id, from, limit+1)
+	events, err := a.log.ReadStream(r.Context(), learner.StreamPrefix+id, from.version, limit+1)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -388,10 +413,11 @@ func (a *API) disclosures(r *http.Request) (readhttp.Reply, error) {
 	if err := access.MayListDisclosures(r, chi.URLParam(r, "id")); err != nil {
 		return readhttp.Reply{}, err
 	}
-	id, limit, from, err := a.historyPage(r, "limit", "cursor", "minPosition")
+	id, limit, start, err := a.historyPage(r, eventCursor, "limit", "cursor", "minPosition")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
+	from := start.version
 	typ := learner.DisclosureRecorded{}.EventType()
 	p := readhttp.Page[DisclosureItem]{Items: []DisclosureItem{}}
 	for {
