@@ -11,8 +11,11 @@ build:
 run:
 	$(GO) run ./cmd/edutrack serve
 
+# The whole suite, as CI runs it. .ci/deps first installs what the tests need (redis-server,
+# promtool) where it is missing; the tests start their own servers on free ports.
 test:
-	$(GO) test -race ./...
+	@eval "$$(bash .ci/deps)"; export EDUTRACK_PROMTOOL; \
+	$(GO) test -race -timeout 30m -count=1 ./...
 
 # Go benchmarks of the event log (durable appends) and of rebuilds; see BENCHMARKS.md.
 bench:
