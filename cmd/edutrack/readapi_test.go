@@ -1267,6 +1267,10 @@ func TestReadAPIOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("metrics_pass_promtool's_check", func(t *testing.T) {
+		checkMetrics(t, get(t, s, "/metrics").body)
+	})
+
 	t.Run("openapi_describes_every_route", func(t *testing.T) {
 		a := get(t, s, "/openapi.json")
 		if a.status != http.StatusOK || !json.Valid(a.body) {
