@@ -130,7 +130,10 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 		r.order = append(r.order, p.Name())
 		r.status[p.Name()] = StatusStarting
 	}
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, watermill.NewSlogLogger(logger))
+	// watermill's info lines (handlers added, started, stopped) are details of EduTrack's own:
+	// debug lines in its log. Its warnings and errors stay what they are.
+	wmLog := watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 30 * time.Second}, wmLog)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +144,7 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 			InitialInterval: opts.RetryDelay,
 			MaxInterval:     10 * opts.RetryDelay,
 			Multiplier:      2,
-			Logger:          watermill.NewSlogLogger(logger),
+			Logger:          wmLog,
 		}.Middleware,
 		middleware.Recoverer,
 	)

@@ -74,8 +74,13 @@ func TestWriteAPI(t *testing.T) {
 		}
 	}
 
+	var insRequestID string
 	t.Run("registers_users", func(t *testing.T) {
-		check(s.ok(s.do("POST", "/v1/users", user("ins", "Grace Hopper", "instructor")), created, 1), "ins", 1)
+		registered := s.do("POST", "/v1/users", user("ins", "Grace Hopper", "instructor"))
+		if insRequestID = registered.requestID; insRequestID == "" {
+			t.Error("the answer names no X-Request-Id")
+		}
+		check(s.ok(registered, created, 1), "ins", 1)
 		appended("user-ins", 1, "user.registered.v1")
 		ada := s.ok(s.do("POST", "/v1/users", user("ada", "Ada Lovelace", "learner"),
 			"Authorization", bearer("admin-1", domain.Admin), "X-Request-Id", "req-1", "X-Correlation-Id", "corr-1"), created, 1)
@@ -199,8 +204,9 @@ func TestWriteAPI(t *testing.T) {
 			t.Fatalf("no event %s v%d", stream, version)
 			return eventstore.Metadata{}
 		}
-		// The headers travel into the metadata; without them, the request id is the command id
-		// and the correlation id the request id. The acting user is the token's subject.
+		// The headers travel into the metadata; without them, the request id is the one the
+		// server made and answered, and the correlation id the request id. The acting user is the
+		// token's subject.
 		ada := meta("user-ada", 1)
 		if ada.CausationID == "" || ada.UserID != "admin-1" || ada.RequestID != "req-1" || ada.CorrelationID != "corr-1" {
 			t.Errorf("user-ada v1 metadata %+v, want user admin-1, request req-1, correlation corr-1 and a causation id", ada)
@@ -209,9 +215,10 @@ func TestWriteAPI(t *testing.T) {
 		if renamed.RequestID != "req-2" || renamed.CorrelationID != "req-2" || renamed.UserID != testAdmin || renamed.CausationID == "" {
 			t.Errorf("user-ada v2 metadata %+v, want request and correlation req-2, user %s", renamed, testAdmin)
 		}
+		// Without X-Request-Id the server makes one, answers it, and records it.
 		ins := meta("user-ins", 1)
-		if ins.CausationID == "" || ins.RequestID != ins.CausationID || ins.CorrelationID != ins.CausationID || ins.UserID != testAdmin {
-			t.Errorf("user-ins v1 metadata %+v, want request and correlation ids equal to the causation id, user %s", ins, testAdmin)
+		if ins.CausationID == "" || ins.RequestID != insRequestID || ins.CorrelationID != insRequestID || ins.UserID != testAdmin {
+			t.Errorf("user-ins v1 metadata %+v, want request and correlation ids %q (the answer's X-Request-Id), user %s", ins, insRequestID, testAdmin)
 		}
 		if ada.CausationID == ins.CausationID {
 			t.Errorf("two commands share causation id %s", ada.CausationID)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -35,6 +36,7 @@ type config struct {
 	leaseTTL        time.Duration // how long the projector lease outlives its holder's last renewal
 	xapiHomePage    string
 	logLevel        slog.Level
+	logFormat       string // text or json
 	access          access
 }
 
@@ -73,6 +75,7 @@ type settings struct {
 	roles           string
 	leaseTTL        string
 	logLevel        string
+	logFormat       string
 	auth            string
 	// jwtKey has no flag: a command line is visible to every user of the machine.
 	jwtKey         string
@@ -120,6 +123,7 @@ func readSettings(getenv func(string) string) settings {
 	s.roles = env("EDUTRACK_ROLES")
 	s.leaseTTL = env("EDUTRACK_LEASE_TTL")
 	s.logLevel = env("EDUTRACK_LOG_LEVEL")
+	s.logFormat = env("EDUTRACK_LOG_FORMAT")
 	s.auth = env("EDUTRACK_AUTH")
 	// Not through env: EDUTRACK_JWT_KEY_FILE is a setting of its own, whose file Validate
 	// reads and checks as a key.
@@ -155,6 +159,7 @@ func (s *settings) setDefaults() {
 		{&s.roles, "write,project,read"},
 		{&s.leaseTTL, "10s"},
 		{&s.logLevel, "info"},
+		{&s.logFormat, "text"},
 		{&s.auth, "jwt"},
 		{&s.jwtIssuer, auth.DefaultIssuer},
 		{&s.jwtAudience, auth.DefaultAudience},
@@ -189,6 +194,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"roles", &s.roles, "roles this process runs: write, project, read (EDUTRACK_ROLES)"},
 		{"lease-ttl", &s.leaseTTL, "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)"},
 		{"log-level", &s.logLevel, "debug, info, warn or error (EDUTRACK_LOG_LEVEL)"},
+		{"log-format", &s.logFormat, "text (key=value) or json, one object per line (EDUTRACK_LOG_FORMAT)"},
 		{"auth", &s.auth, "jwt, or disabled to let every request act as an admin (EDUTRACK_AUTH)"},
 		{"jwt-key-file", &s.jwtKeyFile, "file holding the HMAC key of the bearer tokens (EDUTRACK_JWT_KEY_FILE, or the key itself in EDUTRACK_JWT_KEY); default: " + auth.KeyFileName + " in the data dir, generated on first start"},
 		{"oidc-issuer", &s.oidcIssuer, "https URL of an OpenID Connect provider whose tokens to accept instead of HMAC ones (EDUTRACK_OIDC_ISSUER)"},
@@ -248,6 +254,9 @@ func (s settings) Validate() error {
 	if err := new(slog.Level).UnmarshalText([]byte(s.logLevel)); err != nil {
 		add(fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", s.logLevel))
 	}
+	if s.logFormat != "text" && s.logFormat != "json" {
+		add(fmt.Errorf("EDUTRACK_LOG_FORMAT %q: want text or json", s.logFormat))
+	}
 	if s.auth != "jwt" && s.auth != "disabled" {
 		add(fmt.Errorf("EDUTRACK_AUTH %q: want jwt, or disabled", s.auth))
 	}
@@ -296,6 +305,25 @@ func (s settings) Validate() error {
 	return nil
 }
 
+// logger is the log the settings ask for, as far as they are valid: a start that fails on its
+// configuration says so in the same format as every other line.
+func (s settings) logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	if level.UnmarshalText([]byte(s.logLevel)) != nil {
+		level = slog.LevelInfo
+	}
+	return newLogger(w, s.logFormat, level)
+}
+
+// newLogger returns a logger writing lines of format (json, else text) at level and above.
+func newLogger(w io.Writer, format string, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
 // config checks the settings and turns them into the configuration serve runs with.
 func (s settings) config() (config, error) {
 	if err := s.Validate(); err != nil {
@@ -311,6 +339,7 @@ func (s settings) config() (config, error) {
 	c.cacheEntries, _ = strconv.Atoi(s.cacheEntries)
 	c.roles, _ = parseRoles(s.roles)
 	c.logLevel.UnmarshalText([]byte(s.logLevel))
+	c.logFormat = s.logFormat
 	c.access = access{disabled: s.auth == "disabled", oidcIssuer: s.oidcIssuer, issuer: s.jwtIssuer, audience: s.jwtAudience,
 		roleClaim: s.jwtRoleClaim, corsOrigins: splitList(s.corsOrigins)}
 	c.access.trustedProxies, _ = clientip.ParsePrefixes(s.trustedProxies)

@@ -1029,10 +1029,11 @@ func TestMultiProcessDeployment(t *testing.T) {
 		if projector.err == nil {
 			t.Errorf("%s exited 0 after losing its lease, want an error", projector.name)
 		}
-		if line := lastLine(projector.logs.String(), "edutrack:"); !strings.Contains(line, "lease") {
+		if line := lastLine(projector.logs.String(), "edutrack stopped on an error"); !strings.Contains(line, "lease") {
 			t.Errorf("%s exited (%v) with %q, want an error about the lease", projector.name, projector.err, line)
 		}
-		t.Logf("%s exited %s after resuming: %s", projector.name, time.Since(resumed).Round(time.Millisecond), lastLine(projector.logs.String(), "edutrack:"))
+		t.Logf("%s exited %s after resuming: %s", projector.name, time.Since(resumed).Round(time.Millisecond),
+			lastLine(projector.logs.String(), "edutrack stopped on an error"))
 		projector, standby = standby, nil
 		for range 5 {
 			rename()

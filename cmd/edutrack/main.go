@@ -20,7 +20,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "edutrack:", err)
+		if !errors.As(err, new(logged)) {
+			fmt.Fprintln(os.Stderr, "edutrack:", err)
+		}
 		os.Exit(1)
 	}
 }

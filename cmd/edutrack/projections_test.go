@@ -953,7 +953,7 @@ func (l *readLoad) read(path string) {
 		return
 	}
 	if strings.HasSuffix(path, "/dashboard") {
-		pos, err := strconv.ParseUint(strings.Trim(header.Get("ETag"), `"`), 10, 64)
+		pos, err := strconv.ParseUint(strings.TrimSuffix(strings.Trim(header.Get("ETag"), `"`), "-gzip"), 10, 64)
 		switch {
 		case err != nil:
 			l.problem("GET %s: ETag %q is not a position", path, header.Get("ETag"))

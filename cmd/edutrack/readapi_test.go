@@ -1185,8 +1185,14 @@ func TestReadAPIHTTP(t *testing.T) {
 			if !bytes.Equal(unzipped, plain.body) || !json.Valid(unzipped) {
 				t.Errorf("GET %s: gzip decodes to\n%s\nwant\n%s", r, unzipped, plain.body)
 			}
-			if zipped.header.Get("ETag") != etags[r] {
-				t.Errorf("GET %s with gzip: ETag %q, want %q", r, zipped.header.Get("ETag"), etags[r])
+			// Another representation, another strong tag (RFC 9110 8.8.3); each revalidates itself.
+			plainTag := plain.header.Get("ETag")
+			if zipped.header.Get("ETag") != etags[r] || plainTag == etags[r] || strings.TrimSuffix(plainTag, `"`)+`-gzip"` != etags[r] {
+				t.Errorf("GET %s: ETag %q with gzip, %q without; want %q with gzip and its plain form without", r,
+					zipped.header.Get("ETag"), plainTag, etags[r])
+			}
+			if n := get(t, s, r, "Accept-Encoding", "identity", "If-None-Match", plainTag); n.status != http.StatusNotModified || n.header.Get("ETag") != plainTag {
+				t.Errorf("GET %s without gzip, If-None-Match %s: %d with ETag %q; want 304 with it", r, plainTag, n.status, n.header.Get("ETag"))
 			}
 		}
 	})

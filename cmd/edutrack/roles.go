@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -20,7 +19,9 @@ import (
 	"github.com/edutrack/edutrack/commands/writeapi"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/eventstore/measured"
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/compress"
 	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/projections/cache"
@@ -59,7 +60,12 @@ func (p *process) commandHandler() (*commands.Handler, error) {
 	if needed := p.cfg.roles.write || p.cfg.roles.read; !canAppend || !needed {
 		return nil, nil
 	}
-	return commands.New(p.events, time.Now, commands.Options{})
+	// The command side's appends are measured: their latency and their errors by reason.
+	store, err := measured.New(p.events, p.reg)
+	if err != nil {
+		return nil, err
+	}
+	return commands.New(store, time.Now, commands.Options{})
 }
 
 // write is the write role: the write API.
@@ -134,8 +140,13 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 		}
 	}
 	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
+	// A gzip answer has its own ETag: clients revalidate either representation with its own tag.
+	gzip, err := compress.Middleware(compressMinSize)
+	if err != nil {
+		return err
+	}
 	p.v1.Group(func(r chi.Router) {
-		r.Use(middleware.Compress(5, "application/json"))
+		r.Use(gzip)
 		readAPI.Routes(r)
 		if historyAPI != nil {
 			historyAPI.Routes(r)
@@ -143,6 +154,11 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	})
 	return nil
 }
+
+// compressMinSize is 0: every JSON answer is gzipped for a client that accepts gzip, so the tag
+// of a 304 follows from the request alone (internal/compress). The read models' documents are
+// rarely so small that it costs more than it saves.
+const compressMinSize = 0
 
 // leaseOwner names this process in the projector lease.
 func leaseOwner() string {

@@ -224,7 +224,7 @@ func withAccess(change func(*access)) access {
 // defaults is the default configuration with a.
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-		cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 		leaseTTL: 10 * time.Second, access: a}
 }
 
@@ -247,7 +247,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 10 * time.Second, access: defaultAccess()},
 		},
 		{
@@ -257,7 +257,7 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_LOG_LEVEL": "debug", "EDUTRACK_ROLES": "read", "EDUTRACK_LEASE_TTL": "3s",
 				"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false", "EDUTRACK_JWT_KEY": testKey},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
-				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
+				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) })},
 		},
 		{
@@ -266,7 +266,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
-				cacheEntries: 10, logLevel: slog.LevelWarn, roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 10, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: time.Minute, access: defaultAccess()},
 		},
 		{

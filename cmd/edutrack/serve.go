@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -37,7 +39,8 @@ flag of the same name overrides it; invalid settings stop it before it starts, e
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := s.config()
 			if err != nil {
-				return err
+				s.logger(cmd.ErrOrStderr()).Error("edutrack cannot start", "err", err)
+				return logged{err}
 			}
 			return start(cmd.Context(), cfg, cmd.ErrOrStderr())
 		},
@@ -49,10 +52,18 @@ flag of the same name overrides it; invalid settings stop it before it starts, e
 // serve runs the service until ctx ends, then shuts down gracefully: the HTTP server stops
 // taking requests and finishes those in flight (their appends included), the projections
 // finish the batch in hand, and then the stores close.
-func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)) error {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
-	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)) (err error) {
+	log := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	defer func() {
+		if err != nil {
+			log.Error("edutrack stopped on an error", "err", err)
+			err = logged{err}
+		}
+	}()
+	// The libraries' own logs are details of EduTrack's: debug lines in its log.
+	redis.SetLogger(redisLog{log})
+	if err := privateDir(cfg.dataDir, log); err != nil {
+		return err
 	}
 	eng, err := openEngines(ctx, cfg, log)
 	if err != nil {
@@ -92,6 +103,74 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	return p.run(ctx, ready)
 }
 
+// logged is an error the log has told already; main exits 1 without printing it again.
+type logged struct{ error }
+
+func (l logged) Unwrap() error { return l.error }
+
+// privateDir creates the data directory, or narrows an existing one, to its owner alone: it
+// holds names, emails and education records.
+func privateDir(dir string, log *slog.Logger) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("make the data dir private: %w", err)
+		}
+		log.Info("made the data dir readable by its owner alone", "dir", dir, "was", st.Mode().Perm().String())
+	}
+	return nil
+}
+
+// headAsGet routes every HEAD request as a GET: no route serves HEAD itself, and the server
+// sends a HEAD's headers without the body. (chi's GetHead asks the router first, which a
+// mounted router answers for every method.)
+func headAsGet(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodHead {
+			if rctx := chi.RouteContext(r.Context()); rctx != nil {
+				rctx.RouteMethod = http.MethodGet
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// noSniff tells browsers to take every answer as its Content-Type says.
+func noSniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedMethods lists the methods the router serves on path, for a 405's Allow header.
+func allowedMethods(r chi.Routes, path string) []string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := m
+		if m == http.MethodHead {
+			probe = http.MethodGet // headAsGet serves HEAD wherever GET is served
+		}
+		if r.Match(chi.NewRouteContext(), probe, path) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// redisLog hands the Redis client's log lines to EduTrack's log, at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "library", "go-redis")
+}
+
 // newProcess is a process before its roles join it: a router that serves health and metrics to
 // anyone and puts /v1 behind the authenticator and the request budgets. closeAccess releases
 // the budgets' limiter.
@@ -122,8 +201,14 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 		return nil, nil, err
 	}
 	r := chi.NewRouter()
-	// CORS goes before routing: a preflight carries no token and uses a method no route has.
-	r.Use(middleware.Recoverer, instrument, corsMW)
+	badRequestID := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		problem.Write(w, req, log, problem.New(http.StatusBadRequest, "X-Request-Id",
+			fmt.Sprintf("must be 1 to %d printable ASCII characters", observe.MaxRequestIDLen)))
+	})
+	// Every answer says not to sniff its type and carries its request id; HEAD is served by
+	// every GET route. CORS goes before routing: a preflight carries no token and uses a method
+	// no route has.
+	r.Use(middleware.Recoverer, noSniff, observe.Requests(log, badRequestID), instrument, headAsGet, corsMW)
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"status":"ok"}`)
@@ -145,7 +230,10 @@ func (p *process) run(ctx context.Context, ready func(string)) error {
 		problem.Write(w, req, p.log, problem.New(http.StatusNotFound, "", "no such route"))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
-		problem.Write(w, req, p.log, problem.New(http.StatusMethodNotAllowed, "", "the route does not take "+req.Method))
+		allowed := allowedMethods(r, req.URL.Path)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		problem.Write(w, req, p.log, problem.New(http.StatusMethodNotAllowed, "",
+			"the route does not take "+req.Method+"; it takes "+strings.Join(allowed, ", ")))
 	})
 
 	ln, err := net.Listen("tcp", p.cfg.httpAddr)

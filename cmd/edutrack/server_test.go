@@ -178,6 +178,7 @@ type reply struct {
 	status      int
 	contentType string
 	body        []byte
+	requestID   string // the answer's X-Request-Id
 }
 
 // send sends body (nil for none) with contentType (empty for no header) and headers given as
@@ -207,7 +208,7 @@ func (s *server) send(method, path, contentType string, body []byte, headers ...
 	if err != nil {
 		s.t.Fatalf("%s %s: read answer: %v", method, path, err)
 	}
-	return reply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: data}
+	return reply{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: data, requestID: resp.Header.Get("X-Request-Id")}
 }
 
 // do sends v as JSON (a string is sent as it is; nil sends no body).

@@ -9,6 +9,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
 )
 
@@ -49,6 +50,7 @@ func NewDisabledAuthenticator(log *slog.Logger) (*Authenticator, error) {
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if a.verifier == nil {
+			observe.SetUser(r.Context(), DisabledSubject)
 			next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), domain.Actor{UserID: DisabledSubject, Role: domain.Admin})))
 			return
 		}
@@ -67,6 +69,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 			problem.Write(w, r, a.log, problem.New(http.StatusUnauthorized, "Authorization", describe(err)))
 			return
 		}
+		observe.SetUser(r.Context(), p.UserID)
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 	})
 }

@@ -13,8 +13,10 @@ import (
 // suffix marks the ETag of a gzipped answer.
 const suffix = "-gzip"
 
-// Middleware gzips JSON answers of at least minSize bytes for clients that accept gzip; smaller
-// ones gain too little to pay for the compression.
+// Middleware gzips JSON answers of at least minSize bytes for clients that accept gzip. With
+// minSize 0 every JSON answer to such a client is gzipped, so a 304 knows the tag it must carry
+// (the one the 200 would have) from the request alone; with a larger one, a 304 carries the gzip
+// tag only when the client sent it.
 func Middleware(minSize int) (func(http.Handler) http.Handler, error) {
 	wrap, err := gzhttp.NewWrapper(gzhttp.ContentTypes([]string{"application/json", "application/problem+json"}),
 		gzhttp.SuffixETag(suffix), gzhttp.MinSize(minSize))
@@ -25,28 +27,30 @@ func Middleware(minSize int) (func(http.Handler) http.Handler, error) {
 		gz := wrap(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			match := r.Header.Get("If-None-Match")
-			if !strings.Contains(match, suffix+`"`) {
+			if match == "" || !acceptsGzip(r) {
 				gz.ServeHTTP(w, r)
 				return
 			}
-			// The handlers know their own tags only: compare with those, and answer a 304 with
-			// the gzip tag the client sent.
+			// The handlers know their own tags only: compare with those, and give a 304 the tag
+			// of the representation this client gets.
 			r.Header.Set("If-None-Match", strings.ReplaceAll(match, suffix+`"`, `"`))
-			gz.ServeHTTP(&notModified{ResponseWriter: w, sent: match}, r)
+			gz.ServeHTTP(&notModified{ResponseWriter: w, sent: match, always: minSize == 0}, r)
 		})
 	}, nil
 }
 
-// notModified gives a 304 the gzip variant of its ETag when that is the tag the client sent.
+// notModified gives a 304 the gzip variant of its ETag: always, when every answer to this client
+// is gzipped, else when that is the tag the client sent.
 type notModified struct {
 	http.ResponseWriter
-	sent string
+	sent   string
+	always bool
 }
 
 func (n *notModified) WriteHeader(status int) {
 	if status == http.StatusNotModified {
 		if tag := n.Header().Get("ETag"); strings.HasSuffix(tag, `"`) {
-			if gz := tag[:len(tag)-1] + suffix + `"`; strings.Contains(n.sent, gz) {
+			if gz := tag[:len(tag)-1] + suffix + `"`; n.always || strings.Contains(n.sent, gz) {
 				n.Header().Set("ETag", gz)
 			}
 		}
@@ -54,5 +58,19 @@ func (n *notModified) WriteHeader(status int) {
 	n.ResponseWriter.WriteHeader(status)
 }
 
-// Unwrap lets http.ResponseController reach the connection's writer.
-func (n *notModified) Unwrap() http.ResponseWriter { return n.ResponseWriter }
+// acceptsGzip tells whether gzhttp gzips the answer to r: it takes an explicit gzip with a
+// q-value above 0 (not *), in the first Accept-Encoding header, and never for HEAD.
+func acceptsGzip(r *http.Request) bool {
+	if r.Method == http.MethodHead {
+		return false
+	}
+	for _, coding := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(coding, ";")
+		if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+			continue
+		}
+		q, found := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+		return !found || strings.Trim(q, "0.") != "" // q=0, q=0.0, q=0.000 refuse
+	}
+	return false
+}

@@ -50,7 +50,10 @@ type HistoryEvent struct {
 	Data          json.RawMessage `json:"data"`
 	CorrelationID string          `json:"correlationId"`
 	CausationID   string          `json:"causationId"`
-	ActingUser    string          `json:"actingUser"`
+	// RequestID is the X-Request-Id of the request that sent the command, as its access line
+	// in the server's log names it.
+	RequestID  string `json:"requestId"`
+	ActingUser string `json:"actingUser"`
 }
 
 // Learners tells whether a learner is registered: registration creates the learner's
@@ -381,7 +384,7 @@ func (a *API) history(r *http.Request) (readhttp.Reply, error) {
 		name, v := splitType(e.Type)
 		p.Items = append(p.Items, HistoryEvent{Type: name, SchemaVersion: v, StreamVersion: e.Version, Position: e.Position,
 			RecordedAt: e.RecordedAt, Data: json.RawMessage(e.Data), CorrelationID: e.Metadata.CorrelationID,
-			CausationID: e.Metadata.CausationID, ActingUser: e.Metadata.UserID})
+			CausationID: e.Metadata.CausationID, RequestID: e.Metadata.RequestID, ActingUser: e.Metadata.UserID})
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
