@@ -2,6 +2,7 @@ package domain_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/edutrack/edutrack/domain"
@@ -30,6 +31,19 @@ func TestActorSystem(t *testing.T) {
 	for _, a := range []domain.Actor{{Role: domain.Admin}, {UserID: "ada", Role: domain.Learner}} {
 		if a.System() {
 			t.Errorf("%+v counts as EduTrack itself", a)
+		}
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for _, id := range []string{"a", "ada", "c-101", "0", strings.Repeat("x", 64)} {
+		if !domain.ValidID(id) {
+			t.Errorf("ValidID(%q) = false", id)
+		}
+	}
+	for _, id := range []string{"", "Ada", "a b", "a_b", "ä", "a/b", strings.Repeat("x", 65)} {
+		if domain.ValidID(id) {
+			t.Errorf("ValidID(%q) = true", id)
 		}
 	}
 }

@@ -93,3 +93,18 @@ func KindOf(err error) Kind {
 	}
 	return Internal
 }
+
+// ValidID reports whether id has the form of every EduTrack id, users', courses' and modules':
+// 1 to 64 characters of a-z, 0-9 and "-". Ids name streams and appear in URLs, so they need
+// no escaping anywhere.
+func ValidID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}

@@ -109,3 +109,19 @@ func TestNextCursorIsAlwaysPresent(t *testing.T) {
 		}
 	}
 }
+
+// A + in a query string is a space: an asOf with a +02:00 offset sent as it is arrives broken,
+// and the answer says how to send it.
+func TestAsOfSaysHowToSendAnOffset(t *testing.T) {
+	t.Parallel()
+	f, _ := accessFixture(t)
+	bad := "/v1/learners/ada/history?asOf=2025-03-01T10:00:00+02:00"
+	resp := f.getAs(ada, bad)
+	b := body(t, resp)
+	var d problem.Details
+	if err := json.Unmarshal(b, &d); err != nil || resp.StatusCode != http.StatusBadRequest || d.Field != "asOf" || !strings.Contains(d.Detail, "%2B") {
+		t.Errorf("GET %s: %d %s; want 400 on asOf saying to send + as %%2B", bad, resp.StatusCode, b)
+	}
+	good := "/v1/learners/ada/history?asOf=2025-03-01T10:00:00%2B02:00"
+	wantOK(t, good, f.getAs(ada, good))
+}

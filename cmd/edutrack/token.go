@@ -35,6 +35,9 @@ func newTokenCmd(getenv func(string) string) *cobra.Command {
 			if sub == "" || role == "" {
 				return usageError{errors.New("token: --sub and --role are required")}
 			}
+			if !domain.ValidID(sub) {
+				return fmt.Errorf("token: --sub %q is no user id: ids are 1 to 64 characters of a-z, 0-9 and -", sub)
+			}
 			r, err := domain.ParseRole(role)
 			if err != nil {
 				return fmt.Errorf("token: %w", err)

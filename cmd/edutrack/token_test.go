@@ -76,6 +76,8 @@ func TestTokenCommand(t *testing.T) {
 	}{
 		{"refuses_without_a_subject", map[string]string{"EDUTRACK_JWT_KEY": testKey}, []string{"--role", "admin"}, "--sub and --role"},
 		{"refuses_an_unknown_role", map[string]string{"EDUTRACK_JWT_KEY": testKey}, []string{"--sub", "x", "--role", "root"}, "unknown role"},
+		{"refuses_a_subject_that_is_no_user_id", map[string]string{"EDUTRACK_JWT_KEY": testKey}, []string{"--sub", "Ada Lovelace", "--role", "learner"}, "no user id"},
+		{"refuses_a_subject_in_capitals", map[string]string{"EDUTRACK_JWT_KEY": testKey}, []string{"--sub", "ADA", "--role", "learner"}, "no user id"},
 		{"refuses_to_make_a_key_the_server_does_not_use", map[string]string{"EDUTRACK_DATA_DIR": "/nonexistent/edutrack"},
 			[]string{"--sub", "x", "--role", "admin"}, "start the server once"},
 		{"refuses_when_tokens_come_from_an_OIDC_provider", map[string]string{"EDUTRACK_OIDC_ISSUER": "https://idp.example"},

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -23,8 +22,6 @@ import (
 
 // MaxBodyBytes caps a command's JSON body.
 const MaxBodyBytes = 1 << 20
-
-var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // API serves the write HTTP API.
 type API struct {
@@ -150,7 +147,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 // pathID reads a path id; an id that cannot exist is answered as not found.
 func pathID(r *http.Request, name, what string) (string, error) {
 	id := chi.URLParam(r, name)
-	if !idPattern.MatchString(id) {
+	if !domain.ValidID(id) {
 		return "", problem.New(http.StatusNotFound, name, what+" not found")
 	}
 	return id, nil
@@ -160,7 +157,7 @@ func pathID(r *http.Request, name, what string) (string, error) {
 // idempotent (so a retry names the same object), else at random.
 func newID(given *string, field string, m commands.Meta) (string, error) {
 	if given != nil {
-		if !idPattern.MatchString(*given) {
+		if !domain.ValidID(*given) {
 			return "", problem.New(http.StatusBadRequest, field, "must match [a-z0-9-]{1,64}")
 		}
 		return *given, nil
@@ -259,7 +256,7 @@ func (a *API) createCourse(w http.ResponseWriter, r *http.Request, m commands.Me
 			return 0, nil, err
 		}
 	}
-	if !idPattern.MatchString(c.InstructorID) {
+	if !domain.ValidID(c.InstructorID) {
 		return 0, nil, problem.New(http.StatusNotFound, "instructorId", "instructor not found")
 	}
 	res, err := a.h.CreateCourse(r.Context(), m, c)
@@ -354,7 +351,7 @@ func (a *API) enroll(w http.ResponseWriter, r *http.Request, m commands.Meta) (i
 	if err != nil {
 		return 0, nil, err
 	}
-	if !idPattern.MatchString(learnerID) {
+	if !domain.ValidID(learnerID) {
 		return 0, nil, problem.New(http.StatusNotFound, "learnerId", "learner not found")
 	}
 	res, err := a.h.EnrollStudent(r.Context(), m, commands.EnrollStudent{CourseID: courseID, LearnerID: learnerID})

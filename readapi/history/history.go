@@ -260,7 +260,7 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 	}
 	at, err := time.Parse(time.RFC3339Nano, r.URL.Query().Get("asOf"))
 	if err != nil {
-		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "asOf", "must be an RFC 3339 time such as 2026-09-01T12:00:00Z")
+		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "asOf", asOfHelp(r.URL.Query().Get("asOf")))
 	}
 	id := chi.URLParam(r, "id")
 	if err := a.knownLearner(r, id); err != nil {
@@ -299,6 +299,16 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	return readhttp.Reply{Body: body, ETag: `"a` + strconv.FormatUint(pos, 10) + `-` + strconv.FormatInt(at.UnixNano(), 36) + `"`, Private: true}, nil
+}
+
+// asOfHelp explains a refused asOf. A + in a query string means a space, so an offset such as
+// +02:00 sent as it is arrives as " 02:00": say how to send it.
+func asOfHelp(raw string) string {
+	const form = "must be an RFC 3339 time such as 2026-09-01T12:00:00Z or 2026-09-01T14:00:00%2B02:00"
+	if strings.Contains(raw, " ") {
+		return form + ": a + in a query string means a space, so send the offset's + as %2B"
+	}
+	return form + " (send an offset's + as %2B)"
 }
 
 // splitType separates a stored type into its name and schema version: learner.enrolled.v1 is
