@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -1252,6 +1253,9 @@ func TestReadAPIOperations(t *testing.T) {
 			t.Fatalf("/metrics: %d", a.status)
 		}
 		text := string(a.body)
+		if !regexp.MustCompile(`(?m)^edutrack_projection_lease_held\{owner="[^"]+/\d+/[0-9a-f]+"\} 1$`).MatchString(text) {
+			t.Error("/metrics does not name this process as the projector lease's holder")
+		}
 		for _, p := range []string{"courses", "learners"} {
 			series := `edutrack_projection_position{projection="` + p + `"}`
 			if v, found := sample(text, series); !found || v != float64(s.log.pos) {

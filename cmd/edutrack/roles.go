@@ -93,11 +93,22 @@ func (p *process) project() (*projections.Live, error) {
 	// One process at a time projects: a second one waits for the lease, following the read
 	// models meanwhile, and takes over when the first stops or dies.
 	owner := leaseOwner()
+	held := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "projection", Name: "lease_held",
+		Help: "1 while this process holds the projector lease and projects, 0 while it waits; owner names the process."},
+		[]string{"owner"})
+	if err := p.reg.Register(held); err != nil {
+		return nil, err
+	}
+	holding := held.WithLabelValues(owner)
 	p.workers = append(p.workers, func(ctx context.Context) error {
 		freeDeadHolder(ctx, p.reads, "projector", p.log)
 		return projections.HoldLease(ctx, p.reads, "projector", owner, p.cfg.leaseTTL, p.log,
 			func(ctx context.Context) error { return live.Follow(ctx, p.positions, 20*time.Millisecond) },
-			runner.Run)
+			func(ctx context.Context) error {
+				holding.Set(1)
+				defer holding.Set(0)
+				return runner.Run(ctx)
+			})
 	})
 	p.closers = append(p.closers, runner.Close)
 	opsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), runner, p.log)
