@@ -209,8 +209,21 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {
 			fs.StringVar(f.setting, f.name, *f.setting, f.usage)
+			// Help shows each default as the environment set it: never a connection string's
+			// password.
+			fs.Lookup(f.name).DefValue = redacted(*f.setting)
 		}
 	}
+}
+
+// redacted is s with the password of a URL in it replaced by xxxxx.
+func redacted(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	return s
 }
 
 // Validate names every problem of the settings at once.

@@ -115,6 +115,17 @@ func TestHelp(t *testing.T) {
 			t.Errorf("serve -h does not show EDUTRACK_HTTP_ADDR as the default of --http-addr:\n%s", stdout.String())
 		}
 	})
+	t.Run("never_shows_a_connection_string's_password", func(t *testing.T) {
+		var stdout bytes.Buffer
+		env := envOf(map[string]string{"EDUTRACK_MONGO_URI": "mongodb://edutrack:s3cret-pw@db:27017/?replicaSet=rs0",
+			"EDUTRACK_REDIS_URL": "redis://:an0ther-pw@cache:6379/0"})
+		if err := run(t.Context(), []string{"serve", "-h"}, env, &stdout, io.Discard, nil); err != nil {
+			t.Fatal(err)
+		}
+		if out := stdout.String(); strings.Contains(out, "s3cret-pw") || strings.Contains(out, "an0ther-pw") || !strings.Contains(out, "mongodb://edutrack:xxxxx@db:27017") {
+			t.Errorf("serve -h shows a password, or no URL at all:\n%s", out)
+		}
+	})
 }
 
 func TestCompletion(t *testing.T) {
