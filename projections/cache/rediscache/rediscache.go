@@ -33,7 +33,7 @@ const (
 // Options tune a Cache.
 type Options struct {
 	// Prefix is put before every key, e.g. "edutrack:", so several deployments or tests can
-	// share one Redis.
+	// share one Redis. The value format follows it ("edutrack:v2:course_details:go").
 	Prefix string
 	// TTL is how long an entry lives after it is set; 0 keeps entries until Redis evicts them
 	// (run Redis with a maxmemory policy) or they are deleted.
@@ -43,8 +43,9 @@ type Options struct {
 	Timeout time.Duration
 }
 
-// Cache is the Redis cache. Each entry is one string value: the position as 8 big-endian bytes,
-// then the body, so Get is one GET and Set one script call. It is safe for concurrent use.
+// Cache is the Redis cache. Each entry is one string value: a header of the position and AsOf,
+// each as 8 big-endian bytes, then the body, so Get is one GET and Set one script call. It is
+// safe for concurrent use.
 type Cache struct {
 	client  redis.UniversalClient
 	owned   bool
@@ -54,17 +55,23 @@ type Cache struct {
 	errors  atomic.Uint64
 }
 
-// positionLen is the length of the position prefix of a stored value.
-const positionLen = 8
+// headerLen is the length of the header of a stored value: the position, then AsOf.
+const headerLen = 16
 
-// setIfNewer writes ARGV[1] (position prefix then body) to KEYS[1] unless the stored value has
-// a later position, with a TTL of ARGV[2] ms when it is positive. Positions are compared byte by
-// byte: big-endian makes that the numeric order, and it stays exact above 2^53, where Lua's
+// format is the first part of every key after the prefix. It names the layout of the values, so
+// that a process of an earlier release, which read an 8-byte header, never meets a value of this
+// one (it would serve AsOf as the start of the body), nor overwrites one.
+const format = "v2:"
+
+// setIfNewer writes ARGV[1] (the header then the body) to KEYS[1] unless the stored value has a
+// later header: a later position, or the same position known current as of a later AsOf. It
+// sets a TTL of ARGV[2] ms when it is positive. Headers are compared byte by byte: big-endian
+// makes that the numeric order of (position, AsOf), and it stays exact above 2^53, where Lua's
 // doubles do not (and Lua's < on strings follows the server's locale).
 var setIfNewer = redis.NewScript(`
-local old = redis.call('GETRANGE', KEYS[1], 0, 7)
-if string.len(old) == 8 then
-  for i = 1, 8 do
+local old = redis.call('GETRANGE', KEYS[1], 0, 15)
+if string.len(old) == 16 then
+  for i = 1, 16 do
     local a, b = string.byte(old, i), string.byte(ARGV[1], i)
     if a > b then return 0 end
     if a < b then break end
@@ -100,7 +107,7 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 	}
 	return &Cache{
 		client:  client,
-		prefix:  opts.Prefix,
+		prefix:  opts.Prefix + format,
 		ttlMS:   opts.TTL.Milliseconds(),
 		timeout: opts.Timeout,
 	}, nil
@@ -184,26 +191,33 @@ func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
 		}
 		return cache.Entry{}, false
 	}
-	if len(v) < positionLen {
-		c.errors.Add(1)
+	if len(v) < headerLen {
+		c.failed(ctx)
 		return cache.Entry{}, false
 	}
 	return cache.Entry{
-		Position: binary.BigEndian.Uint64([]byte(v[:positionLen])),
-		Body:     []byte(v[positionLen:]),
+		Position: binary.BigEndian.Uint64([]byte(v[:8])),
+		AsOf:     binary.BigEndian.Uint64([]byte(v[8:headerLen])),
+		Body:     []byte(v[headerLen:]),
 	}, true
 }
 
-// Set implements cache.Cache.
-func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) {
-	v := make([]byte, positionLen+len(e.Body))
+// ErrNotStored is the error of a Set that Redis did not confirm: the key may hold an older entry.
+var ErrNotStored = errors.New("rediscache: entry not stored")
+
+// Set implements cache.Cache. Any error wraps ErrNotStored.
+func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) error {
+	v := make([]byte, headerLen+len(e.Body))
 	binary.BigEndian.PutUint64(v, e.Position)
-	copy(v[positionLen:], e.Body)
+	binary.BigEndian.PutUint64(v[8:], e.ValidAsOf())
+	copy(v[headerLen:], e.Body)
 	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := setIfNewer.Run(opCtx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err(); err != nil {
 		c.failed(ctx)
+		return fmt.Errorf("%w: %s: %w", ErrNotStored, key, err)
 	}
+	return nil
 }
 
 // Delete implements cache.Cache.

@@ -3,6 +3,7 @@ package rediscache_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -78,6 +79,31 @@ func TestCacheOnRedis(t *testing.T) {
 		}
 	})
 
+	t.Run("orders_AsOf_above_2_to_the_53_exactly", func(t *testing.T) {
+		c := newCache(t, client, opts(t))
+		c.Set(ctx, "k", cache.Entry{Position: 1, AsOf: 1<<60 + 1, Body: []byte("later")})
+		c.Set(ctx, "k", cache.Entry{Position: 1, AsOf: 1 << 60, Body: []byte("earlier")})
+		if e, _ := c.Get(ctx, "k"); e.AsOf != 1<<60+1 || string(e.Body) != "later" {
+			t.Fatalf("get = as of %d %q; want as of %d \"later\"", e.AsOf, e.Body, uint64(1<<60+1))
+		}
+	})
+
+	t.Run("never_meets_a_value_of_the_earlier_format", func(t *testing.T) {
+		// The previous release stored an 8-byte position, then the body, under prefix+key: read
+		// with this release's header, its body's first bytes would pass for AsOf.
+		o := opts(t)
+		c := newCache(t, client, o)
+		old := append([]byte{0, 0, 0, 0, 0, 0, 0, 9}, `{"title":"stale"}`...)
+		client.Set(ctx, o.Prefix+"course:p", old, 0)
+		if e, ok := c.Get(ctx, "course:p"); ok {
+			t.Fatalf("get = %d %q; want a miss: the value is of the earlier format", e.Position, e.Body)
+		}
+		c.Set(ctx, "course:p", cache.Entry{Position: 10, Body: []byte("new")})
+		if v := client.Get(ctx, o.Prefix+"course:p").Val(); v != string(old) {
+			t.Fatalf("the earlier release's value became %q; want it left alone", v)
+		}
+	})
+
 	t.Run("rewrites_an_entry_at_the_same_position", func(t *testing.T) {
 		c := newCache(t, client, opts(t))
 		c.Set(ctx, "k", cache.Entry{Position: 3, Body: []byte("first")})
@@ -104,8 +130,8 @@ func TestCacheOnRedis(t *testing.T) {
 		c := newCache(t, client, rediscache.Options{Prefix: "tenant-a:", Timeout: testTimeout})
 		other := newCache(t, client, rediscache.Options{Prefix: "tenant-b:", Timeout: testTimeout})
 		c.Set(ctx, "course:p", cache.Entry{Position: 1, Body: []byte("x")})
-		if n := client.Exists(ctx, "tenant-a:course:p").Val(); n != 1 {
-			t.Fatalf("EXISTS tenant-a:course:p = %d; want 1", n)
+		if n := client.Exists(ctx, "tenant-a:v2:course:p").Val(); n != 1 {
+			t.Fatalf("EXISTS tenant-a:v2:course:p = %d; want 1", n)
 		}
 		if _, ok := other.Get(ctx, "course:p"); ok {
 			t.Fatal("a cache with another prefix found the key")
@@ -117,12 +143,12 @@ func TestCacheOnRedis(t *testing.T) {
 		o.TTL = time.Minute
 		c := newCache(t, client, o)
 		c.Set(ctx, "k", cache.Entry{Position: 1, Body: []byte("x")})
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d <= 0 || d > time.Minute {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d <= 0 || d > time.Minute {
 			t.Fatalf("PTTL = %s; want in (0, 1m]", d)
 		}
-		client.Persist(ctx, o.Prefix+"k")
+		client.Persist(ctx, o.Prefix+"v2:k")
 		c.Set(ctx, "k", cache.Entry{Position: 2, Body: []byte("y")})
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d <= 0 || d > time.Minute {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d <= 0 || d > time.Minute {
 			t.Fatalf("PTTL after a newer set = %s; want the TTL applied again", d)
 		}
 	})
@@ -132,7 +158,7 @@ func TestCacheOnRedis(t *testing.T) {
 		c := newCache(t, client, o)
 		c.Set(ctx, "k", cache.Entry{Position: 1, Body: []byte("x")})
 		// go-redis reports Redis's -1 (no expiry) as -1ns; -2 would mean the key is missing.
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d != -1 {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d != -1 {
 			t.Fatalf("PTTL = %s; want -1ns (no expiry)", d)
 		}
 	})
@@ -140,19 +166,23 @@ func TestCacheOnRedis(t *testing.T) {
 	t.Run("counts_a_value_that_is_not_an_entry_as_an_error", func(t *testing.T) {
 		o := opts(t)
 		c := newCache(t, client, o)
-		client.Set(ctx, o.Prefix+"short", "abc", 0)
+		client.Set(ctx, o.Prefix+"v2:short", "abcdefghijklmno", 0) // 15 bytes: shorter than a header
 		if _, ok := c.Get(ctx, "short"); ok {
-			t.Fatal("a 3-byte value was taken for an entry")
+			t.Fatal("a 15-byte value was taken for an entry")
 		}
-		client.RPush(ctx, o.Prefix+"list", "x")
+		client.RPush(ctx, o.Prefix+"v2:list", "x")
 		if _, ok := c.Get(ctx, "list"); ok {
 			t.Fatal("a list was taken for an entry")
 		}
-		c.Set(ctx, "list", cache.Entry{Position: 1, Body: []byte("x")})
+		if err := c.Set(ctx, "list", cache.Entry{Position: 1, Body: []byte("x")}); !errors.Is(err, rediscache.ErrNotStored) {
+			t.Errorf("set over a list = %v; want ErrNotStored", err)
+		}
 		if n := c.Errors(); n != 3 {
 			t.Fatalf("Errors() = %d; want 3 (a short value, a wrong type on get and on set)", n)
 		}
-		c.Set(ctx, "short", cache.Entry{Position: 1, Body: []byte("x")})
+		if err := c.Set(ctx, "short", cache.Entry{Position: 1, Body: []byte("x")}); err != nil {
+			t.Errorf("set over a value that is not an entry: %v", err)
+		}
 		if e, ok := c.Get(ctx, "short"); !ok || string(e.Body) != "x" {
 			t.Fatalf("get = %q, %v; want a set to replace a value that is not an entry", e.Body, ok)
 		}
@@ -188,7 +218,11 @@ func TestCacheWhenRedisIsDown(t *testing.T) {
 	// per-operation timeout can bring the calls back.
 	t.Run("misses_when_nothing_listens", func(t *testing.T) {
 		c := newCache(t, patientClient(t, closedAddr(t)), rediscache.Options{})
-		returns(t, "Set", func() { c.Set(ctx, "k", entry) })
+		returns(t, "Set", func() {
+			if err := c.Set(ctx, "k", entry); !errors.Is(err, rediscache.ErrNotStored) {
+				t.Errorf("set with no server = %v; want ErrNotStored", err)
+			}
+		})
 		returns(t, "Get", func() {
 			if _, ok := c.Get(ctx, "k"); ok {
 				t.Error("get found an entry with no server")
