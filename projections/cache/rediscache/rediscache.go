@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/edutrack/edutrack/projections/cache"
@@ -41,6 +42,9 @@ type Options struct {
 	// Timeout bounds each operation; 0 means DefaultTimeout. It bounds reads from a hung server
 	// only if the client has ContextTimeoutEnabled (Open sets it).
 	Timeout time.Duration
+	// Registerer, if not nil, gets the cache's metrics: edutrack_cache_errors_total by
+	// operation. A process has one Cache per registry.
+	Registerer prometheus.Registerer
 }
 
 // Cache is the Redis cache. Each entry is one string value: a header of the position and AsOf,
@@ -53,6 +57,7 @@ type Cache struct {
 	ttlMS   int64
 	timeout time.Duration
 	errors  atomic.Uint64
+	errs    *prometheus.CounterVec // by operation: get, set, delete
 }
 
 // headerLen is the length of the header of a stored value: the position, then AsOf.
@@ -105,13 +110,32 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Cache{
+	c := &Cache{
 		client:  client,
 		prefix:  opts.Prefix + format,
 		ttlMS:   opts.TTL.Milliseconds(),
 		timeout: opts.Timeout,
-	}, nil
+		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
+			Name: "errors_total", Help: "Redis cache operations that failed (down, timed out, refused, a value that is " +
+				"not an entry), by operation; each degraded to a miss, or to an entry not stored."}, []string{"op"}),
+	}
+	for _, op := range []string{opGet, opSet, opDelete} {
+		c.errs.WithLabelValues(op) // exported at 0 from the start, so a rate over it is defined
+	}
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(c.errs); err != nil {
+			return nil, fmt.Errorf("rediscache: register metrics: %w", err)
+		}
+	}
+	return c, nil
 }
+
+// Operations, as the metrics name them.
+const (
+	opGet    = "get"
+	opSet    = "set"
+	opDelete = "delete"
+)
 
 // Open returns a cache on the Redis at url (redis://[user:password@]host:port[/db][?options],
 // or rediss:// for TLS; see redis.ParseURL for the options). It does not contact the server: a
@@ -169,7 +193,8 @@ func (c *Cache) Close() error {
 }
 
 // Errors counts the operations that Redis failed (down, timed out, a value that is not an
-// entry). Each one degraded to a miss or a skipped write; export it as a metric.
+// entry), as edutrack_cache_errors_total does by operation. Each one degraded to a miss or a
+// skipped write.
 func (c *Cache) Errors() uint64 { return c.errors.Load() }
 
 // Ping reports whether Redis answers, for readiness checks. Unlike the cache operations it
@@ -187,12 +212,12 @@ func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
 	v, err := c.client.Get(opCtx, c.prefix+key).Result()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) {
-			c.failed(ctx)
+			c.failed(ctx, opGet)
 		}
 		return cache.Entry{}, false
 	}
 	if len(v) < headerLen {
-		c.failed(ctx)
+		c.failed(ctx, opGet)
 		return cache.Entry{}, false
 	}
 	return cache.Entry{
@@ -214,7 +239,7 @@ func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) error {
 	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := setIfNewer.Run(opCtx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err(); err != nil {
-		c.failed(ctx)
+		c.failed(ctx, opSet)
 		return fmt.Errorf("%w: %s: %w", ErrNotStored, key, err)
 	}
 	return nil
@@ -225,15 +250,16 @@ func (c *Cache) Delete(ctx context.Context, key string) {
 	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if err := c.client.Del(opCtx, c.prefix+key).Err(); err != nil {
-		c.failed(ctx)
+		c.failed(ctx, opDelete)
 	}
 }
 
 // failed counts an error unless the caller gave up first: a cancelled request says nothing about
 // Redis, and counting it would page someone for clients that hang up.
-func (c *Cache) failed(callerCtx context.Context) {
+func (c *Cache) failed(callerCtx context.Context, op string) {
 	if callerCtx.Err() == nil {
 		c.errors.Add(1)
+		c.errs.WithLabelValues(op).Inc()
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -287,6 +288,61 @@ func TestCacheWhenRedisIsDown(t *testing.T) {
 			t.Fatalf("Errors() = %d; want 2", n)
 		}
 	})
+}
+
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	t.Run("counts_errors_by_operation", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, closedAddr(t)), rediscache.Options{Registerer: reg})
+		if got := metric(t, reg, "edutrack_cache_errors_total", "op", "get"); got != 0 {
+			t.Fatalf("errors before any operation = %v; want 0, exported", got)
+		}
+		c.Get(ctx, "k")
+		c.Set(ctx, "k", cache.Entry{Position: 1})
+		c.Set(ctx, "k", cache.Entry{Position: 2})
+		c.Delete(ctx, "k")
+		for op, want := range map[string]float64{"get": 1, "set": 2, "delete": 1} {
+			if got := metric(t, reg, "edutrack_cache_errors_total", "op", op); got != want {
+				t.Errorf("edutrack_cache_errors_total{op=%q} = %v; want %v", op, got, want)
+			}
+		}
+	})
+	t.Run("refuses_a_registry_that_has_them_already", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		newCache(t, newClient(t, closedAddr(t)), rediscache.Options{Registerer: reg})
+		if c, err := rediscache.New(newClient(t, closedAddr(t)), rediscache.Options{Registerer: reg}); err == nil {
+			t.Fatalf("New = %v; want an error: the registry has the metrics of another cache", c)
+		}
+	})
+}
+
+// metric is the value of the counter or gauge name with the label given, or -1 if it is absent.
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetName() == label && l.GetValue() == value
+			}
+			if !match {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 func TestNew(t *testing.T) {
