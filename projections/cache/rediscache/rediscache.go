@@ -1,4 +1,6 @@
-// Package rediscache is the cache.Cache adapter on Redis, shared by every read process.
+// Package rediscache is the cache.Cache adapter on Redis, shared by every read process. Redis is
+// an accelerator, not a dependency: a circuit breaker stops calling it after consecutive
+// failures, so an outage costs a read the store's time rather than a timeout per operation.
 package rediscache
 
 import (
@@ -6,11 +8,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker"
 
 	"github.com/edutrack/edutrack/projections/cache"
 )
@@ -31,6 +35,14 @@ const (
 	DefaultWriteTimeout = 200 * time.Millisecond
 )
 
+// Circuit breaker defaults, when Options leave them zero. Five timeouts in a row is a Redis that
+// is gone, not a slow moment; a second between probes costs one request at most one Timeout per
+// second while it stays gone, and brings the cache back within a second of Redis.
+const (
+	DefaultBreakerFailures = 5
+	DefaultBreakerCooldown = time.Second
+)
+
 // Options tune a Cache.
 type Options struct {
 	// Prefix is put before every key, e.g. "edutrack:", so several deployments or tests can
@@ -42,9 +54,21 @@ type Options struct {
 	// Timeout bounds each operation; 0 means DefaultTimeout. It bounds reads from a hung server
 	// only if the client has ContextTimeoutEnabled (Open sets it).
 	Timeout time.Duration
-	// Registerer, if not nil, gets the cache's metrics: edutrack_cache_errors_total by
-	// operation. A process has one Cache per registry.
+	// BreakerFailures is how many operations in a row must fail for want of Redis (timed out,
+	// no connection) for the cache to stop calling it: the circuit opens, and operations then
+	// miss or store nothing at once. 0 means DefaultBreakerFailures. Errors that Redis answers
+	// (a full memory, a read-only replica) come back at once and do not count.
+	BreakerFailures uint32
+	// BreakerCooldown is how long an open circuit leaves Redis alone before one operation probes
+	// it; the circuit closes when the probe succeeds, and stays open another cooldown when it
+	// fails. 0 means DefaultBreakerCooldown.
+	BreakerCooldown time.Duration
+	// Registerer, if not nil, gets the cache's metrics: edutrack_cache_errors_total and
+	// edutrack_cache_skipped_total by operation, and edutrack_cache_circuit_state. A process has
+	// one Cache per registry.
 	Registerer prometheus.Registerer
+	// Logger, if not nil, logs the circuit opening and closing.
+	Logger *slog.Logger
 }
 
 // Cache is the Redis cache. Each entry is one string value: a header of the position and AsOf,
@@ -56,8 +80,11 @@ type Cache struct {
 	prefix  string
 	ttlMS   int64
 	timeout time.Duration
+	breaker *gobreaker.CircuitBreaker
 	errors  atomic.Uint64
 	errs    *prometheus.CounterVec // by operation: get, set, delete
+	skipped *prometheus.CounterVec // by operation
+	state   prometheus.GaugeFunc
 }
 
 // headerLen is the length of the header of a stored value: the position, then AsOf.
@@ -110,6 +137,19 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if opts.BreakerFailures == 0 {
+		opts.BreakerFailures = DefaultBreakerFailures
+	}
+	if opts.BreakerCooldown < 0 {
+		return nil, fmt.Errorf("rediscache: negative breaker cooldown %s", opts.BreakerCooldown)
+	}
+	if opts.BreakerCooldown == 0 {
+		opts.BreakerCooldown = DefaultBreakerCooldown
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	c := &Cache{
 		client:  client,
 		prefix:  opts.Prefix + format,
@@ -118,13 +158,39 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "errors_total", Help: "Redis cache operations that failed (down, timed out, refused, a value that is " +
 				"not an entry), by operation; each degraded to a miss, or to an entry not stored."}, []string{"op"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
+			Name: "skipped_total", Help: "Redis cache operations not sent because the circuit was open (or half-open, " +
+				"with its probe under way), by operation; each was a miss, or an entry not stored."}, []string{"op"}),
 	}
+	c.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
+		Name:        "redis",
+		MaxRequests: 1, // one probe at a time while half-open
+		Timeout:     opts.BreakerCooldown,
+		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opts.BreakerFailures },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				log.Warn("redis cache circuit open: reads go to the read store until Redis answers a probe",
+					"from", from.String(), "probe_every", opts.BreakerCooldown)
+			case gobreaker.StateClosed:
+				log.Info("redis cache circuit closed: Redis answers again", "from", from.String())
+			}
+		},
+	})
+	c.state = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "cache",
+		Name: "circuit_state", Help: "The Redis cache's circuit breaker: 0 closed (Redis in use), 1 half-open " +
+			"(one operation probes it), 2 open (not called: reads go to the read store)."},
+		func() float64 { return float64(c.breaker.State()) })
 	for _, op := range []string{opGet, opSet, opDelete} {
-		c.errs.WithLabelValues(op) // exported at 0 from the start, so a rate over it is defined
+		// Exported at 0 from the start, so a rate over them is defined.
+		c.errs.WithLabelValues(op)
+		c.skipped.WithLabelValues(op)
 	}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(c.errs); err != nil {
-			return nil, fmt.Errorf("rediscache: register metrics: %w", err)
+		for _, m := range []prometheus.Collector{c.errs, c.skipped, c.state} {
+			if err := opts.Registerer.Register(m); err != nil {
+				return nil, fmt.Errorf("rediscache: register metrics: %w", err)
+			}
 		}
 	}
 	return c, nil
@@ -198,22 +264,63 @@ func (c *Cache) Close() error {
 func (c *Cache) Errors() uint64 { return c.errors.Load() }
 
 // Ping reports whether Redis answers, for readiness checks. Unlike the cache operations it
-// returns the error; it is not counted in Errors.
+// returns the error, and it goes to Redis whatever the circuit's state; it is not counted in
+// Errors. The cache does without Redis, so register it as a non-critical check.
 func (c *Cache) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	return c.client.Ping(ctx).Err()
 }
 
+// ErrNotStored is the error of a Set that Redis did not confirm: the key may hold an older entry.
+var ErrNotStored = errors.New("rediscache: entry not stored")
+
+// ErrCircuitOpen is why an operation did not reach Redis: its circuit is open.
+var ErrCircuitOpen = errors.New("rediscache: circuit open, Redis not called")
+
+// call runs op against Redis, bounded by the timeout and guarded by the circuit breaker, and
+// returns its error: ErrCircuitOpen when it did not run, or nil when the caller had gone
+// already. Only failures for want of Redis count against the circuit: not redis.Nil, not an
+// error Redis answered, and not a caller that gave up, which says nothing about Redis.
+func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Context) error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var err error
+	_, open := c.breaker.Execute(func() (any, error) {
+		opCtx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		err = op(opCtx)
+		if err == nil || errors.Is(err, redis.Nil) || isReply(err) || ctx.Err() != nil {
+			return nil, nil
+		}
+		return nil, err
+	})
+	if errors.Is(open, gobreaker.ErrOpenState) || errors.Is(open, gobreaker.ErrTooManyRequests) {
+		c.skipped.WithLabelValues(name).Inc()
+		return ErrCircuitOpen
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		c.failed(ctx, name)
+	}
+	return err
+}
+
+// isReply tells an error Redis answered (OOM, READONLY, WRONGTYPE, ...), which came back at once,
+// from one that cost a timeout or found no server.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded)
+}
+
 // Get implements cache.Cache.
 func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
-	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	v, err := c.client.Get(opCtx, c.prefix+key).Result()
+	var v string
+	err := c.call(ctx, opGet, func(ctx context.Context) (err error) {
+		v, err = c.client.Get(ctx, c.prefix+key).Result()
+		return err
+	})
 	if err != nil {
-		if !errors.Is(err, redis.Nil) {
-			c.failed(ctx, opGet)
-		}
 		return cache.Entry{}, false
 	}
 	if len(v) < headerLen {
@@ -227,19 +334,17 @@ func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
 	}, true
 }
 
-// ErrNotStored is the error of a Set that Redis did not confirm: the key may hold an older entry.
-var ErrNotStored = errors.New("rediscache: entry not stored")
-
-// Set implements cache.Cache. Any error wraps ErrNotStored.
+// Set implements cache.Cache. Any error wraps ErrNotStored, and ErrCircuitOpen when Redis was not
+// called.
 func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) error {
 	v := make([]byte, headerLen+len(e.Body))
 	binary.BigEndian.PutUint64(v, e.Position)
 	binary.BigEndian.PutUint64(v[8:], e.ValidAsOf())
 	copy(v[headerLen:], e.Body)
-	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if err := setIfNewer.Run(opCtx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err(); err != nil {
-		c.failed(ctx, opSet)
+	err := c.call(ctx, opSet, func(ctx context.Context) error {
+		return setIfNewer.Run(ctx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err()
+	})
+	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrNotStored, key, err)
 	}
 	return nil
@@ -247,11 +352,7 @@ func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) error {
 
 // Delete implements cache.Cache.
 func (c *Cache) Delete(ctx context.Context, key string) {
-	opCtx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if err := c.client.Del(opCtx, c.prefix+key).Err(); err != nil {
-		c.failed(ctx, opDelete)
-	}
+	_ = c.call(ctx, opDelete, func(ctx context.Context) error { return c.client.Del(ctx, c.prefix+key).Err() })
 }
 
 // failed counts an error unless the caller gave up first: a cancelled request says nothing about

@@ -317,6 +317,131 @@ func TestMetrics(t *testing.T) {
 	})
 }
 
+func TestCircuitBreaker(t *testing.T) {
+	ctx := context.Background()
+	entry := cache.Entry{Position: 1, Body: []byte("x")}
+	const (
+		closed = 0
+		open   = 2
+	)
+
+	t.Run("opens_after_failures_in_a_row_and_then_leaves_Redis_alone", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 3, BreakerCooldown: time.Hour, Registerer: reg})
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Fatalf("circuit state at start = %v; want %d, closed", s, closed)
+		}
+		for range 3 {
+			returns(t, "Get", func() { c.Get(ctx, "k") })
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != open {
+			t.Fatalf("circuit state after 3 timeouts = %v; want %d, open", s, open)
+		}
+		for range 50 {
+			if _, ok := c.Get(ctx, "k"); ok {
+				t.Fatal("get found an entry with the circuit open")
+			}
+		}
+		err := c.Set(ctx, "k", entry)
+		if !errors.Is(err, rediscache.ErrCircuitOpen) || !errors.Is(err, rediscache.ErrNotStored) {
+			t.Errorf("set with the circuit open = %v; want ErrNotStored and ErrCircuitOpen", err)
+		}
+		if got := metric(t, reg, "edutrack_cache_skipped_total", "op", "get"); got != 50 {
+			t.Errorf("skipped gets = %v; want 50", got)
+		}
+		if got := metric(t, reg, "edutrack_cache_skipped_total", "op", "set"); got != 1 {
+			t.Errorf("skipped sets = %v; want 1", got)
+		}
+		if n := c.Errors(); n != 3 {
+			t.Errorf("Errors() = %d; want 3: operations the circuit turned away did not fail in Redis", n)
+		}
+	})
+
+	t.Run("probes_after_the_cooldown_and_stays_open_while_the_probe_fails", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 1, BreakerCooldown: 10 * time.Millisecond, Registerer: reg})
+		returns(t, "Get", func() { c.Get(ctx, "k") })
+		time.Sleep(20 * time.Millisecond) // past the cooldown: the next operation probes
+		returns(t, "Get", func() { c.Get(ctx, "k") })
+		if n := c.Errors(); n != 2 {
+			t.Errorf("Errors() = %d; want 2, the trip and the probe", n)
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != open {
+			t.Errorf("circuit state after a failed probe = %v; want %d, open", s, open)
+		}
+	})
+
+	t.Run("closes_once_Redis_answers_a_probe_and_finds_its_entries_again", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		proxy := testredis.NewProxy(t, testredis.Start(t))
+		c := newCache(t, patientClient(t, proxy.Addr()), rediscache.Options{BreakerFailures: 2, BreakerCooldown: 10 * time.Millisecond, Registerer: reg})
+		if err := c.Set(ctx, "k", entry); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Hang()
+		for range 2 {
+			returns(t, "Get", func() { c.Get(ctx, "k") })
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != open {
+			t.Fatalf("circuit state with Redis hung = %v; want %d, open", s, open)
+		}
+		proxy.Restore()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if e, ok := c.Get(ctx, "k"); ok {
+				if e.Position != 1 {
+					t.Fatalf("get = %+v; want the entry set before the outage", e)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the cache did not find Redis again within 10s of its return")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state once Redis answers = %v; want %d, closed", s, closed)
+		}
+	})
+
+	t.Run("a_caller_that_gives_up_does_not_open_it", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 1, BreakerCooldown: time.Hour, Registerer: reg})
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		c.Get(cancelled, "k")
+		c.Set(cancelled, "k", entry)
+		// A caller whose deadline comes before the cache's own.
+		hurried, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		returns(t, "Get", func() { c.Get(hurried, "k") })
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state = %v; want %d, closed: only the callers gave up", s, closed)
+		}
+		if n := c.Errors(); n != 0 {
+			t.Errorf("Errors() = %d; want 0", n)
+		}
+	})
+
+	t.Run("errors_that_Redis_answers_do_not_open_it", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		client := newClient(t, testredis.Start(t))
+		c := newCache(t, client, rediscache.Options{Prefix: "p:", BreakerFailures: 2, Registerer: reg})
+		client.RPush(ctx, "p:v2:list", "x")
+		for range 5 {
+			if err := c.Set(ctx, "list", entry); err == nil {
+				t.Fatal("set over a list succeeded")
+			}
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state = %v; want %d, closed: Redis answered each time", s, closed)
+		}
+		if got := metric(t, reg, "edutrack_cache_errors_total", "op", "set"); got != 5 {
+			t.Errorf("set errors = %v; want 5", got)
+		}
+	})
+}
+
 // metric is the value of the counter or gauge name with the label given, or -1 if it is absent.
 func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
@@ -352,10 +477,11 @@ func TestNew(t *testing.T) {
 		opts   rediscache.Options
 		want   string
 	}{
-		"refuses_a_nil_client":       {nil, rediscache.Options{}, "nil client"},
-		"refuses_a_negative_TTL":     {client, rediscache.Options{TTL: -time.Second}, "negative TTL"},
-		"refuses_a_sub_ms_TTL":       {client, rediscache.Options{TTL: time.Microsecond}, "1ms resolution"},
-		"refuses_a_negative_timeout": {client, rediscache.Options{Timeout: -time.Second}, "negative timeout"},
+		"refuses_a_nil_client":        {nil, rediscache.Options{}, "nil client"},
+		"refuses_a_negative_TTL":      {client, rediscache.Options{TTL: -time.Second}, "negative TTL"},
+		"refuses_a_sub_ms_TTL":        {client, rediscache.Options{TTL: time.Microsecond}, "1ms resolution"},
+		"refuses_a_negative_timeout":  {client, rediscache.Options{Timeout: -time.Second}, "negative timeout"},
+		"refuses_a_negative_cooldown": {client, rediscache.Options{BreakerCooldown: -time.Second}, "negative breaker cooldown"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := rediscache.New(tc.client, tc.opts)
