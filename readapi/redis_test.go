@@ -55,9 +55,12 @@ func newPipeline(t *testing.T, redisAddr string, opts rediscache.Options) *pipel
 	t.Cleanup(func() { store.Close() })
 	client := redis.NewClient(&redis.Options{Addr: redisAddr, ContextTimeoutEnabled: true, DialerRetries: 1})
 	t.Cleanup(func() { client.Close() })
+	p := &pipeline{t: t, cmds: cmds, positions: projections.NewPositions(), reg: prometheus.NewRegistry(),
+		router: chi.NewRouter(), redis: redisAddr}
 	if opts.Prefix == "" {
 		opts.Prefix = t.Name() + ":"
 	}
+	opts.Registerer = p.reg
 	c, err := rediscache.New(client, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +69,6 @@ func newPipeline(t *testing.T, redisAddr string, opts rediscache.Options) *pipel
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pipeline{t: t, cmds: cmds, positions: projections.NewPositions(), reg: prometheus.NewRegistry(),
-		router: chi.NewRouter(), redis: redisAddr}
 	log := slog.New(slog.DiscardHandler)
 	runner, err := projections.NewRunner(l, codec, store, c, p.positions, p.reg, log,
 		projections.Options{RetryDelay: time.Millisecond}, projections.Courses{}, projections.Learners{})
@@ -143,6 +144,31 @@ func (p *pipeline) hits() float64 {
 	return f.counter("edutrack_cache_hits_total", documents.CourseDetails)
 }
 
+// metric is the value of an unlabelled gauge, or of a counter's series with label=value.
+func (p *pipeline) metric(name, label, value string) float64 {
+	p.t.Helper()
+	families, err := p.reg.Gather()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
 // wait waits for both projections to reach pos.
 func (p *pipeline) wait(pos uint64) {
 	p.t.Helper()
@@ -201,4 +227,58 @@ func TestCacheOnRedis(t *testing.T) {
 			t.Errorf("no cache hit in 3 reads once Redis takes writes again")
 		}
 	})
+}
+
+// TestRedisOutage is item 3 of the hardening issue: Redis is an accelerator, not a dependency.
+func TestRedisOutage(t *testing.T) {
+	t.Parallel()
+	proxy := testredis.NewProxy(t, testredis.Start(t))
+	p := newPipeline(t, proxy.Addr(), rediscache.Options{BreakerFailures: 2, BreakerCooldown: 20 * time.Millisecond})
+	p.wait(p.course("art", "Art"))
+	for range 2 {
+		if got := p.title("art", 0); got != "Art" {
+			t.Fatalf("title = %q, want Art", got)
+		}
+	}
+	if p.hits() == 0 {
+		t.Fatal("no cache hit before the outage")
+	}
+
+	// Redis stops answering: reads go on from the store, the first ones until the circuit opens,
+	// then without calling Redis at all.
+	proxy.Hang()
+	for range 5 {
+		if got := p.title("art", 0); got != "Art" {
+			t.Fatalf("read during the outage: title %q, want Art", got)
+		}
+	}
+	if s := p.metric("edutrack_cache_circuit_state", "", ""); s != 2 {
+		t.Errorf("circuit state during the outage = %v, want 2 (open)", s)
+	}
+	if n := p.metric("edutrack_cache_skipped_total", "op", "get"); n < 1 {
+		t.Errorf("skipped gets during the outage = %v, want some: the open circuit should spare Redis", n)
+	}
+	// A change during the outage: the projector cannot write it to Redis, whose old entry stays.
+	pos := p.retitle("art", "Art, after the outage")
+	if got := p.title("art", pos); got != "Art, after the outage" {
+		t.Errorf("read with minPosition=%d during the outage: title %q, want the new one", pos, got)
+	}
+
+	// Redis answers again, with the entry from before the outage: it is never served, and the
+	// cache is used again.
+	proxy.Restore()
+	before := p.hits()
+	deadline := time.Now().Add(10 * time.Second)
+	for p.hits() == before {
+		if got := p.title("art", 0); got != "Art, after the outage" {
+			t.Fatalf("read once Redis is back: title %q, want the new one: an entry from before the outage was served", got)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no cache hit within 10s of Redis's return")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s := p.metric("edutrack_cache_circuit_state", "", ""); s != 0 {
+		t.Errorf("circuit state once Redis is back = %v, want 0 (closed)", s)
+	}
 }
