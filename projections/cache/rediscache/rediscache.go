@@ -36,8 +36,8 @@ const (
 )
 
 // Circuit breaker defaults, when Options leave them zero. Five timeouts in a row is a Redis that
-// is gone, not a slow moment; a second between probes costs one request at most one Timeout per
-// second while it stays gone, and brings the cache back within a second of Redis.
+// is gone, not a slow moment; a probe a second costs one PING in the background while it stays
+// gone, and brings the cache back within a second of Redis.
 const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerCooldown = time.Second
@@ -59,9 +59,10 @@ type Options struct {
 	// miss or store nothing at once. 0 means DefaultBreakerFailures. Errors that Redis answers
 	// (a full memory, a read-only replica) come back at once and do not count.
 	BreakerFailures uint32
-	// BreakerCooldown is how long an open circuit leaves Redis alone before one operation probes
-	// it; the circuit closes when the probe succeeds, and stays open another cooldown when it
-	// fails. 0 means DefaultBreakerCooldown.
+	// BreakerCooldown is how long an open circuit leaves Redis alone before it probes it with a
+	// PING of its own, in the background, at the first operation after it: no operation waits
+	// on a Redis that may still be down. The circuit closes when the probe succeeds, and stays
+	// open another cooldown when it fails. 0 means DefaultBreakerCooldown.
 	BreakerCooldown time.Duration
 	// Registerer, if not nil, gets the cache's metrics: edutrack_cache_errors_total and
 	// edutrack_cache_skipped_total by operation, and edutrack_cache_circuit_state. A process has
@@ -81,6 +82,7 @@ type Cache struct {
 	ttlMS   int64
 	timeout time.Duration
 	breaker *gobreaker.CircuitBreaker
+	probing atomic.Bool // a probe of a half-open circuit is under way
 	errors  atomic.Uint64
 	errs    *prometheus.CounterVec // by operation: get, set, delete
 	skipped *prometheus.CounterVec // by operation
@@ -164,7 +166,7 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 	}
 	c.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
 		Name:        "redis",
-		MaxRequests: 1, // one probe at a time while half-open
+		MaxRequests: 1, // while half-open: the probe
 		Timeout:     opts.BreakerCooldown,
 		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opts.BreakerFailures },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
@@ -279,12 +281,17 @@ var ErrNotStored = errors.New("rediscache: entry not stored")
 var ErrCircuitOpen = errors.New("rediscache: circuit open, Redis not called")
 
 // call runs op against Redis, bounded by the timeout and guarded by the circuit breaker, and
-// returns its error: ErrCircuitOpen when it did not run, or nil when the caller had gone
+// returns its error: ErrCircuitOpen when it did not run, or the caller's when it had gone
 // already. Only failures for want of Redis count against the circuit: not redis.Nil, not an
 // error Redis answered, and not a caller that gave up, which says nothing about Redis.
 func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Context) error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if c.breaker.State() != gobreaker.StateClosed {
+		c.probe()
+		c.skipped.WithLabelValues(name).Inc()
+		return ErrCircuitOpen
 	}
 	var err error
 	_, open := c.breaker.Execute(func() (any, error) {
@@ -297,6 +304,7 @@ func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Conte
 		return nil, err
 	})
 	if errors.Is(open, gobreaker.ErrOpenState) || errors.Is(open, gobreaker.ErrTooManyRequests) {
+		// The circuit opened since the look above.
 		c.skipped.WithLabelValues(name).Inc()
 		return ErrCircuitOpen
 	}
@@ -304,6 +312,26 @@ func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Conte
 		c.failed(ctx, name)
 	}
 	return err
+}
+
+// probe starts, once the circuit is half-open (its cooldown over), the one operation it lets
+// through: a PING in a goroutine of its own, bounded by the timeout, so that no caller waits on
+// a Redis that may still be down. The circuit closes if Redis answers, and opens again if not.
+func (c *Cache) probe() {
+	if c.breaker.State() != gobreaker.StateHalfOpen || !c.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.probing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		_, _ = c.breaker.Execute(func() (any, error) {
+			if err := c.client.Ping(ctx).Err(); err != nil && !isReply(err) {
+				return nil, err
+			}
+			return nil, nil
+		})
+	}()
 }
 
 // isReply tells an error Redis answered (OOM, READONLY, WRONGTYPE, ...), which came back at once,
@@ -337,11 +365,11 @@ func (c *Cache) Get(ctx context.Context, key string) (cache.Entry, bool) {
 // Set implements cache.Cache. Any error wraps ErrNotStored, and ErrCircuitOpen when Redis was not
 // called.
 func (c *Cache) Set(ctx context.Context, key string, e cache.Entry) error {
-	v := make([]byte, headerLen+len(e.Body))
-	binary.BigEndian.PutUint64(v, e.Position)
-	binary.BigEndian.PutUint64(v[8:], e.ValidAsOf())
-	copy(v[headerLen:], e.Body)
 	err := c.call(ctx, opSet, func(ctx context.Context) error {
+		v := make([]byte, headerLen+len(e.Body))
+		binary.BigEndian.PutUint64(v, e.Position)
+		binary.BigEndian.PutUint64(v[8:], e.ValidAsOf())
+		copy(v[headerLen:], e.Body)
 		return setIfNewer.Run(ctx, c.client, []string{c.prefix + key}, v, c.ttlMS).Err()
 	})
 	if err != nil {
