@@ -24,7 +24,7 @@ import (
 //     limits and the cache are open: every request is decided and served without Redis.
 //   - no_redis: the same process without EDUTRACK_REDIS_URL (limits and cache in process).
 //
-//	go test -run '^$' -bench ServeReadOnRedis -benchtime 2s -count 3 ./cmd/edutrack/
+// Compare the ratios of one run: go test -run '^$' -bench ServeReadOnRedis -benchtime 2s -count 3 ./cmd/edutrack/
 func BenchmarkServeReadOnRedis(b *testing.B) {
 	addr := testredis.Start(b)
 	b.Run("redis_up", func(b *testing.B) {
