@@ -166,7 +166,12 @@ func (l *Live) Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, er
 }
 
 // Refresh reads which generations are live from the store.
-func (l *Live) Refresh(ctx context.Context) error {
+func (l *Live) Refresh(ctx context.Context) error { return l.refresh(ctx, nil) }
+
+// refresh reads which generations are live. With positions, it raises the cache fence of a
+// generation that went live before it reads through it: its fence was written with (or before)
+// the registration that names it, and entries in its keys from before it are not to be trusted.
+func (l *Live) refresh(ctx context.Context, positions *Positions) error {
 	l.mu.RLock()
 	names := make([]string, 0, len(l.gens))
 	for n := range l.gens {
@@ -176,6 +181,25 @@ func (l *Live) Refresh(ctx context.Context) error {
 	regs, err := loadRegistrations(ctx, l.store, names)
 	if err != nil {
 		return err
+	}
+	if positions != nil {
+		var switched []string
+		for name, reg := range regs {
+			if reg.Live != l.Generation(name) {
+				switched = append(switched, reg.Live.key(name))
+			}
+		}
+		if len(switched) > 0 {
+			fences, err := loadFences(ctx, l.store, switched)
+			if err != nil {
+				return err
+			}
+			for name, reg := range regs {
+				if reg.Live != l.Generation(name) {
+					positions.RaiseCacheFence(name, fences[reg.Live.key(name)])
+				}
+			}
+		}
 	}
 	for name, reg := range regs {
 		l.set(name, reg.Live)
@@ -192,7 +216,7 @@ func (l *Live) Follow(ctx context.Context, positions *Positions, interval time.D
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := l.Refresh(ctx); err == nil {
+		if err := l.refresh(ctx, positions); err == nil {
 			l.follow(ctx, positions)
 		} else if ctx.Err() != nil {
 			return nil
