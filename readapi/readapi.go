@@ -101,7 +101,8 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 			Name: "misses_total", Help: "Reads the cache could not serve, by read model."}, []string{"read_model"}),
 		stale: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "stale_total", Help: "Cache entries found but not served, by read model: known current only as of a position " +
-				"before the projection's cache fence, which a failed cache write raised. Each is also a miss."}, []string{"read_model"}),
+				"before the projection's cache fence (raised by a failed cache write, or a new generation going live). " +
+				"Each is also a miss."}, []string{"read_model"}),
 	}
 	for _, c := range []prometheus.Collector{a.hits, a.misses, a.stale} {
 		if err := reg.Register(c); err != nil {
