@@ -90,14 +90,16 @@ func loadRegistrations(ctx context.Context, store readstore.Store, names []strin
 	return out, nil
 }
 
-func saveRegistration(ctx context.Context, store readstore.Store, name string, reg *registration) error {
+// saveRegistration writes reg, and with it (before it, where the store cannot make them one
+// transaction) the writes with.
+func saveRegistration(ctx context.Context, store readstore.Store, name string, reg *registration, with ...readstore.Write) error {
 	body, err := json.Marshal(reg)
 	if err != nil {
 		return err
 	}
 	next := reg.rev + 1
 	w := readstore.Write{Coll: registryColl, Doc: readstore.Doc{ID: name, Position: next, Body: body}}
-	if err := store.Commit(ctx, registryColl+"_"+name, next, []readstore.Write{w}); err != nil {
+	if err := store.Commit(ctx, registryColl+"_"+name, next, append(with[:len(with):len(with)], w)); err != nil {
 		return fmt.Errorf("record the registration of projection %s: %w", name, err)
 	}
 	reg.rev = next
@@ -164,7 +166,12 @@ func (l *Live) Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, er
 }
 
 // Refresh reads which generations are live from the store.
-func (l *Live) Refresh(ctx context.Context) error {
+func (l *Live) Refresh(ctx context.Context) error { return l.refresh(ctx, nil) }
+
+// refresh reads which generations are live. With positions, it raises the cache fence of a
+// generation that went live before it reads through it: its fence was written with (or before)
+// the registration that names it, and entries in its keys from before it are not to be trusted.
+func (l *Live) refresh(ctx context.Context, positions *Positions) error {
 	l.mu.RLock()
 	names := make([]string, 0, len(l.gens))
 	for n := range l.gens {
@@ -175,6 +182,25 @@ func (l *Live) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if positions != nil {
+		var switched []string
+		for name, reg := range regs {
+			if reg.Live != l.Generation(name) {
+				switched = append(switched, reg.Live.key(name))
+			}
+		}
+		if len(switched) > 0 {
+			fences, err := loadFences(ctx, l.store, switched)
+			if err != nil {
+				return err
+			}
+			for name, reg := range regs {
+				if reg.Live != l.Generation(name) {
+					positions.RaiseCacheFence(name, fences[reg.Live.key(name)])
+				}
+			}
+		}
+	}
 	for name, reg := range regs {
 		l.set(name, reg.Live)
 	}
@@ -182,25 +208,16 @@ func (l *Live) Refresh(ctx context.Context) error {
 }
 
 // Follow keeps l and positions current with the read store, for a read process whose projections
-// run in another process: it reads the registrations and the live generations' checkpoints every
-// interval until ctx ends. A generation that stops being live is dropped only after a grace
-// period (Options.DropGrace), far longer than interval, so reads here never meet a dropped one.
+// run in another process: it reads the registrations, and the live generations' checkpoints and
+// cache fences, every interval until ctx ends. A generation that stops being live is dropped only
+// after a grace period (Options.DropGrace), far longer than interval, so reads here never meet a
+// dropped one.
 func (l *Live) Follow(ctx context.Context, positions *Positions, interval time.Duration) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := l.Refresh(ctx); err == nil {
-			l.mu.RLock()
-			gens := make(map[string]Generation, len(l.gens))
-			for n, g := range l.gens {
-				gens[n] = g
-			}
-			l.mu.RUnlock()
-			for name, g := range gens {
-				if cp, err := l.store.Checkpoint(ctx, g.key(name)); err == nil {
-					positions.Advance(name, cp)
-				}
-			}
+		if err := l.refresh(ctx, positions); err == nil {
+			l.follow(ctx, positions)
 		} else if ctx.Err() != nil {
 			return nil
 		}
@@ -209,6 +226,38 @@ func (l *Live) Follow(ctx context.Context, positions *Positions, interval time.D
 			return nil
 		case <-tick.C:
 		}
+	}
+}
+
+// follow reads the live generations' checkpoints, then their cache fences, and advances
+// positions. The fences come second: a fence is committed with the checkpoint of its batch (or,
+// on MongoDB, before it), so the fence read after a checkpoint is at least the one that went with
+// it, and each is raised before its position advances.
+func (l *Live) follow(ctx context.Context, positions *Positions) {
+	l.mu.RLock()
+	gens := make(map[string]Generation, len(l.gens))
+	for n, g := range l.gens {
+		gens[n] = g
+	}
+	l.mu.RUnlock()
+	cps := make(map[string]uint64, len(gens))
+	keys := make([]string, 0, len(gens))
+	for name, g := range gens {
+		if cp, err := l.store.Checkpoint(ctx, g.key(name)); err == nil {
+			cps[name] = cp
+			keys = append(keys, g.key(name))
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	fences, err := loadFences(ctx, l.store, keys)
+	if err != nil {
+		return
+	}
+	for name, cp := range cps {
+		positions.RaiseCacheFence(name, fences[gens[name].key(name)])
+		positions.Advance(name, cp)
 	}
 }
 

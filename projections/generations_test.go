@@ -809,6 +809,20 @@ func TestVersionChangeBuildsTheNewVersionBesideTheOld(t *testing.T) {
 				t.Errorf("the read API path serves generation 1's course %s after the switch: %s", id, got.Body)
 			}
 		}
+		// Generation 2's cache is trusted from the switch on, here and in the processes that
+		// follow: entries in its keys from before (an interrupted switch's) are not.
+		fence, known := rr.positions.CacheFence("courses")
+		if !known || fence < head0 {
+			t.Errorf("fence after the switch = %d, %v; want at least the switch's position %d", fence, known, head0)
+		}
+		for id := range v1 {
+			if e, _ := c.Get(ctx, live.CacheKey(documents.CourseDetails, id)); e.ValidAsOf() < fence {
+				t.Errorf("course %s was warmed known current as of %d, before the fence %d", id, e.ValidAsOf(), fence)
+			}
+		}
+		if f, _ := followed(t, store, fence).CacheFence("courses"); f < fence {
+			t.Errorf("a follower's fence = %d; want at least %d", f, fence)
+		}
 	})
 	rr.waitHead(t, w.log, "courses", "learners")
 	t.Run("the_new_version_takes_the_changes_the_old_one_missed", func(t *testing.T) {

@@ -175,17 +175,12 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 	if s.retired.Load() {
 		return nil
 	}
-	if live {
-		// The cache before the store: a read process elsewhere learns of this commit from the
-		// checkpoint in the store and then serves the shared cache, which must not hold the
-		// documents as they were before it. Set for a commit that then fails, an entry holds
-		// what the retry, or the next lease holder, writes again. A generation being built
-		// stays out of the cache; it is warmed when it takes over.
-		for _, w := range writes {
-			if s.public[w.Coll] {
-				r.cache.Set(ctx, CacheKey(w.Coll, w.Doc.ID), cache.Entry{Position: w.Doc.Position, Body: w.Doc.Body})
-			}
-		}
+	if live && !r.setCache(ctx, s, writes, checkpoint) {
+		// Raised in this process before the commit, and for the others with it: from now on no
+		// reader trusts an entry of this projection known current only as of an earlier
+		// position, so the entries the failed writes left behind are never served again.
+		r.positions.RaiseCacheFence(name, checkpoint)
+		writes = append(writes, fenceWrite(s.key, checkpoint))
 	}
 	start := time.Now()
 	if err := r.store.Commit(ctx, s.key, checkpoint, writes); err != nil {
@@ -205,6 +200,40 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 		}
 	}
 	return nil
+}
+
+// setCache writes the documents served by id that a batch of the live generation changed to
+// the cache, known current as of the batch's checkpoint, and reports whether every write
+// succeeded. It stops at the first failure: the fence the caller then raises makes every older
+// entry of the projection a miss, so writing the rest would only make a Redis outage slower.
+//
+// The cache comes before the store: a read process elsewhere learns of this commit from the
+// checkpoint in the store and then serves the shared cache, which must not hold the documents as
+// they were before it. Set for a commit that then fails, an entry holds what the retry, or the
+// next lease holder, writes again. A generation being built stays out of the cache; it is warmed
+// when it takes over.
+func (r *Runner) setCache(ctx context.Context, s *slot, writes []readstore.Write, checkpoint uint64) bool {
+	name := s.g.p.Name()
+	for _, w := range writes {
+		if !s.public[w.Coll] {
+			continue
+		}
+		e := cache.Entry{Position: w.Doc.Position, AsOf: checkpoint, Body: w.Doc.Body}
+		if err := r.cache.Set(ctx, CacheKey(w.Coll, w.Doc.ID), e); err != nil {
+			r.metrics.cacheFences.WithLabelValues(name).Inc()
+			if !s.cacheDown {
+				s.cacheDown = true
+				r.logger.Warn("cache write failed: the projection's cache entries from before this batch are ignored until read again from the store",
+					"projection", name, "fence", checkpoint, "err", err)
+			}
+			return false
+		}
+	}
+	if s.cacheDown {
+		s.cacheDown = false
+		r.logger.Info("cache writes succeed again", "projection", name, "position", checkpoint)
+	}
+	return true
 }
 
 // deadLetters records a batch's failing event once retries gave up, and marks the projection

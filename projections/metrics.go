@@ -5,7 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type runnerMetrics struct {
 	position, lag, stalled *prometheus.GaugeVec
 	applied, deadLetters   *prometheus.CounterVec
-	skipped                *prometheus.CounterVec
+	skipped, cacheFences   *prometheus.CounterVec
 	batchSeconds           *prometheus.HistogramVec
 }
 
@@ -23,11 +23,13 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 			Name: "dead_letters_total", Help: "Events the projection gave up on."}, []string{"projection"}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "projection",
 			Name: "skipped_total", Help: "Events an operator told the projection to pass over."}, []string{"projection"}),
+		cacheFences: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "projection",
+			Name: "cache_fences_total", Help: "Batches whose cache writes failed, each raising the projection's cache fence to its position."}, []string{"projection"}),
 		batchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "projection",
 			Name: "batch_write_seconds", Help: "Time to commit one batch to the read store.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"projection"}),
 	}
-	for _, c := range []prometheus.Collector{m.position, m.lag, m.stalled, m.applied, m.deadLetters, m.skipped, m.batchSeconds} {
+	for _, c := range []prometheus.Collector{m.position, m.lag, m.stalled, m.applied, m.deadLetters, m.skipped, m.cacheFences, m.batchSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -23,16 +23,21 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 		return nil
 	}
 	if warm {
-		r.warm(ctx, s)
+		r.warm(ctx, s, cp)
 	}
 	reg := g.reg.clone()
 	old := reg.Live
 	reg.Live, reg.Build = s.gen, nil
 	reg.Retired = append(reg.Retired, old)
-	if err := saveRegistration(ctx, r.store, name, &reg); err != nil {
+	// The new generation's cache is trusted from cp on: its keys may hold entries of an earlier
+	// attempt at this switch (a crash, a failed registration write) that its warming did not
+	// replace. Its fence is written with the registration that makes it live (before it, on
+	// MongoDB), so a process that follows the switch reads the fence too.
+	if err := saveRegistration(ctx, r.store, name, &reg, fenceWrite(s.key, cp)); err != nil {
 		return err
 	}
 	g.reg = reg
+	r.positions.RaiseCacheFence(name, cp)
 	r.live.set(name, s.gen)
 	r.positions.Advance(name, cp)
 	r.metrics.position.WithLabelValues(name).Set(float64(cp))
@@ -52,21 +57,30 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 }
 
 // warm puts the documents the new generation has kept decoded, its recently written ones,
-// into the cache. It runs on s's handler goroutine, which owns s.hot.
-func (r *Runner) warm(ctx context.Context, s *slot) {
+// into the cache, known current as of cp. It runs on s's handler goroutine, which owns s.hot. It
+// stops at the first failed write: under the group's lock, a Redis outage would otherwise hold
+// the live generation's commits back for a timeout per document, and the fence the switch
+// raises keeps readers from entries it did not write.
+func (r *Runner) warm(ctx context.Context, s *slot, cp uint64) {
 	n := 0
+	var failed error
 	s.hot.each(func(k docKey, h hotDoc) {
 		coll := s.gen.name(k.coll)
-		if !s.public[coll] {
+		if failed != nil || !s.public[coll] {
 			return
 		}
 		body, err := json.Marshal(h.val)
 		if err != nil {
 			return
 		}
-		r.cache.Set(ctx, CacheKey(coll, k.id), cache.Entry{Position: h.pos, Body: body})
-		n++
+		if failed = r.cache.Set(ctx, CacheKey(coll, k.id), cache.Entry{Position: h.pos, AsOf: cp, Body: body}); failed == nil {
+			n++
+		}
 	})
+	if failed != nil {
+		r.logger.Warn("cache warming for the new generation stopped", "projection", s.key, "documents", n, "err", failed)
+		return
+	}
 	r.logger.Debug("cache warmed for the new generation", "projection", s.key, "documents", n)
 }
 

@@ -68,6 +68,7 @@ type slot struct {
 	handler *message.Handler
 
 	retired   atomic.Bool   // replaced: commits nothing more
+	cacheDown bool          // its last batch's cache writes failed; only its handler goroutine touches it
 	stalledAt atomic.Uint64 // the dead letter's position while stalled
 	position  atomic.Uint64
 	applied   atomic.Int64 // events applied since the slot started
@@ -254,6 +255,13 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 		if reg.Build != nil {
 			build = r.newSlot(g, *reg.Build)
 		}
+		// The fence before any position: a reader trusts no cache entry of the projection until
+		// it knows the fence, which a failed cache write of an earlier run may have raised.
+		fences, err := loadFences(ctx, r.store, []string{reg.Live.key(name)})
+		if err != nil {
+			return 0, err
+		}
+		r.positions.RaiseCacheFence(name, fences[reg.Live.key(name)])
 		r.live.set(name, reg.Live)
 		if live != nil {
 			cp, err := r.prepare(ctx, live)

@@ -41,8 +41,17 @@ type Store interface {
 	Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error)
 }
 
-// Positions tells how far projections have come and waits for them.
-type Positions = readhttp.Positions
+// Positions tells how far projections have come, waits for them, and tells which cache entries
+// may be trusted (projections.Positions is one).
+type Positions interface {
+	readhttp.Positions
+	// Position is how far projection has come, as this process knows.
+	Position(projection string) uint64
+	// CacheFence is the position as of which an entry of projection must be known current
+	// (cache.Entry.AsOf) to be served; known is false until the process has learned it, and
+	// until then no entry is served.
+	CacheFence(projection string) (fence uint64, known bool)
+}
 
 // Options tune the API.
 type Options struct {
@@ -61,11 +70,13 @@ type Options struct {
 type API struct {
 	store       Store
 	cache       cache.Cache
+	positions   Positions
 	consistency readhttp.Consistency
 	log         *slog.Logger
 	opts        Options
 	hits        *prometheus.CounterVec
 	misses      *prometheus.CounterVec
+	stale       *prometheus.CounterVec
 
 	// The roles each kind of route admits; see Routes.
 	readers, teachers, learnerRecords func(http.Handler) http.Handler
@@ -82,13 +93,18 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	if opts.CacheKey == nil {
 		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
-	a := &API{store: store, cache: c, consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait}, log: log, opts: opts,
+	a := &API{store: store, cache: c, positions: positions,
+		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait}, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "misses_total", Help: "Reads the cache could not serve, by read model."}, []string{"read_model"}),
+		stale: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
+			Name: "stale_total", Help: "Cache entries found but not served, by read model: known current only as of a position " +
+				"before the projection's cache fence (raised by a failed cache write, or a new generation going live). " +
+				"Each is also a miss."}, []string{"read_model"}),
 	}
-	for _, c := range []prometheus.Collector{a.hits, a.misses} {
+	for _, c := range []prometheus.Collector{a.hits, a.misses, a.stale} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -120,23 +136,38 @@ func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Write(openAPI)
 }
 
-// load returns document id of coll, cache first; what names it in the 404.
-func (a *API) load(r *http.Request, coll, id, what string) (cache.Entry, error) {
+// load returns document id of coll, which projection writes, cache first; what names it in the
+// 404.
+//
+// An entry is served only if it is known current as of the projection's cache fence: a cache
+// write that failed (Redis paused, failing over, out of memory) raised the fence past the
+// entries it may have left behind. Any other entry is read again from the store and written back
+// known current as of the position this process knew before that read: past the fence, and
+// enough for any minPosition it has waited for, so the cache fills again on its own.
+func (a *API) load(r *http.Request, projection, coll, id, what string) (cache.Entry, error) {
+	ctx := r.Context()
 	key := a.opts.CacheKey(coll, id)
-	if e, ok := a.cache.Get(r.Context(), key); ok {
-		a.hits.WithLabelValues(coll).Inc()
-		return e, nil
+	known := a.positions.Position(projection) // before the store read, which is then at least as new
+	if fence, ok := a.positions.CacheFence(projection); ok {
+		if e, hit := a.cache.Get(ctx, key); hit {
+			if e.ValidAsOf() >= fence {
+				a.hits.WithLabelValues(coll).Inc()
+				return e, nil
+			}
+			a.stale.WithLabelValues(coll).Inc()
+		}
 	}
 	a.misses.WithLabelValues(coll).Inc()
-	d, err := a.store.Get(r.Context(), coll, id)
+	d, err := a.store.Get(ctx, coll, id)
 	if errors.Is(err, readstore.ErrNotFound) {
 		return cache.Entry{}, readhttp.NotFound(what)
 	}
 	if err != nil {
 		return cache.Entry{}, err
 	}
-	e := cache.Entry{Position: d.Position, Body: d.Body}
-	a.cache.Set(r.Context(), key, e)
+	e := cache.Entry{Position: d.Position, AsOf: known, Body: d.Body}
+	// A write that fails leaves the key as it was: stale entries stay behind the fence.
+	_ = a.cache.Set(ctx, key, e)
 	return e, nil
 }
 
@@ -152,7 +183,7 @@ func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
 	if err := a.consistency.WaitFor(r, documents.CoursesProjection); err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, documents.CourseDetails, chi.URLParam(r, "id"), "course")
+	e, err := a.load(r, documents.CoursesProjection, documents.CourseDetails, chi.URLParam(r, "id"), "course")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -177,7 +208,7 @@ func (a *API) courseStats(r *http.Request) (readhttp.Reply, error) {
 	if err := a.mayTeach(r, id, false); err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, documents.Stats, id, "course")
+	e, err := a.load(r, documents.CoursesProjection, documents.Stats, id, "course")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -196,7 +227,7 @@ func (a *API) dashboard(r *http.Request) (readhttp.Reply, error) {
 	if err := a.consistency.WaitFor(r, documents.LearnersProjection); err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, documents.Dashboards, id, "learner")
+	e, err := a.load(r, documents.LearnersProjection, documents.Dashboards, id, "learner")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -406,7 +437,7 @@ func (a *API) mayTeach(r *http.Request, courseID string, mustExist bool) error {
 		}
 		return nil
 	}
-	e, err := a.load(r, documents.CourseDetails, courseID, "course")
+	e, err := a.load(r, documents.CoursesProjection, documents.CourseDetails, courseID, "course")
 	if err != nil {
 		return err
 	}

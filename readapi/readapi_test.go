@@ -89,6 +89,9 @@ func newFixtureWith(t testing.TB, opts readapi.Options, wrap func(*projections.P
 	t.Cleanup(func() { store.Close() })
 	f := &fixture{t: t, store: store, cache: cache.NewMemory(1024), positions: projections.NewPositions(),
 		reg: prometheus.NewRegistry(), router: chi.NewRouter(), disclosed: &disclosures{}}
+	// As a process does once it has read them from the store: no cache write has failed.
+	f.positions.RaiseCacheFence(documents.CoursesProjection, 0)
+	f.positions.RaiseCacheFence(documents.LearnersProjection, 0)
 	if opts.Disclosures == nil {
 		opts.Disclosures = f.disclosed
 	}
@@ -245,6 +248,56 @@ func TestDocumentRoutes(t *testing.T) {
 				resp := f.get(r.path)
 				if b := wantOK(t, r.path, resp); string(b) != `{"v":4}` || resp.Header.Get("ETag") != `"4"` {
 					t.Errorf("GET %s: %s ETag %s, want the cached {\"v\":4} at \"4\"", r.path, b, resp.Header.Get("ETag"))
+				}
+			})
+			t.Run("reads_the_store_again_for_an_entry_from_before_the_fence", func(t *testing.T) {
+				// A cache write failed at 5 and left the entry of 4 behind; the store has 5.
+				f := newFixture(t, readapi.Options{})
+				f.put(r.projection, r.coll, doc("go", 5, `{"v":5}`))
+				f.cache.Set(context.Background(), projections.CacheKey(r.coll, "go"), cache.Entry{Position: 4, AsOf: 4, Body: []byte(`{"v":4}`)})
+				f.positions.Advance(r.projection, 5)
+				f.positions.RaiseCacheFence(r.projection, 5)
+				resp := f.get(r.path)
+				if b := wantOK(t, r.path, resp); string(b) != `{"v":5}` || resp.Header.Get("ETag") != `"5"` {
+					t.Errorf("GET %s: %s ETag %s, want the stored {\"v\":5} at \"5\"", r.path, b, resp.Header.Get("ETag"))
+				}
+				if stale := f.counter("edutrack_cache_stale_total", r.coll); stale != 1 {
+					t.Errorf("%s: %v stale entries counted, want 1", r.coll, stale)
+				}
+				// Written back known current as of 5, it serves the next read.
+				wantOK(t, r.path, f.get(r.path))
+				if hits := f.counter("edutrack_cache_hits_total", r.coll); hits != 1 {
+					t.Errorf("%s: %v hits after the store read, want 1", r.coll, hits)
+				}
+			})
+			t.Run("serves_an_unchanged_document_known_current_as_of_the_fence", func(t *testing.T) {
+				// Read from the store once the projection had reached 9, a document of 3 is
+				// known current as of 9: a fence raised at 9 leaves it trusted.
+				f := newFixture(t, readapi.Options{})
+				f.put(r.projection, r.coll, doc("go", 3, `{"v":3}`))
+				f.positions.Advance(r.projection, 9)
+				wantOK(t, r.path, f.get(r.path))
+				if e, _ := f.cache.Get(context.Background(), projections.CacheKey(r.coll, "go")); e.Position != 3 || e.ValidAsOf() != 9 {
+					t.Fatalf("cached %d as of %d, want 3 as of 9", e.Position, e.ValidAsOf())
+				}
+				f.positions.RaiseCacheFence(r.projection, 9)
+				wantOK(t, r.path, f.get(r.path))
+				if hits := f.counter("edutrack_cache_hits_total", r.coll); hits != 1 {
+					t.Errorf("%s: %v hits, want 1", r.coll, hits)
+				}
+			})
+			t.Run("trusts_no_entry_before_it_knows_the_fence", func(t *testing.T) {
+				// A process that has not read the fences yet (starting) cannot tell a stale entry.
+				f := newFixtureWith(t, readapi.Options{}, func(*projections.Positions) readapi.Positions {
+					return projections.NewPositions()
+				})
+				f.put(r.projection, r.coll, doc("go", 5, `{"v":5}`))
+				f.cache.Set(context.Background(), projections.CacheKey(r.coll, "go"), cache.Entry{Position: 4, Body: []byte(`{"v":4}`)})
+				if b := wantOK(t, r.path, f.get(r.path)); string(b) != `{"v":5}` {
+					t.Errorf("GET %s: %s, want the stored {\"v\":5}", r.path, b)
+				}
+				if hits := f.counter("edutrack_cache_hits_total", r.coll); hits != 0 {
+					t.Errorf("%s: %v hits, want none", r.coll, hits)
 				}
 			})
 			t.Run("answers_404_for_an_unknown_id", func(t *testing.T) {

@@ -72,8 +72,14 @@ type ProjectionState struct {
 
 // Readiness answers /readyz from dependency checks and projection states.
 type Readiness struct {
-	// Checks are the dependencies by name; a nil error means healthy.
+	// Checks are the dependencies the process cannot serve without, by name; a nil error means
+	// healthy. One failing makes the process not ready (503).
 	Checks map[string]func(ctx context.Context) error
+	// NonCritical are the dependencies it serves without, only slower (the Redis cache), by
+	// name, distinct from those of Checks. One failing is reported "degraded", and so is the
+	// process, which stays ready (200): every instance shares such a dependency, and a load
+	// balancer that took them out for it would take them all out at once.
+	NonCritical map[string]func(ctx context.Context) error
 	// Projections reports each projection run or followed by this process, if any.
 	Projections func(ctx context.Context) map[string]ProjectionState
 }
@@ -83,8 +89,17 @@ type checkResult struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// ServeHTTP implements http.Handler. It answers 503 when a dependency fails or a projection
-// is stalled.
+// Statuses that /readyz reports, of the process and of each check.
+const (
+	StatusReady    = "ready"     // the process
+	StatusNotReady = "not ready" // the process: a check failed or a projection is stalled (503)
+	StatusDegraded = "degraded"  // the process, and a failing non-critical check (200)
+	StatusOK       = "ok"        // a check
+	StatusFailing  = "failing"   // a check
+)
+
+// ServeHTTP implements http.Handler. It answers 503 when a dependency of Checks fails or a
+// projection is stalled, and 200 otherwise, with status "degraded" when one of NonCritical fails.
 func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -92,14 +107,22 @@ func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Status      string                     `json:"status"`
 		Checks      map[string]checkResult     `json:"checks"`
 		Projections map[string]ProjectionState `json:"projections,omitempty"`
-	}{Status: "ready", Checks: map[string]checkResult{}}
-	ok := true
+	}{Status: StatusReady, Checks: map[string]checkResult{}}
+	ok, degraded := true, false
 	for name, check := range rd.Checks {
 		if err := check(ctx); err != nil {
 			ok = false
-			out.Checks[name] = checkResult{Status: "failing", Error: err.Error()}
+			out.Checks[name] = checkResult{Status: StatusFailing, Error: err.Error()}
 		} else {
-			out.Checks[name] = checkResult{Status: "ok"}
+			out.Checks[name] = checkResult{Status: StatusOK}
+		}
+	}
+	for name, check := range rd.NonCritical {
+		if err := check(ctx); err != nil {
+			degraded = true
+			out.Checks[name] = checkResult{Status: StatusDegraded, Error: err.Error()}
+		} else {
+			out.Checks[name] = checkResult{Status: StatusOK}
 		}
 	}
 	if rd.Projections != nil {
@@ -112,9 +135,12 @@ func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	if !ok {
-		out.Status = "not ready"
+	switch {
+	case !ok:
+		out.Status = StatusNotReady
 		w.WriteHeader(http.StatusServiceUnavailable)
+	case degraded:
+		out.Status = StatusDegraded
 	}
 	json.NewEncoder(w).Encode(out)
 }

@@ -1,5 +1,5 @@
-// Package testredis starts a throwaway redis-server for tests: its own port, its own temp dir, no
-// persistence, stopped when the test ends.
+// Package testredis starts a throwaway redis-server for tests (its own port, its own temp dir, no
+// persistence, stopped when the test ends), and a proxy in front of one that can hang like a dead one.
 package testredis
 
 import (

@@ -63,3 +63,58 @@ func roundTrip(t *testing.T, addr, cmds string, n int) string {
 	}
 	return out
 }
+
+func TestProxy(t *testing.T) {
+	addr := testredis.Start(t)
+	p := testredis.NewProxy(t, addr)
+	roundTrip(t, p.Addr(), "SET k before\r\n", 1)
+
+	t.Run("relays_to_the_server", func(t *testing.T) {
+		if got := roundTrip(t, p.Addr(), "GET k\r\n", 2); got != "$6\r\nbefore\r\n" {
+			t.Fatalf("reply through the proxy = %q; want before", got)
+		}
+	})
+	t.Run("answers_nothing_while_it_hangs_and_drops_what_it_relayed", func(t *testing.T) {
+		relayed, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer relayed.Close()
+		roundTripOn(t, relayed, "PING\r\n")
+		p.Hang()
+		_ = relayed.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := bufio.NewReader(relayed).ReadString('\n'); err == nil {
+			t.Error("a connection relayed before the hang still reads")
+		}
+		held, err := net.DialTimeout("tcp", p.Addr(), time.Second)
+		if err != nil {
+			t.Fatalf("a hung proxy refuses connections (it should take them and answer nothing): %v", err)
+		}
+		defer held.Close()
+		if _, err := held.Write([]byte("GET k\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		_ = held.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if line, err := bufio.NewReader(held).ReadString('\n'); err == nil {
+			t.Errorf("a hung proxy answered %q", line)
+		}
+	})
+	t.Run("relays_again_once_restored_with_the_data_kept", func(t *testing.T) {
+		p.Restore()
+		if got := roundTrip(t, p.Addr(), "GET k\r\n", 2); got != "$6\r\nbefore\r\n" {
+			t.Fatalf("reply after the restore = %q; want the value set before the hang", got)
+		}
+	})
+}
+
+func roundTripOn(t *testing.T, conn net.Conn, cmds string) {
+	t.Helper()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte(cmds)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Time{})
+}

@@ -195,6 +195,39 @@ func TestRedis(t *testing.T) {
 		}
 	})
 
+	t.Run("stops_asking_a_hung_redis_and_asks_again_once_it_answers", func(t *testing.T) {
+		proxy := testredis.NewProxy(t, addr)
+		client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialerRetries: 1, ContextTimeoutEnabled: true})
+		t.Cleanup(func() { client.Close() })
+		l := newRedis(t, client, RedisOptions{Prefix: t.Name() + ":", BreakerFailures: 2, BreakerCooldown: 10 * time.Millisecond})
+		if d := l.Allow(context.Background(), "k", threePerHour); !d.Allowed {
+			t.Fatalf("first decision with Redis up: %+v", d)
+		}
+		proxy.Hang()
+		spend(l, "k", threePerHour, 2) // each waits out the timeout; together they open the circuit
+		if s := l.CircuitState(); s != 2 {
+			t.Fatalf("circuit state after 2 timeouts = %d; want 2, open", s)
+		}
+		// Decided in process without asking Redis: no more errors, and the in-process budget.
+		allowed, _ := spend(l, "k", threePerHour, 10)
+		if allowed != 1 || l.Errors() != 2 {
+			t.Fatalf("with the circuit open: %d of 10 allowed and %d errors; want the in-process budget's 1 (2 spent) and the 2 timeouts", allowed, l.Errors())
+		}
+		proxy.Restore()
+		deadline := time.Now().Add(10 * time.Second)
+		for l.CircuitState() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("the circuit did not close within 10s of Redis's return")
+			}
+			l.Allow(context.Background(), "other", threePerHour) // starts probes
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Redis decides again: the budget it kept from before the outage has 2 left.
+		if allowed, _ := spend(l, "k", threePerHour, 3); allowed != 2 {
+			t.Fatalf("%d of 3 allowed once Redis is back; want the 2 Redis's budget has left", allowed)
+		}
+	})
+
 	t.Run("refuses_missing_dependencies", func(t *testing.T) {
 		if _, err := NewRedis(nil, discard, RedisOptions{}); err == nil {
 			t.Error("NewRedis accepted a nil client")

@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker"
 )
 
 // Defaults of RedisOptions.
 const (
-	DefaultPrefix  = "edutrack:ratelimit:"
-	DefaultTimeout = 50 * time.Millisecond
+	DefaultPrefix          = "edutrack:ratelimit:"
+	DefaultTimeout         = 50 * time.Millisecond
+	DefaultBreakerFailures = 5
+	DefaultBreakerCooldown = time.Second
 )
 
 // RedisOptions tune a Redis limiter.
@@ -25,6 +28,15 @@ type RedisOptions struct {
 	Prefix string
 	// Timeout bounds each decision (default DefaultTimeout); past it the process decides alone.
 	Timeout time.Duration
+	// BreakerFailures is how many decisions in a row Redis must fail for want of an answer
+	// (timed out, no connection) for the limiter to stop asking it and decide in process at once
+	// (default DefaultBreakerFailures): every request makes two decisions, and a hung Redis
+	// would otherwise add two timeouts to each.
+	BreakerFailures uint32
+	// BreakerCooldown is how long the limiter then leaves Redis alone before it probes it with a
+	// PING in the background (default DefaultBreakerCooldown); it asks Redis again once the
+	// probe succeeds.
+	BreakerCooldown time.Duration
 }
 
 // gcra spends one request of KEYS[1]'s budget: ARGV[1] is the interval and ARGV[2] the
@@ -55,6 +67,8 @@ type Redis struct {
 	timeout  time.Duration
 	log      *slog.Logger
 	fallback *Memory
+	breaker  *gobreaker.CircuitBreaker
+	probing  atomic.Bool // a probe of a half-open circuit is under way
 	errors   atomic.Uint64
 	warned   atomic.Int64 // unix nanoseconds of the last warning
 }
@@ -76,15 +90,55 @@ func NewRedis(client redis.UniversalClient, log *slog.Logger, opts RedisOptions)
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
 	}
-	return &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, log: log, fallback: NewMemory()}, nil
+	if opts.BreakerFailures == 0 {
+		opts.BreakerFailures = DefaultBreakerFailures
+	}
+	if opts.BreakerCooldown < 0 {
+		return nil, fmt.Errorf("ratelimit: negative breaker cooldown %s", opts.BreakerCooldown)
+	}
+	if opts.BreakerCooldown == 0 {
+		opts.BreakerCooldown = DefaultBreakerCooldown
+	}
+	l := &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, log: log, fallback: NewMemory()}
+	l.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
+		Name:        "ratelimit",
+		MaxRequests: 1, // while half-open: the probe
+		Timeout:     opts.BreakerCooldown,
+		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opts.BreakerFailures },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			switch to {
+			case gobreaker.StateOpen:
+				log.Warn("rate limits: Redis circuit open; each process decides alone until Redis answers a probe",
+					"from", from.String(), "probe_every", opts.BreakerCooldown)
+			case gobreaker.StateClosed:
+				log.Info("rate limits: Redis circuit closed; budgets are shared again", "from", from.String())
+			}
+		},
+	})
+	return l, nil
 }
 
 // Allow implements Limiter.
 func (l *Redis) Allow(ctx context.Context, key string, lim Limit) Decision {
-	opCtx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	wait, err := gcra.Run(opCtx, l.client, []string{l.key(key)},
-		lim.interval().Microseconds(), lim.tolerance().Microseconds()).Int64()
+	if l.breaker.State() != gobreaker.StateClosed {
+		l.probe()
+		return l.fallback.Allow(ctx, key, lim)
+	}
+	var wait int64
+	var err error
+	_, open := l.breaker.Execute(func() (any, error) {
+		opCtx, cancel := context.WithTimeout(ctx, l.timeout)
+		defer cancel()
+		wait, err = gcra.Run(opCtx, l.client, []string{l.key(key)},
+			lim.interval().Microseconds(), lim.tolerance().Microseconds()).Int64()
+		if err == nil || isReply(err) || ctx.Err() != nil {
+			return nil, nil // Redis answered, or the caller gave up: nothing against the circuit
+		}
+		return nil, err
+	})
+	if errors.Is(open, gobreaker.ErrOpenState) || errors.Is(open, gobreaker.ErrTooManyRequests) {
+		return l.fallback.Allow(ctx, key, lim) // the circuit opened since the look above
+	}
 	if err != nil {
 		l.errors.Add(1)
 		now, last := time.Now().UnixNano(), l.warned.Load()
@@ -98,6 +152,37 @@ func (l *Redis) Allow(ctx context.Context, key string, lim Limit) Decision {
 	}
 	return Decision{Allowed: true}
 }
+
+// probe starts, once the circuit is half-open (its cooldown over), the one call it lets through: a
+// PING in a goroutine of its own, so that no request waits on a Redis that may still be down.
+func (l *Redis) probe() {
+	if l.breaker.State() != gobreaker.StateHalfOpen || !l.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer l.probing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+		defer cancel()
+		_, _ = l.breaker.Execute(func() (any, error) {
+			if err := l.client.Ping(ctx).Err(); err != nil && !isReply(err) {
+				return nil, err
+			}
+			return nil, nil
+		})
+	}()
+}
+
+// isReply tells an error Redis answered, which came back at once, from one that cost a timeout
+// or found no server.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// CircuitState is the state of the circuit breaker in front of Redis: 0 closed (Redis decides),
+// 1 half-open (a probe is due or under way), 2 open (each process decides alone); export it as
+// a gauge.
+func (l *Redis) CircuitState() int { return int(l.breaker.State()) }
 
 // key hashes the budget's name: names hold client addresses and user ids, which have no
 // business being readable by whoever can list the keys of a shared Redis.

@@ -3,12 +3,14 @@ package rediscache_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
@@ -78,6 +80,31 @@ func TestCacheOnRedis(t *testing.T) {
 		}
 	})
 
+	t.Run("orders_AsOf_above_2_to_the_53_exactly", func(t *testing.T) {
+		c := newCache(t, client, opts(t))
+		c.Set(ctx, "k", cache.Entry{Position: 1, AsOf: 1<<60 + 1, Body: []byte("later")})
+		c.Set(ctx, "k", cache.Entry{Position: 1, AsOf: 1 << 60, Body: []byte("earlier")})
+		if e, _ := c.Get(ctx, "k"); e.AsOf != 1<<60+1 || string(e.Body) != "later" {
+			t.Fatalf("get = as of %d %q; want as of %d \"later\"", e.AsOf, e.Body, uint64(1<<60+1))
+		}
+	})
+
+	t.Run("never_meets_a_value_of_the_earlier_format", func(t *testing.T) {
+		// The previous release stored an 8-byte position, then the body, under prefix+key: read
+		// with this release's header, its body's first bytes would pass for AsOf.
+		o := opts(t)
+		c := newCache(t, client, o)
+		old := append([]byte{0, 0, 0, 0, 0, 0, 0, 9}, `{"title":"stale"}`...)
+		client.Set(ctx, o.Prefix+"course:p", old, 0)
+		if e, ok := c.Get(ctx, "course:p"); ok {
+			t.Fatalf("get = %d %q; want a miss: the value is of the earlier format", e.Position, e.Body)
+		}
+		c.Set(ctx, "course:p", cache.Entry{Position: 10, Body: []byte("new")})
+		if v := client.Get(ctx, o.Prefix+"course:p").Val(); v != string(old) {
+			t.Fatalf("the earlier release's value became %q; want it left alone", v)
+		}
+	})
+
 	t.Run("rewrites_an_entry_at_the_same_position", func(t *testing.T) {
 		c := newCache(t, client, opts(t))
 		c.Set(ctx, "k", cache.Entry{Position: 3, Body: []byte("first")})
@@ -104,8 +131,8 @@ func TestCacheOnRedis(t *testing.T) {
 		c := newCache(t, client, rediscache.Options{Prefix: "tenant-a:", Timeout: testTimeout})
 		other := newCache(t, client, rediscache.Options{Prefix: "tenant-b:", Timeout: testTimeout})
 		c.Set(ctx, "course:p", cache.Entry{Position: 1, Body: []byte("x")})
-		if n := client.Exists(ctx, "tenant-a:course:p").Val(); n != 1 {
-			t.Fatalf("EXISTS tenant-a:course:p = %d; want 1", n)
+		if n := client.Exists(ctx, "tenant-a:v2:course:p").Val(); n != 1 {
+			t.Fatalf("EXISTS tenant-a:v2:course:p = %d; want 1", n)
 		}
 		if _, ok := other.Get(ctx, "course:p"); ok {
 			t.Fatal("a cache with another prefix found the key")
@@ -117,12 +144,12 @@ func TestCacheOnRedis(t *testing.T) {
 		o.TTL = time.Minute
 		c := newCache(t, client, o)
 		c.Set(ctx, "k", cache.Entry{Position: 1, Body: []byte("x")})
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d <= 0 || d > time.Minute {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d <= 0 || d > time.Minute {
 			t.Fatalf("PTTL = %s; want in (0, 1m]", d)
 		}
-		client.Persist(ctx, o.Prefix+"k")
+		client.Persist(ctx, o.Prefix+"v2:k")
 		c.Set(ctx, "k", cache.Entry{Position: 2, Body: []byte("y")})
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d <= 0 || d > time.Minute {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d <= 0 || d > time.Minute {
 			t.Fatalf("PTTL after a newer set = %s; want the TTL applied again", d)
 		}
 	})
@@ -132,7 +159,7 @@ func TestCacheOnRedis(t *testing.T) {
 		c := newCache(t, client, o)
 		c.Set(ctx, "k", cache.Entry{Position: 1, Body: []byte("x")})
 		// go-redis reports Redis's -1 (no expiry) as -1ns; -2 would mean the key is missing.
-		if d := client.PTTL(ctx, o.Prefix+"k").Val(); d != -1 {
+		if d := client.PTTL(ctx, o.Prefix+"v2:k").Val(); d != -1 {
 			t.Fatalf("PTTL = %s; want -1ns (no expiry)", d)
 		}
 	})
@@ -140,19 +167,23 @@ func TestCacheOnRedis(t *testing.T) {
 	t.Run("counts_a_value_that_is_not_an_entry_as_an_error", func(t *testing.T) {
 		o := opts(t)
 		c := newCache(t, client, o)
-		client.Set(ctx, o.Prefix+"short", "abc", 0)
+		client.Set(ctx, o.Prefix+"v2:short", "abcdefghijklmno", 0) // 15 bytes: shorter than a header
 		if _, ok := c.Get(ctx, "short"); ok {
-			t.Fatal("a 3-byte value was taken for an entry")
+			t.Fatal("a 15-byte value was taken for an entry")
 		}
-		client.RPush(ctx, o.Prefix+"list", "x")
+		client.RPush(ctx, o.Prefix+"v2:list", "x")
 		if _, ok := c.Get(ctx, "list"); ok {
 			t.Fatal("a list was taken for an entry")
 		}
-		c.Set(ctx, "list", cache.Entry{Position: 1, Body: []byte("x")})
+		if err := c.Set(ctx, "list", cache.Entry{Position: 1, Body: []byte("x")}); !errors.Is(err, rediscache.ErrNotStored) {
+			t.Errorf("set over a list = %v; want ErrNotStored", err)
+		}
 		if n := c.Errors(); n != 3 {
 			t.Fatalf("Errors() = %d; want 3 (a short value, a wrong type on get and on set)", n)
 		}
-		c.Set(ctx, "short", cache.Entry{Position: 1, Body: []byte("x")})
+		if err := c.Set(ctx, "short", cache.Entry{Position: 1, Body: []byte("x")}); err != nil {
+			t.Errorf("set over a value that is not an entry: %v", err)
+		}
 		if e, ok := c.Get(ctx, "short"); !ok || string(e.Body) != "x" {
 			t.Fatalf("get = %q, %v; want a set to replace a value that is not an entry", e.Body, ok)
 		}
@@ -188,7 +219,11 @@ func TestCacheWhenRedisIsDown(t *testing.T) {
 	// per-operation timeout can bring the calls back.
 	t.Run("misses_when_nothing_listens", func(t *testing.T) {
 		c := newCache(t, patientClient(t, closedAddr(t)), rediscache.Options{})
-		returns(t, "Set", func() { c.Set(ctx, "k", entry) })
+		returns(t, "Set", func() {
+			if err := c.Set(ctx, "k", entry); !errors.Is(err, rediscache.ErrNotStored) {
+				t.Errorf("set with no server = %v; want ErrNotStored", err)
+			}
+		})
 		returns(t, "Get", func() {
 			if _, ok := c.Get(ctx, "k"); ok {
 				t.Error("get found an entry with no server")
@@ -255,6 +290,201 @@ func TestCacheWhenRedisIsDown(t *testing.T) {
 	})
 }
 
+func TestMetrics(t *testing.T) {
+	ctx := context.Background()
+	t.Run("counts_errors_by_operation", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, closedAddr(t)), rediscache.Options{Registerer: reg})
+		if got := metric(t, reg, "edutrack_cache_errors_total", "op", "get"); got != 0 {
+			t.Fatalf("errors before any operation = %v; want 0, exported", got)
+		}
+		c.Get(ctx, "k")
+		c.Set(ctx, "k", cache.Entry{Position: 1})
+		c.Set(ctx, "k", cache.Entry{Position: 2})
+		c.Delete(ctx, "k")
+		for op, want := range map[string]float64{"get": 1, "set": 2, "delete": 1} {
+			if got := metric(t, reg, "edutrack_cache_errors_total", "op", op); got != want {
+				t.Errorf("edutrack_cache_errors_total{op=%q} = %v; want %v", op, got, want)
+			}
+		}
+	})
+	t.Run("refuses_a_registry_that_has_them_already", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		newCache(t, newClient(t, closedAddr(t)), rediscache.Options{Registerer: reg})
+		if c, err := rediscache.New(newClient(t, closedAddr(t)), rediscache.Options{Registerer: reg}); err == nil {
+			t.Fatalf("New = %v; want an error: the registry has the metrics of another cache", c)
+		}
+	})
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	ctx := context.Background()
+	entry := cache.Entry{Position: 1, Body: []byte("x")}
+	const (
+		closed = 0
+		open   = 2
+	)
+
+	t.Run("opens_after_failures_in_a_row_and_then_leaves_Redis_alone", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 3, BreakerCooldown: time.Hour, Registerer: reg})
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Fatalf("circuit state at start = %v; want %d, closed", s, closed)
+		}
+		for range 3 {
+			returns(t, "Get", func() { c.Get(ctx, "k") })
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != open {
+			t.Fatalf("circuit state after 3 timeouts = %v; want %d, open", s, open)
+		}
+		for range 50 {
+			if _, ok := c.Get(ctx, "k"); ok {
+				t.Fatal("get found an entry with the circuit open")
+			}
+		}
+		err := c.Set(ctx, "k", entry)
+		if !errors.Is(err, rediscache.ErrCircuitOpen) || !errors.Is(err, rediscache.ErrNotStored) {
+			t.Errorf("set with the circuit open = %v; want ErrNotStored and ErrCircuitOpen", err)
+		}
+		if got := metric(t, reg, "edutrack_cache_skipped_total", "op", "get"); got != 50 {
+			t.Errorf("skipped gets = %v; want 50", got)
+		}
+		if got := metric(t, reg, "edutrack_cache_skipped_total", "op", "set"); got != 1 {
+			t.Errorf("skipped sets = %v; want 1", got)
+		}
+		if n := c.Errors(); n != 3 {
+			t.Errorf("Errors() = %d; want 3: operations the circuit turned away did not fail in Redis", n)
+		}
+	})
+
+	t.Run("probes_in_the_background_after_the_cooldown_and_stays_open_while_the_probe_fails", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 1, BreakerCooldown: 10 * time.Millisecond, Registerer: reg})
+		returns(t, "Get", func() { c.Get(ctx, "k") })
+		time.Sleep(20 * time.Millisecond) // past the cooldown: the next operation starts a probe
+		c.Get(ctx, "k")
+		if got := metric(t, reg, "edutrack_cache_skipped_total", "op", "get"); got != 1 {
+			t.Errorf("skipped gets = %v; want 1: the operation after the cooldown does not wait for the probe", got)
+		}
+		waitUntil(t, "the failed probe opens the circuit again", func() bool {
+			return metric(t, reg, "edutrack_cache_circuit_state", "", "") == open
+		})
+		if n := c.Errors(); n != 1 {
+			t.Errorf("Errors() = %d; want 1, the trip: a probe is not an operation of the cache", n)
+		}
+	})
+
+	t.Run("closes_once_Redis_answers_a_probe_and_finds_its_entries_again", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		proxy := testredis.NewProxy(t, testredis.Start(t))
+		c := newCache(t, patientClient(t, proxy.Addr()), rediscache.Options{BreakerFailures: 2, BreakerCooldown: 10 * time.Millisecond, Registerer: reg})
+		if err := c.Set(ctx, "k", entry); err != nil {
+			t.Fatal(err)
+		}
+		proxy.Hang()
+		for range 2 {
+			returns(t, "Get", func() { c.Get(ctx, "k") })
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != open {
+			t.Fatalf("circuit state with Redis hung = %v; want %d, open", s, open)
+		}
+		proxy.Restore()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if e, ok := c.Get(ctx, "k"); ok {
+				if e.Position != 1 {
+					t.Fatalf("get = %+v; want the entry set before the outage", e)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the cache did not find Redis again within 10s of its return")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state once Redis answers = %v; want %d, closed", s, closed)
+		}
+	})
+
+	t.Run("a_caller_that_gives_up_does_not_open_it", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		c := newCache(t, patientClient(t, silentServer(t)), rediscache.Options{BreakerFailures: 1, BreakerCooldown: time.Hour, Registerer: reg})
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		c.Get(cancelled, "k")
+		c.Set(cancelled, "k", entry)
+		// A caller whose deadline comes before the cache's own.
+		hurried, cancel := context.WithTimeout(ctx, time.Millisecond)
+		defer cancel()
+		returns(t, "Get", func() { c.Get(hurried, "k") })
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state = %v; want %d, closed: only the callers gave up", s, closed)
+		}
+		if n := c.Errors(); n != 0 {
+			t.Errorf("Errors() = %d; want 0", n)
+		}
+	})
+
+	t.Run("errors_that_Redis_answers_do_not_open_it", func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		client := newClient(t, testredis.Start(t))
+		c := newCache(t, client, rediscache.Options{Prefix: "p:", BreakerFailures: 2, Registerer: reg})
+		client.RPush(ctx, "p:v2:list", "x")
+		for range 5 {
+			if err := c.Set(ctx, "list", entry); err == nil {
+				t.Fatal("set over a list succeeded")
+			}
+		}
+		if s := metric(t, reg, "edutrack_cache_circuit_state", "", ""); s != closed {
+			t.Errorf("circuit state = %v; want %d, closed: Redis answered each time", s, closed)
+		}
+		if got := metric(t, reg, "edutrack_cache_errors_total", "op", "set"); got != 5 {
+			t.Errorf("set errors = %v; want 5", got)
+		}
+	})
+}
+
+// waitUntil polls cond until it holds, failing the test after 10s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// metric is the value of the counter or gauge name with the label given, or -1 if it is absent.
+func metric(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetName() == label && l.GetValue() == value
+			}
+			if !match {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
+}
+
 func TestNew(t *testing.T) {
 	client := newClient(t, closedAddr(t))
 	for name, tc := range map[string]struct {
@@ -262,10 +492,11 @@ func TestNew(t *testing.T) {
 		opts   rediscache.Options
 		want   string
 	}{
-		"refuses_a_nil_client":       {nil, rediscache.Options{}, "nil client"},
-		"refuses_a_negative_TTL":     {client, rediscache.Options{TTL: -time.Second}, "negative TTL"},
-		"refuses_a_sub_ms_TTL":       {client, rediscache.Options{TTL: time.Microsecond}, "1ms resolution"},
-		"refuses_a_negative_timeout": {client, rediscache.Options{Timeout: -time.Second}, "negative timeout"},
+		"refuses_a_nil_client":        {nil, rediscache.Options{}, "nil client"},
+		"refuses_a_negative_TTL":      {client, rediscache.Options{TTL: -time.Second}, "negative TTL"},
+		"refuses_a_sub_ms_TTL":        {client, rediscache.Options{TTL: time.Microsecond}, "1ms resolution"},
+		"refuses_a_negative_timeout":  {client, rediscache.Options{Timeout: -time.Second}, "negative timeout"},
+		"refuses_a_negative_cooldown": {client, rediscache.Options{BreakerCooldown: -time.Second}, "negative breaker cooldown"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := rediscache.New(tc.client, tc.opts)
