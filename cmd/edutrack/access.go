@@ -93,9 +93,15 @@ func newLimiter(cfg config, reg prometheus.Registerer, log *slog.Logger) (l rate
 	errs := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "ratelimit",
 		Name: "redis_errors_total", Help: "Rate limit decisions Redis failed, which the process made alone."},
 		func() float64 { return float64(rl.Errors()) })
-	if err := reg.Register(errs); err != nil {
-		client.Close()
-		return nil, nil, err
+	state := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "ratelimit",
+		Name: "circuit_state", Help: "The rate limits' Redis circuit breaker: 0 closed (budgets shared in Redis), " +
+			"1 half-open (probing), 2 open (each process decides alone)."},
+		func() float64 { return float64(rl.CircuitState()) })
+	for _, c := range []prometheus.Collector{errs, state} {
+		if err := reg.Register(c); err != nil {
+			client.Close()
+			return nil, nil, err
+		}
 	}
 	return rl, client.Close, nil
 }

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/kurrent"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
@@ -25,14 +27,17 @@ type engines struct {
 	reads  readstore.Store
 	docs   cache.Cache
 	checks map[string]func(context.Context) error
+	// nonCritical are the dependencies the process serves without, only slower: failing, they
+	// leave it ready (degraded).
+	nonCritical map[string]func(context.Context) error
 	// closers close what was opened, in the order it was opened.
 	closers []func() error
 }
 
 // openEngines opens the event log, the read store and the cache. On an error it closes what it
 // had opened.
-func openEngines(ctx context.Context, cfg config, log *slog.Logger) (_ *engines, err error) {
-	e := &engines{checks: map[string]func(context.Context) error{}}
+func openEngines(ctx context.Context, cfg config, log *slog.Logger, reg prometheus.Registerer) (_ *engines, err error) {
+	e := &engines{checks: map[string]func(context.Context) error{}, nonCritical: map[string]func(context.Context) error{}}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -48,7 +53,7 @@ func openEngines(ctx context.Context, cfg config, log *slog.Logger) (_ *engines,
 	if err = e.openReadStore(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if err = e.openCache(cfg); err != nil {
+	if err = e.openCache(cfg, log, reg); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -114,16 +119,16 @@ func (e *engines) openReadStore(ctx context.Context, cfg config) error {
 }
 
 // openCache opens Redis when cfg names it, else a cache in this process, or none.
-func (e *engines) openCache(cfg config) error {
+func (e *engines) openCache(cfg config, log *slog.Logger, reg prometheus.Registerer) error {
 	switch {
 	case cfg.redisURL != "":
-		rc, err := rediscache.Open(cfg.redisURL, rediscache.Options{Prefix: "edutrack:"})
+		rc, err := rediscache.Open(cfg.redisURL, rediscache.Options{Prefix: "edutrack:", Registerer: reg, Logger: log})
 		if err != nil {
 			return fmt.Errorf("open the Redis cache: %w", err)
 		}
 		e.closers = append(e.closers, rc.Close)
-		// Redis being down degrades reads to the store; readiness still reports it.
-		e.docs, e.checks["cache"] = rc, rc.Ping
+		// Redis being down degrades reads to the store: /readyz says so, and stays 200.
+		e.docs, e.nonCritical["cache"] = rc, rc.Ping
 	case cfg.roles.project:
 		e.docs = cache.NewMemory(cfg.cacheEntries)
 	default:

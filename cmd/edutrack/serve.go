@@ -65,15 +65,14 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	if err := privateDir(cfg.dataDir, log); err != nil {
 		return err
 	}
-	eng, err := openEngines(ctx, cfg, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	eng, err := openEngines(ctx, cfg, log, reg)
 	if err != nil {
 		return err
 	}
 	// Deferred first, so run last: once the HTTP server and the projections have stopped.
 	defer eng.close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p, closeAccess, err := newProcess(ctx, cfg, log, reg, eng)
 	if err != nil {
 		return err
@@ -215,7 +214,7 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...),
-		readiness: observe.Readiness{Checks: eng.checks}, positions: projections.NewPositions(),
+		readiness: observe.Readiness{Checks: eng.checks, NonCritical: eng.nonCritical}, positions: projections.NewPositions(),
 		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}}}
 	return p, closeLimiter, nil
 }
