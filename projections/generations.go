@@ -114,11 +114,15 @@ type Live struct {
 
 	mu   sync.RWMutex
 	gens map[string]Generation // projection -> its live generation
+
+	// followed is the generation of each projection whose checkpoint follow last read; only
+	// Follow's goroutine uses it.
+	followed map[string]Generation
 }
 
 // NewLive returns the live view of store's read models, written by projectors.
 func NewLive(store readstore.Store, projectors ...Projector) *Live {
-	l := &Live{store: store, owner: map[string]string{}, gens: map[string]Generation{}}
+	l := &Live{store: store, owner: map[string]string{}, gens: map[string]Generation{}, followed: map[string]Generation{}}
 	for _, p := range projectors {
 		for _, c := range p.ReadModels() {
 			l.owner[c] = p.Name()
@@ -257,6 +261,13 @@ func (l *Live) follow(ctx context.Context, positions *Positions) {
 	}
 	for name, cp := range cps {
 		positions.RaiseCacheFence(name, fences[gens[name].key(name)])
+		if gens[name] != l.followed[name] {
+			// Another generation went live: its checkpoint is the position now, even below the
+			// last one's (a generation rebuilt after the log went back).
+			positions.Set(name, cp)
+			l.followed[name] = gens[name]
+			continue
+		}
 		positions.Advance(name, cp)
 	}
 }

@@ -34,6 +34,16 @@ func (p *Positions) Advance(projection string, pos uint64) {
 	p.wake = make(chan struct{})
 }
 
+// Set records projection's position as pos, even below the last one: a new generation went
+// live after the log went back.
+func (p *Positions) Set(projection string, pos uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pos[projection] = pos
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
 // Position returns projection's position.
 func (p *Positions) Position(projection string) uint64 {
 	p.mu.RLock()

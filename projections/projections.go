@@ -77,6 +77,9 @@ type Options struct {
 	DropGrace time.Duration
 	// ProgressEvery is how often a rebuild logs its progress (default 5s).
 	ProgressEvery time.Duration
+	// HeadCheckEvery is how often the runner compares each projection's position with the log's
+	// head, to notice read models ahead of the log (default 1s).
+	HeadCheckEvery time.Duration
 	// Now gives the time dead letters record (default time.Now).
 	Now func() time.Time
 }

@@ -19,7 +19,7 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cp := s.position.Load()
-	if g.build != s || cp < r.positions.Position(name) {
+	if g.build != s || cp < max(r.positions.Position(name), g.floor) {
 		return nil
 	}
 	if warm {
@@ -46,6 +46,11 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 		oldSlot.retired.Store(true)
 	}
 	g.live, g.build = s, nil
+	if g.ahead {
+		r.logger.Info("projection rebuilt from the log after its read models were found ahead of it", "projection", name)
+	}
+	g.ahead, g.floor = false, 0
+	r.metrics.ahead.WithLabelValues(name).Set(0)
 	r.logger.Info("projection switched to its new generation", "projection", name,
 		"generation", s.gen.N, "version", s.gen.Version, "position", cp, "replaced", old.N)
 	r.bg.Add(1)

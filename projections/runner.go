@@ -54,6 +54,11 @@ type group struct {
 	reg   registration
 	live  *slot // nil while the live generation's code version is gone (it is frozen, still serving)
 	build *slot
+	// ahead is set when the live generation's checkpoint was found past the log's head: its
+	// read models hold events the log no longer has. A build must then reach floor, the head
+	// when it was found, before it goes live.
+	ahead bool
+	floor uint64
 }
 
 // slot is one generation of a projection, run by one watermill handler.
@@ -83,6 +88,9 @@ const (
 	StatusRunning    = "running"
 	StatusStalled    = "stalled"
 	StatusRebuilding = "rebuilding"
+	// StatusAhead: the read models hold events the log does not (it was restored from an older
+	// copy, or lost its tail); they are not served as healthy until rebuilt from the log.
+	StatusAhead = "ahead of the log"
 )
 
 // NewRunner returns a runner of projectors over log, writing to store and warming c.
@@ -114,6 +122,9 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 	}
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = 5 * time.Second
+	}
+	if opts.HeadCheckEvery <= 0 {
+		opts.HeadCheckEvery = time.Second
 	}
 	m, err := newRunnerMetrics(reg)
 	if err != nil {
@@ -168,6 +179,9 @@ func (r *Runner) newSlot(g *group, gen Generation) *slot {
 		s.names[c] = gen.name(c)
 		s.public[gen.name(c)] = true
 	}
+	// Series from the start, at 0, so that an alert on their increase fires at the first one.
+	r.metrics.deadLetters.WithLabelValues(s.key)
+	r.metrics.stalled.WithLabelValues(s.key)
 	return s
 }
 
@@ -212,6 +226,10 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 	if err != nil {
 		return 0, err
 	}
+	head, err := r.log.Head(ctx)
+	if err != nil {
+		return 0, err
+	}
 	for _, name := range r.order {
 		g := r.groups[name]
 		reg, found := regs[name]
@@ -239,17 +257,43 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 			}
 			reg.Build = nil
 		}
-		if reg.Live.Version != g.p.Version() && reg.Build == nil {
+		// A checkpoint past the log's head means the log went back (a restore from an older copy):
+		// the read models hold events it no longer has, and new events will reuse their
+		// positions. Rebuild from the log, beside, as for a new version; a build that went
+		// past the head too starts again.
+		liveCP, err := r.store.Checkpoint(ctx, reg.Live.key(name))
+		if err != nil {
+			return 0, err
+		}
+		ahead := liveCP > head
+		if ahead && reg.Build != nil {
+			if cp, err := r.store.Checkpoint(ctx, reg.Build.key(name)); err != nil {
+				return 0, err
+			} else if cp > head {
+				if err := r.store.Drop(ctx, reg.Build.key(name), r.collsOf(g.p, *reg.Build)); err != nil {
+					return 0, err
+				}
+				reg.Build = nil
+			}
+		}
+		if ahead {
+			r.logger.Error("a projection's read models are ahead of the event log: they hold events the log no longer has "+
+				"(was the log restored from an older copy?). Rebuilding them from the log beside the live ones; the projection "+
+				"is reported not ready until the rebuilt generation is live", "projection", name, "checkpoint", liveCP, "head", head)
+		}
+		if (reg.Live.Version != g.p.Version() || ahead) && reg.Build == nil {
 			reg.Last++
 			reg.Build = &Generation{N: reg.Last, Version: g.p.Version()}
-			r.logger.Info("projector version changed: building its read models beside the live ones",
-				"projection", name, "live_version", reg.Live.Version, "version", g.p.Version(), "generation", reg.Last)
+			if !ahead {
+				r.logger.Info("projector version changed: building its read models beside the live ones",
+					"projection", name, "live_version", reg.Live.Version, "version", g.p.Version(), "generation", reg.Last)
+			}
 		}
 		if err := saveRegistration(ctx, r.store, name, &reg); err != nil {
 			return 0, err
 		}
 		var live, build *slot
-		if reg.Live.Version == g.p.Version() {
+		if reg.Live.Version == g.p.Version() && !ahead {
 			live = r.newSlot(g, reg.Live)
 		}
 		if reg.Build != nil {
@@ -271,13 +315,13 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 			from = max(from, cp)
 			r.positions.Advance(name, cp)
 			r.metrics.position.WithLabelValues(name).Set(float64(cp))
-		} else {
+		} else if !ahead {
 			// The old version serves, frozen, until the new one takes over.
-			cp, err := r.store.Checkpoint(ctx, reg.Live.key(name))
-			if err != nil {
-				return 0, err
-			}
-			r.positions.Advance(name, cp)
+			r.positions.Advance(name, liveCP)
+		} else {
+			// Nothing of the log is in these read models as far as a reader can tell: a read
+			// that names a position waits for the rebuilt generation.
+			r.positions.Advance(name, 0)
 		}
 		if build != nil {
 			cp, err := r.prepare(ctx, build)
@@ -288,8 +332,14 @@ func (r *Runner) start(ctx context.Context) (from uint64, err error) {
 		}
 		// Published once prepared: before, a slot's position is 0, and the operations would
 		// show a resumed rebuild as starting over.
+		r.metrics.ahead.WithLabelValues(name).Set(map[bool]float64{true: 1, false: 0}[ahead])
+		r.metrics.skipped.WithLabelValues(name)
 		g.mu.Lock()
 		g.reg, g.live, g.build = reg, live, build
+		g.ahead, g.floor = ahead, 0
+		if ahead {
+			g.floor = head
+		}
 		g.mu.Unlock()
 	}
 	return from, nil
@@ -326,6 +376,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	go r.feed.run(feedCtx, from)
 	r.bg.Add(1)
 	go func() { defer r.bg.Done(); r.reportProgress(ctx) }()
+	r.bg.Add(1)
+	go func() { defer r.bg.Done(); r.watchHead(ctx) }()
 	err = r.router.Run(ctx)
 	stopFeed()
 	r.bg.Wait()
@@ -333,6 +385,49 @@ func (r *Runner) Run(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// watchHead compares each projection's position with the log's head every HeadCheckEvery. A
+// position past the head, twice in a row (a remote log's head may lag for a moment), means the
+// log went back under a running process: the projection is reported ahead of the log, and not
+// ready, until a restart rebuilds it (start does, by itself).
+func (r *Runner) watchHead(ctx context.Context) {
+	tick := time.NewTicker(r.opts.HeadCheckEvery)
+	defer tick.Stop()
+	seen := map[string]int{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		head, err := r.log.Head(ctx)
+		if err != nil {
+			continue
+		}
+		for _, name := range r.order {
+			g := r.groups[name]
+			pos := r.positions.Position(name)
+			g.mu.Lock()
+			already := g.ahead
+			g.mu.Unlock()
+			if already || pos <= head {
+				seen[name] = 0
+				continue
+			}
+			if seen[name]++; seen[name] < 2 {
+				continue
+			}
+			g.mu.Lock()
+			g.ahead = true
+			g.mu.Unlock()
+			r.metrics.ahead.WithLabelValues(name).Set(1)
+			r.logger.Error("a projection's read models are ahead of the event log: they hold events the log no longer has "+
+				"(was the log restored from an older copy under a running process?). Restart the projecting process "+
+				"(edutrack serve with the project role): at start it rebuilds them from the log by itself",
+				"projection", name, "position", pos, "head", head)
+		}
+	}
 }
 
 // Running is closed once the router runs.
@@ -361,11 +456,13 @@ func (r *Runner) Status() map[string]string {
 
 func (r *Runner) projectionStatus(g *group) string {
 	g.mu.Lock()
-	live, build := g.live, g.build
+	live, build, ahead := g.live, g.build, g.ahead
 	g.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
+	case ahead:
+		return StatusAhead
 	case live != nil && r.status[live.key] == StatusStalled, build != nil && r.status[build.key] == StatusStalled:
 		return StatusStalled
 	case build != nil:

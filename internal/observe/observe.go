@@ -128,7 +128,9 @@ func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rd.Projections != nil {
 		out.Projections = rd.Projections(ctx)
 		for _, p := range out.Projections {
-			if p.Status == "stalled" {
+			// A stalled projection falls behind for good; one ahead of the log serves events
+			// the log no longer has.
+			if p.Status == "stalled" || p.Status == "ahead of the log" {
 				ok = false
 			}
 		}

@@ -56,6 +56,10 @@ func TestReadiness(t *testing.T) {
 			observe.Readiness{Checks: map[string]func(context.Context) error{}, Projections: states("stalled")},
 			http.StatusServiceUnavailable,
 			`{"status":"not ready","checks":{},"projections":{"courses":{"position":9,"head":9,"lag":0,"status":"running"},"learners":{"position":4,"head":9,"lag":5,"status":"stalled"}}}`},
+		{"is_not_ready_when_a_projection_is_ahead_of_the_log",
+			observe.Readiness{Checks: map[string]func(context.Context) error{}, Projections: states("ahead of the log")},
+			http.StatusServiceUnavailable,
+			`{"status":"not ready","checks":{},"projections":{"courses":{"position":9,"head":9,"lag":0,"status":"running"},"learners":{"position":4,"head":9,"lag":5,"status":"ahead of the log"}}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
