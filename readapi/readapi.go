@@ -57,6 +57,8 @@ type Positions interface {
 type Options struct {
 	// ConsistencyWait bounds how long a read waits for minPosition (default 3s).
 	ConsistencyWait time.Duration
+	// Waits, if not nil, measures the reads' waits for their minPosition.
+	Waits *readhttp.WaitMetrics
 	// CacheKey names a document's cache entry (default collection:id). With generations of
 	// read models, the key names the generation serving, so a new one never meets an old
 	// one's entries.
@@ -94,7 +96,7 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
 	a := &API{store: store, cache: c, positions: positions,
-		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait}, log: log, opts: opts,
+		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits}, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",

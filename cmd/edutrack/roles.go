@@ -29,6 +29,7 @@ import (
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
+	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
 // process is one process of EduTrack as serve assembles it: its engines, the routes its roles
@@ -137,14 +138,18 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 		p.workers = append(p.workers, func(ctx context.Context) error { return live.Follow(ctx, p.positions, 20*time.Millisecond) })
 	}
 	recorder := disclosures(p.cfg, handler, p.log)
-	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, CacheKey: live.CacheKey, Disclosures: recorder}
+	waits, err := readhttp.NewWaitMetrics(p.reg)
+	if err != nil {
+		return err
+	}
+	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder}
 	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
 	if err != nil {
 		return err
 	}
 	var historyAPI *history.API
 	if p.events != nil {
-		historyAPI, err = history.New(p.events, live, p.positions, p.log, history.Options{ConsistencyWait: p.cfg.consistencyWait,
+		historyAPI, err = history.New(p.events, live, p.positions, p.log, history.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits,
 			XAPIHomePage: p.cfg.xapiHomePage, Disclosures: recorder})
 		if err != nil {
 			return err

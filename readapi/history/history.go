@@ -66,6 +66,8 @@ type Learners interface {
 type Options struct {
 	// ConsistencyWait bounds how long a read waits for minPosition (default 3s).
 	ConsistencyWait time.Duration
+	// Waits, if not nil, measures the reads' waits for their minPosition.
+	Waits *readhttp.WaitMetrics
 	// XAPIHomePage is the homePage of learners' accounts in xAPI statements, and the base of
 	// activity ids (default "https://edutrack.invalid": set it to the school's address).
 	XAPIHomePage string
@@ -100,7 +102,7 @@ func New(log Log, learners Learners, positions readhttp.Positions, logger *slog.
 		return nil, err
 	}
 	return &API{log: log, learners: learners, logger: logger, opts: opts,
-		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait},
+		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits},
 		streams:     &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}}}, nil
 }
 

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
 )
 
@@ -112,6 +115,26 @@ type Positions interface {
 type Consistency struct {
 	Positions Positions
 	Wait      time.Duration
+	// Waits, if not nil, measures the waits.
+	Waits *WaitMetrics
+}
+
+// WaitMetrics measures the reads that waited for their minPosition: how long, and whether the
+// read models reached it in time.
+type WaitMetrics struct{ seconds *prometheus.HistogramVec }
+
+// NewWaitMetrics registers the wait metrics in reg; the APIs of one process share them.
+func NewWaitMetrics(reg prometheus.Registerer) (*WaitMetrics, error) {
+	m := &WaitMetrics{seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "edutrack", Subsystem: "read",
+		Name: "min_position_wait_seconds", Help: "Time reads waited for their minPosition, by outcome: reached, or timeout (answered 503).",
+		Buckets: observe.LatencyBuckets}, []string{"outcome"})}
+	if err := reg.Register(m.seconds); err != nil {
+		return nil, err
+	}
+	for _, o := range []string{"reached", "timeout"} {
+		m.seconds.WithLabelValues(o)
+	}
+	return m, nil
 }
 
 // WaitFor waits for the projections behind a route to reach the request's minPosition, if it
@@ -127,7 +150,16 @@ func (c Consistency) WaitFor(r *http.Request, projections ...string) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), c.Wait)
 	defer cancel()
-	if err := c.Positions.Wait(ctx, pos, projections...); err != nil {
+	start := time.Now()
+	err = c.Positions.Wait(ctx, pos, projections...)
+	if c.Waits != nil {
+		outcome := "reached"
+		if err != nil {
+			outcome = "timeout"
+		}
+		c.Waits.seconds.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	}
+	if err != nil {
 		return problem.New(http.StatusServiceUnavailable, "minPosition",
 			fmt.Sprintf("the read model has not reached position %d yet; retry shortly", pos))
 	}
