@@ -225,6 +225,10 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 func (p *process) run(ctx context.Context, ready func(string)) error {
 	r := p.router
 	r.Method(http.MethodGet, "/readyz", p.readiness)
+	// The roles have added to the readiness: /metrics reports it too, for alerts.
+	if err := p.reg.Register(observe.ReadinessMetrics(func() observe.Readiness { return p.readiness })); err != nil {
+		return err
+	}
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
 		problem.Write(w, req, p.log, problem.New(http.StatusNotFound, "", "no such route"))
 	})

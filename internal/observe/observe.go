@@ -98,16 +98,16 @@ const (
 	StatusFailing  = "failing"   // a check
 )
 
-// ServeHTTP implements http.Handler. It answers 503 when a dependency of Checks fails or a
-// projection is stalled, and 200 otherwise, with status "degraded" when one of NonCritical fails.
-func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	out := struct {
-		Status      string                     `json:"status"`
-		Checks      map[string]checkResult     `json:"checks"`
-		Projections map[string]ProjectionState `json:"projections,omitempty"`
-	}{Status: StatusReady, Checks: map[string]checkResult{}}
+// Report is what /readyz answers.
+type Report struct {
+	Status      string                     `json:"status"`
+	Checks      map[string]checkResult     `json:"checks"`
+	Projections map[string]ProjectionState `json:"projections,omitempty"`
+}
+
+// Evaluate runs the checks and reads the projections' states.
+func (rd Readiness) Evaluate(ctx context.Context) Report {
+	out := Report{Status: StatusReady, Checks: map[string]checkResult{}}
 	ok, degraded := true, false
 	for name, check := range rd.Checks {
 		if err := check(ctx); err != nil {
@@ -135,14 +135,51 @@ func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
 	switch {
 	case !ok:
 		out.Status = StatusNotReady
-		w.WriteHeader(http.StatusServiceUnavailable)
 	case degraded:
 		out.Status = StatusDegraded
 	}
+	return out
+}
+
+// ServeHTTP implements http.Handler. It answers 503 when a dependency of Checks fails or a
+// projection is stalled, and 200 otherwise, with status "degraded" when one of NonCritical fails.
+func (rd Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	out := rd.Evaluate(ctx)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if out.Status == StatusNotReady {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
 	json.NewEncoder(w).Encode(out)
+}
+
+// readinessCollector exports what /readyz would answer at each scrape, so that an alert can
+// fire on it without a probe of its own.
+type readinessCollector struct {
+	get             func() Readiness
+	ready, degraded *prometheus.Desc
+}
+
+// ReadinessMetrics returns a collector of edutrack_ready (1 when /readyz would answer 200) and
+// edutrack_degraded (1 when a non-critical dependency fails), from the Readiness get returns
+// at each scrape.
+func ReadinessMetrics(get func() Readiness) prometheus.Collector {
+	return readinessCollector{get: get,
+		ready:    prometheus.NewDesc("edutrack_ready", "1 when /readyz answers 200 (ready or degraded), 0 when 503.", nil, nil),
+		degraded: prometheus.NewDesc("edutrack_degraded", "1 when a dependency the process serves without (the Redis cache) fails.", nil, nil)}
+}
+
+func (c readinessCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.ready; ch <- c.degraded }
+
+func (c readinessCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st := c.get().Evaluate(ctx).Status
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, map[bool]float64{true: 1, false: 0}[st != StatusNotReady])
+	ch <- prometheus.MustNewConstMetric(c.degraded, prometheus.GaugeValue, map[bool]float64{true: 1, false: 0}[st == StatusDegraded])
 }

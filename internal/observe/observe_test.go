@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/edutrack/edutrack/internal/observe"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestReadiness(t *testing.T) {
@@ -72,4 +74,48 @@ func TestReadiness(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestReadinessMetricsReportWhatReadyzAnswers(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	down := func(context.Context) error { return errors.New("down") }
+	for _, tc := range []struct {
+		name            string
+		rd              observe.Readiness
+		ready, degraded float64
+	}{
+		{"ready", observe.Readiness{Checks: map[string]func(context.Context) error{"db": ok}}, 1, 0},
+		{"degraded", observe.Readiness{Checks: map[string]func(context.Context) error{"db": ok},
+			NonCritical: map[string]func(context.Context) error{"cache": down}}, 1, 1},
+		{"not_ready", observe.Readiness{Checks: map[string]func(context.Context) error{"db": down}}, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(observe.ReadinessMetrics(func() observe.Readiness { return tc.rd }))
+			if got := testutil.ToFloat64(gaugeOf(t, reg, "edutrack_ready")); got != tc.ready {
+				t.Errorf("edutrack_ready = %v, want %v", got, tc.ready)
+			}
+			if got := testutil.ToFloat64(gaugeOf(t, reg, "edutrack_degraded")); got != tc.degraded {
+				t.Errorf("edutrack_degraded = %v, want %v", got, tc.degraded)
+			}
+		})
+	}
+}
+
+// gaugeOf is a collector of the one sample of name that reg gathers.
+func gaugeOf(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: "copy"})
+			g.Set(f.GetMetric()[0].GetGauge().GetValue())
+			return g
+		}
+	}
+	t.Fatalf("no %s", name)
+	return nil
 }
