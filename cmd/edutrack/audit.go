@@ -43,13 +43,15 @@ func newAuditVerifyCmd(getenv func(string) string) *cobra.Command {
 			if _, err := os.Stat(path); err != nil {
 				return fmt.Errorf("audit verify: %w", err)
 			}
-			rep, err := sqlitelog.Verify(cmd.Context(), path)
+			rep, err := sqlitelog.Verify(cmd.Context(), path, sqlitelog.VerifyOptions{})
 			if err != nil {
 				return fmt.Errorf("audit verify: %w", err)
 			}
-			if rep.Problem != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "TAMPERED: %s\n", rep.Problem)
-				return fmt.Errorf("audit verify: the event log was tampered with at position %d", rep.Problem.Position)
+			if rep.Failed() {
+				for _, p := range rep.Problems {
+					fmt.Fprintf(cmd.OutOrStdout(), "TAMPERED: %s\n", p)
+				}
+				return fmt.Errorf("audit verify: the event log was tampered with at position %d", rep.Problems[0].Position)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "ok: %d events in %d streams, every chain intact\n", rep.Events, rep.Streams)
 			return nil

@@ -82,7 +82,7 @@ func openEventLog(ctx context.Context, cfg config, log *slog.Logger) (eventstore
 	}
 	// Beside a write process on this machine: follow the file it writes. A read process can do
 	// without it (it then serves no learner histories); a projector cannot.
-	fl, err := sqlitelog.OpenFollower(filepath.Join(cfg.dataDir, "events.db"), 0)
+	fl, err := sqlitelog.OpenFollower(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.FollowerOptions{})
 	switch {
 	case err == nil:
 		return fl, nil

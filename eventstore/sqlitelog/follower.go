@@ -22,17 +22,28 @@ var ErrReadOnly = errors.New("the event log is open read-only in this process")
 // synced it; only a power cut in that window could take back an event a follower has seen, and
 // rebuilding the read models repairs that.
 type Follower struct {
-	db   *sql.DB
-	poll time.Duration
+	db        *sql.DB
+	poll      time.Duration
+	integrity error
 
 	mu      sync.Mutex
 	closed  bool
 	closing chan struct{}
 }
 
-// OpenFollower opens the log at path for reading, beside its writer. New events are noticed by
-// polling every poll (default 10ms).
-func OpenFollower(path string, poll time.Duration) (*Follower, error) {
+// FollowerOptions tune a follower; the zero value is a sensible default.
+type FollowerOptions struct {
+	// Poll is how often it looks for new events (default 10ms).
+	Poll time.Duration
+	// AnchorKey is the key the writer anchors the log with. With it the follower checks, as the
+	// writer does at open, the last anchor and the events after it (see Integrity); without it
+	// a log that has anchors fails that check, since they cannot be checked.
+	AnchorKey []byte
+}
+
+// OpenFollower opens the log at path for reading, beside its writer.
+func OpenFollower(path string, opts FollowerOptions) (*Follower, error) {
+	poll := opts.Poll
 	if poll <= 0 {
 		poll = 10 * time.Millisecond
 	}
@@ -49,8 +60,34 @@ func OpenFollower(path string, poll time.Duration) (*Follower, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s for reading: %w", path, err)
 	}
-	return &Follower{db: db, poll: poll, closing: make(chan struct{})}, nil
+	f := &Follower{db: db, poll: poll, closing: make(chan struct{})}
+	if err := f.check(opts.AnchorKey); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("event log %s: %w", path, err)
+	}
+	return f, nil
 }
+
+// check makes the writer's check at open, in one snapshot: a follower serves history too. A log
+// with no anchors yet passes: its writer anchors it when it starts with the key.
+func (f *Follower) check(key []byte) error {
+	ctx := context.Background()
+	tx, err := f.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	tc, err := checkTail(ctx, tx, key)
+	if err != nil || tc.last == nil {
+		return err
+	}
+	f.integrity = integrity(tc.problems, tc.unresolved, key == nil)
+	return nil
+}
+
+// Integrity is the verdict of the check made at open: nil, or an *IntegrityError saying why the
+// log's history must not be served as it is.
+func (f *Follower) Integrity() error { return f.integrity }
 
 // Close closes the file; subscriptions end with eventstore.ErrClosed.
 func (f *Follower) Close() error {
