@@ -154,7 +154,7 @@ func resolvePath(path string) string {
 func anchorKey(a anchoring, log *slog.Logger) ([]byte, error) {
 	switch {
 	case a.key != nil:
-		log.Info("anchoring the event log", "key", a.keySource(), "key_id", sqlitelog.KeyID(a.key))
+		log.Info("event log anchor key", "key", a.keySource(), "key_id", sqlitelog.KeyID(a.key))
 		return a.key, nil
 	case a.defaultFile != "":
 		key, created, err := loadOrCreateAnchorKey(a.defaultFile)
@@ -165,7 +165,7 @@ func anchorKey(a anchoring, log *slog.Logger) ([]byte, error) {
 			log.Warn("generated the event log's anchor key: back it up apart from the data dir; without it the log's anchors cannot be checked",
 				"path", a.defaultFile, "key_id", sqlitelog.KeyID(key))
 		} else {
-			log.Info("anchoring the event log", "key", a.defaultFile, "key_id", sqlitelog.KeyID(key))
+			log.Info("event log anchor key", "key", a.defaultFile, "key_id", sqlitelog.KeyID(key))
 		}
 		return key, nil
 	}

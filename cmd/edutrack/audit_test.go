@@ -388,7 +388,7 @@ func TestAuditWithTheGeneratedAnchorKey(t *testing.T) {
 		t.Errorf("the key's directory has mode %v, want 0700", fi.Mode().Perm())
 	}
 	logs := writeLog(t, env, [3]string{http.MethodPatch, "/v1/users/bob", `{"name":"Bobby"}`})
-	if strings.Contains(logs, "generated") || !strings.Contains(logs, `msg="anchoring the event log" key=`+keyFile) {
+	if strings.Contains(logs, "generated") || !strings.Contains(logs, `msg="event log anchor key" key=`+keyFile) {
 		t.Errorf("the second start did not use the key it had:\n%s", logs)
 	}
 	if out, err := audit(t, env, "verify"); err != nil || !strings.Contains(out, "ok: 4 events in 2 streams") || !strings.Contains(out, "anchors verified with key") {

@@ -305,6 +305,37 @@ func TestAnchorsCatchForgeries(t *testing.T) {
 	})
 }
 
+// A follower can outlive its writer: it notices events appended after the writer's shutdown,
+// and what the writer's next start found, without being reopened.
+func TestFollowerRechecksTheLatestAnchor(t *testing.T) {
+	path, _ := anchoredLog(t)
+	f, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{AnchorKey: testAnchorKey, Recheck: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Integrity(); err != nil {
+		t.Fatalf("integrity of an intact log: %v", err)
+	}
+	tamper(t, path, `INSERT INTO events (position, event_id, stream, version, type, data, recorded_at, user_id, hash)
+		SELECT 16, randomblob(16), stream, 6, type, '{"n":6}', recorded_at + 1000, user_id, hash FROM events WHERE position = 13`)
+	sqlitelog.Rechain(t, path)
+	time.Sleep(2 * time.Millisecond)
+	if ie := integrityProblems(t, f.Integrity()); !strings.Contains(ie.Error(), "forged: events at positions 16 to 16") {
+		t.Errorf("integrity after an append past the shutdown: %v", ie)
+	}
+	// The writer starts, finds the forged event and records it; the follower still refuses.
+	l, err := sqlitelog.Open(path, anchoredOptions(&anchorLog{}, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	time.Sleep(2 * time.Millisecond)
+	if ie := integrityProblems(t, f.Integrity()); !strings.Contains(ie.Unresolved, "positions 16 to 16") {
+		t.Errorf("integrity once the writer has started: %v", ie)
+	}
+}
+
 // secondStart is the start anchor of anchoredLog's second run.
 func secondStart(t *testing.T, rec *anchorLog) sqlitelog.Anchor {
 	t.Helper()

@@ -22,9 +22,17 @@ var ErrReadOnly = errors.New("the event log is open read-only in this process")
 // synced it; only a power cut in that window could take back an event a follower has seen, and
 // rebuilding the read models repairs that.
 type Follower struct {
-	db        *sql.DB
-	poll      time.Duration
+	db   *sql.DB
+	poll time.Duration
+	key  []byte
+	// integrity is the verdict of the check at open; once it has passed, the latest anchor is
+	// looked at again, at most every recheck (rechecked, as of checkedAt).
 	integrity error
+	recheck   time.Duration
+	checkMu   sync.Mutex
+	checkedAt time.Time
+	rechecked error
+	lastSeq   uint64 // the latest anchor seen
 
 	mu      sync.Mutex
 	closed  bool
@@ -39,6 +47,8 @@ type FollowerOptions struct {
 	// writer does at open, the last anchor and the events after it (see Integrity); without it
 	// a log that has anchors fails that check, since they cannot be checked.
 	AnchorKey []byte
+	// Recheck is how often Integrity may look at the latest anchor again (default 1s).
+	Recheck time.Duration
 }
 
 // OpenFollower opens the log at path for reading, beside its writer.
@@ -60,7 +70,10 @@ func OpenFollower(path string, opts FollowerOptions) (*Follower, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s for reading: %w", path, err)
 	}
-	f := &Follower{db: db, poll: poll, closing: make(chan struct{})}
+	if opts.Recheck <= 0 {
+		opts.Recheck = time.Second
+	}
+	f := &Follower{db: db, poll: poll, key: opts.AnchorKey, recheck: opts.Recheck, closing: make(chan struct{}), checkedAt: time.Now()}
 	if err := f.check(opts.AnchorKey); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("event log %s: %w", path, err)
@@ -81,13 +94,78 @@ func (f *Follower) check(key []byte) error {
 	if err != nil || tc.last == nil {
 		return err
 	}
+	f.lastSeq = tc.last.Seq
 	f.integrity = integrity(tc.problems, tc.unresolved, key == nil)
 	return nil
 }
 
 // Integrity is the verdict of the check made at open: nil, or an *IntegrityError saying why the
-// log's history must not be served as it is.
-func (f *Follower) Integrity() error { return f.integrity }
+// log's history must not be served as it is. A failure holds for the life of the follower. Once
+// the check has passed, Integrity also looks at the latest anchor again (at most every Recheck),
+// since a follower can outlive its writer: a writer that starts later and finds the log forged
+// records that in its anchors, events after a shutdown anchor are forged whoever looks, and
+// anchors do not go away.
+func (f *Follower) Integrity() error {
+	if f.integrity != nil {
+		return f.integrity
+	}
+	f.checkMu.Lock()
+	defer f.checkMu.Unlock()
+	if time.Since(f.checkedAt) < f.recheck {
+		return f.rechecked
+	}
+	f.checkedAt = time.Now()
+	// A log that cannot be read now keeps the last verdict: that is no sign of tampering.
+	if err, ok := f.latest(context.Background()); ok {
+		f.rechecked = err
+	}
+	return f.rechecked
+}
+
+// latest looks at the latest anchor and the log's head; ok is false when it could not read them.
+func (f *Follower) latest(ctx context.Context) (verdict error, ok bool) {
+	tx, err := f.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false
+	}
+	defer tx.Rollback()
+	var head sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(position) FROM events`).Scan(&head); err != nil {
+		return nil, false
+	}
+	anchored, err := hasAnchors(ctx, tx)
+	if err != nil {
+		return nil, false
+	}
+	if !anchored {
+		if f.lastSeq > 0 {
+			return integrity([]Problem{{Kind: Anchors, What: fmt.Sprintf("anchors 1 to %d were deleted while this process ran", f.lastSeq)}}, "", false), true
+		}
+		return nil, true
+	}
+	a, err := scanAnchor(tx.QueryRowContext(ctx, `SELECT `+anchorColumns+` FROM anchors ORDER BY seq DESC LIMIT 1`))
+	if err != nil {
+		return nil, false
+	}
+	if f.key == nil {
+		return integrity(nil, "", true), true
+	}
+	var problems []Problem
+	switch ok, why := a.verify(f.key, keyID(f.key)); {
+	case !ok:
+		problems = append(problems, Problem{Kind: Anchors, What: fmt.Sprintf("anchor %d (the last): %s", a.Seq, why)})
+	case a.Seq < f.lastSeq:
+		problems = append(problems, Problem{Kind: Anchors, What: fmt.Sprintf(
+			"anchors %d to %d were deleted while this process ran", a.Seq+1, f.lastSeq)})
+	case a.Kind == AnchorShutdown && uint64(head.Int64) > a.Head:
+		problems = append(problems, appendedWhileStopped(&a, uint64(head.Int64), ""))
+	}
+	if len(problems) == 0 {
+		f.lastSeq = a.Seq
+		return integrity(nil, a.Unresolved, false), true
+	}
+	return integrity(problems, "", false), true
+}
 
 // Close closes the file; subscriptions end with eventstore.ErrClosed.
 func (f *Follower) Close() error {
