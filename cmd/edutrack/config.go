@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/auth/clientip"
 	"github.com/edutrack/edutrack/internal/auth/cors"
@@ -38,6 +39,28 @@ type config struct {
 	logLevel        slog.Level
 	logFormat       string // text or json
 	access          access
+	anchors         anchoring
+}
+
+// anchoring is how the embedded event log anchors its hash chains (see anchorkey.go).
+type anchoring struct {
+	// key is EDUTRACK_ANCHOR_KEY's, or the key in EDUTRACK_ANCHOR_KEY_FILE (keyFile); nil to use
+	// defaultFile's.
+	key     []byte
+	keyFile string
+	// defaultFile is where the embedded default keeps the key it generates: in the user's
+	// config dir, outside the data dir. Empty when the environment names no home; the log then
+	// goes unanchored.
+	defaultFile string
+	every       time.Duration
+}
+
+// keySource says where the configured key came from, for the log.
+func (a anchoring) keySource() string {
+	if a.keyFile != "" {
+		return a.keyFile
+	}
+	return "EDUTRACK_ANCHOR_KEY"
 }
 
 // access is how serve authenticates callers and bounds what they may ask of it.
@@ -89,6 +112,12 @@ type settings struct {
 	rateLimitIP    string
 	rateLimitUser  string
 	requestTimeout string
+	// anchorKey has no flag, as jwtKey.
+	anchorKey      string
+	anchorKeyFile  string
+	anchorInterval string
+	// configDir is the user's config dir, as the environment names it; empty if it names none.
+	configDir string
 
 	// unreadable are the _FILE variables whose files could not be read.
 	unreadable []error
@@ -139,6 +168,11 @@ func readSettings(getenv func(string) string) settings {
 	s.rateLimitUser = env("EDUTRACK_RATE_LIMIT_USER")
 	s.requestTimeout = env("EDUTRACK_REQUEST_TIMEOUT")
 	s.cacheEntries = env("EDUTRACK_CACHE_ENTRIES")
+	// As with the JWT key, EDUTRACK_ANCHOR_KEY_FILE is a setting whose file Validate checks.
+	s.anchorKey = getenv("EDUTRACK_ANCHOR_KEY")
+	s.anchorKeyFile = getenv("EDUTRACK_ANCHOR_KEY_FILE")
+	s.anchorInterval = env("EDUTRACK_ANCHOR_INTERVAL")
+	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
 }
@@ -167,6 +201,7 @@ func (s *settings) setDefaults() {
 		{&s.rateLimitIP, defaultPerIP},
 		{&s.rateLimitUser, defaultPerUser},
 		{&s.requestTimeout, "10s"},
+		{&s.anchorInterval, "1s"},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -206,6 +241,8 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"rate-limit-ip", &s.rateLimitIP, "requests per client address, as N/period, or off (EDUTRACK_RATE_LIMIT_IP)"},
 		{"rate-limit-user", &s.rateLimitUser, "requests per user, as N/period, or off (EDUTRACK_RATE_LIMIT_USER)"},
 		{"request-timeout", &s.requestTimeout, "longest time the server spends on one /v1 request (EDUTRACK_REQUEST_TIMEOUT)"},
+		{"anchor-key-file", &s.anchorKeyFile, "file holding the HMAC key that anchors the event log, outside the data dir (EDUTRACK_ANCHOR_KEY_FILE, or the key itself in EDUTRACK_ANCHOR_KEY); default: edutrack/anchor.key in the user's config dir, generated on first start"},
+		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {
 			fs.StringVar(f.setting, f.name, *f.setting, f.usage)
@@ -308,6 +345,9 @@ func (s settings) Validate() error {
 	if _, err := parseLimit(s.rateLimitUser); err != nil {
 		add(fmt.Errorf("EDUTRACK_RATE_LIMIT_USER %q: %w", s.rateLimitUser, err))
 	}
+	for _, err := range s.anchorProblems() {
+		add(err)
+	}
 	// The write timeout must leave room to send the answer past the request's own deadline.
 	if d, err := time.ParseDuration(s.requestTimeout); err != nil || d <= 0 || d > writeTimeout-5*time.Second {
 		add(fmt.Errorf("EDUTRACK_REQUEST_TIMEOUT %q: want a positive duration up to %s", s.requestTimeout, writeTimeout-5*time.Second))
@@ -369,7 +409,51 @@ func (s settings) config() (config, error) {
 		}
 		c.access.jwtKey = key
 	}
+	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
+	switch {
+	case s.anchorKey != "":
+		c.anchors.key = []byte(s.anchorKey)
+	case s.anchorKeyFile != "":
+		key, err := readAnchorKeyFile(s.anchorKeyFile)
+		if err != nil {
+			return config{}, fmt.Errorf("EDUTRACK_ANCHOR_KEY_FILE: %w", err)
+		}
+		c.anchors.key, c.anchors.keyFile = key, s.anchorKeyFile
+	case s.configDir != "":
+		c.anchors.defaultFile = defaultAnchorKeyFile(s.configDir)
+	}
 	return c, nil
+}
+
+// anchorProblems are the problems of the anchor settings. KurrentDB keeps its own log, which
+// the anchors do not cover, so there they are not checked.
+func (s settings) anchorProblems() []error {
+	var problems []error
+	add := func(err error) { problems = append(problems, err) }
+	if d, err := time.ParseDuration(s.anchorInterval); err != nil || d < 10*time.Millisecond {
+		add(fmt.Errorf("EDUTRACK_ANCHOR_INTERVAL %q: want a duration of at least 10ms, such as 1s", s.anchorInterval))
+	}
+	if s.esdbURL != "" {
+		return problems
+	}
+	switch {
+	case s.anchorKey != "" && s.anchorKeyFile != "":
+		add(errors.New("EDUTRACK_ANCHOR_KEY and EDUTRACK_ANCHOR_KEY_FILE: set one of them"))
+	case s.anchorKey != "" && len(s.anchorKey) < sqlitelog.MinAnchorKeyLen:
+		add(fmt.Errorf("EDUTRACK_ANCHOR_KEY: %d bytes; want at least %d", len(s.anchorKey), sqlitelog.MinAnchorKeyLen))
+	case s.anchorKeyFile != "":
+		if _, err := readAnchorKeyFile(s.anchorKeyFile); err != nil {
+			add(fmt.Errorf("EDUTRACK_ANCHOR_KEY_FILE: %w", err))
+		}
+		if within(s.dataDir, s.anchorKeyFile) {
+			add(fmt.Errorf("EDUTRACK_ANCHOR_KEY_FILE %s is inside the data dir %s: keep it elsewhere, or whoever has a copy of the data has the key with it",
+				s.anchorKeyFile, s.dataDir))
+		}
+	case s.anchorKey == "" && s.configDir != "" && within(s.dataDir, defaultAnchorKeyFile(s.configDir)):
+		add(fmt.Errorf("EDUTRACK_ANCHOR_KEY_FILE: unset, and its default place %s is inside the data dir %s: set it to a file elsewhere",
+			defaultAnchorKeyFile(s.configDir), s.dataDir))
+	}
+	return problems
 }
 
 // roles are the parts of EduTrack one process runs.

@@ -138,6 +138,9 @@ func newE2EDeployment(t *testing.T) *e2eDeployment {
 		"EDUTRACK_RATE_LIMIT_USER=off",
 		"EDUTRACK_LEASE_TTL="+e2eLeaseTTL.String(),
 		"EDUTRACK_SHUTDOWN_TIMEOUT=10s",
+		// The processes share the log and its anchor key; set here, the default in the user's
+		// config dir, which is the real home's, is never reached.
+		"EDUTRACK_ANCHOR_KEY="+testAnchorKey,
 	)
 	transport := &http.Transport{MaxIdleConnsPerHost: 16}
 	d := &e2eDeployment{bin: bin, env: env, client: &http.Client{Transport: transport, Timeout: 20 * time.Second}}

@@ -30,6 +30,9 @@ type engines struct {
 	// nonCritical are the dependencies the process serves without, only slower: failing, they
 	// leave it ready (degraded).
 	nonCritical map[string]func(context.Context) error
+	// integrity is the embedded log's verdict at open (nil: it passed); nil on KurrentDB, and
+	// where no log is followed.
+	integrity func() error
 	// closers close what was opened, in the order it was opened.
 	closers []func() error
 }
@@ -43,12 +46,28 @@ func openEngines(ctx context.Context, cfg config, log *slog.Logger, reg promethe
 			e.close()
 		}
 	}()
-	if e.events, err = openEventLog(ctx, cfg, log); err != nil {
+	if e.events, e.integrity, err = openEventLog(ctx, cfg, log); err != nil {
 		return nil, err
 	}
 	if e.events != nil {
 		e.closers = append(e.closers, e.events.Close)
 		e.checks["event_log"] = func(ctx context.Context) error { _, err := e.events.Head(ctx); return err }
+	}
+	if e.integrity != nil {
+		// Degraded, not unready: every process shares the log, so failing readiness would take
+		// them all out of the load balancer at once, for what withholds the history alone. The
+		// alert EduTrackLogFailedVerification pages on edutrack_event_log_verified.
+		e.nonCritical["event_log_integrity"] = func(context.Context) error { return e.integrity() }
+		verified := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "event_log", Name: "verified",
+			Help: "1 when the embedded log passed its check against its anchors at open, 0 when it failed (history is withheld)."},
+			func() float64 { return map[bool]float64{true: 1, false: 0}[e.integrity() == nil] })
+		if err := reg.Register(verified); err != nil {
+			return nil, err
+		}
+		if err := e.integrity(); err != nil {
+			log.Error("the event log failed verification: its history is not served until an operator has looked into it", "err", err,
+				"run", "edutrack audit verify --data-dir "+cfg.dataDir)
+		}
 	}
 	if err = e.openReadStore(ctx, cfg); err != nil {
 		return nil, err
@@ -70,32 +89,39 @@ func (e *engines) close() {
 // one process at a time, so a process without the write role does not open it (reads come from
 // the read models, and learner histories are then served by the process that holds the log);
 // KurrentDB serves any number of processes. It is nil in a read process with no log to follow.
-func openEventLog(ctx context.Context, cfg config, log *slog.Logger) (eventstore.Store, error) {
-	switch {
-	case cfg.esdbURL != "":
+// The embedded log is checked as it opens, writer and followers alike, since both serve history:
+// integrity gives the verdict. KurrentDB's log is not anchored.
+func openEventLog(ctx context.Context, cfg config, log *slog.Logger) (_ eventstore.Store, integrity func() error, _ error) {
+	if cfg.esdbURL != "" {
 		ks, err := kurrent.Open(ctx, cfg.esdbURL, kurrent.Options{Logger: log})
 		if err != nil {
-			return nil, fmt.Errorf("open the KurrentDB event log: %w", err)
+			return nil, nil, fmt.Errorf("open the KurrentDB event log: %w", err)
 		}
-		return ks, nil
-	case cfg.roles.write:
-		sl, err := sqlitelog.Open(filepath.Join(cfg.dataDir, "events.db"), sqlitelog.Options{})
+		return ks, nil, nil
+	}
+	key, err := anchorKey(cfg.anchors, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := filepath.Join(cfg.dataDir, "events.db")
+	if cfg.roles.write {
+		sl, err := sqlitelog.Open(path, sqlitelog.Options{Anchors: sqlitelog.AnchorOptions{Key: key, Every: cfg.anchors.every, Anchored: logAnchor(log)}})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return sl, nil
+		return sl, sl.Integrity, nil
 	}
 	// Beside a write process on this machine: follow the file it writes. A read process can do
 	// without it (it then serves no learner histories); a projector cannot.
-	fl, err := sqlitelog.OpenFollower(filepath.Join(cfg.dataDir, "events.db"), 0)
+	fl, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{AnchorKey: key})
 	switch {
 	case err == nil:
-		return fl, nil
+		return fl, fl.Integrity, nil
 	case cfg.roles.project:
-		return nil, err
+		return nil, nil, err
 	}
 	log.Warn("no event log to follow: learner histories are not served here", "err", err)
-	return nil, nil
+	return nil, nil, nil
 }
 
 // openReadStore opens MongoDB when cfg names it, else the embedded read store.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/compress"
 	"github.com/edutrack/edutrack/internal/observe"
+	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/opsapi"
@@ -41,10 +43,12 @@ type process struct {
 	reg prometheus.Registerer
 	// events is nil in a read process that has no embedded log to follow.
 	events eventstore.Store
-	reads  readstore.Store
-	docs   cache.Cache
-	router chi.Router // open to anyone
-	v1     chi.Router // behind the authenticator and the request budgets
+	// integrity is the embedded log's verdict at open, nil on KurrentDB.
+	integrity func() error
+	reads     readstore.Store
+	docs      cache.Cache
+	router    chi.Router // open to anyone
+	v1        chi.Router // behind the authenticator and the request budgets
 	// readiness is served at /readyz once the roles have added to it.
 	readiness  observe.Readiness
 	positions  *projections.Positions
@@ -165,7 +169,12 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 		r.Use(gzip)
 		readAPI.Routes(r)
 		if historyAPI != nil {
-			historyAPI.Routes(r)
+			r.Group(func(r chi.Router) {
+				if p.integrity != nil {
+					r.Use(verifiedHistory(p.integrity, p.log))
+				}
+				historyAPI.Routes(r)
+			})
 		}
 	})
 	return nil
@@ -175,6 +184,22 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 // of a 304 follows from the request alone (internal/compress). The read models' documents are
 // rarely so small that it costs more than it saves.
 const compressMinSize = 0
+
+// verifiedHistory answers 503 instead of a history read from a log that failed its check at
+// open: what it would serve may be forged. It stands after the authenticator, so that no
+// anonymous caller learns of it, and before the handler, so that nothing is read or disclosed.
+func verifiedHistory(integrity func() error, log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if integrity() != nil {
+				problem.Write(w, r, log, problem.New(http.StatusServiceUnavailable, "",
+					"the event log failed verification when this process started, so its history is not served until an operator has looked into it"))
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
 
 // leaseOwner names this process in the projector lease.
 func leaseOwner() string {

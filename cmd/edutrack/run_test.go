@@ -61,7 +61,7 @@ func TestRun(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, path := range []string{"serve", "projections", "projections list", "projections rebuild", "projections dead-letters",
-		"projections skip", "projections retry", "audit", "audit verify", "healthcheck", "token", "version", "completion", "completion bash"} {
+		"projections skip", "projections retry", "audit", "audit verify", "audit accept", "healthcheck", "token", "version", "completion", "completion bash"} {
 		for _, flag := range []string{"-h", "--help", "-help"} {
 			t.Run(strings.ReplaceAll(path+" "+flag, " ", "_"), func(t *testing.T) {
 				var stdout, stderr bytes.Buffer
@@ -236,7 +236,7 @@ func withAccess(change func(*access)) access {
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-		leaseTTL: 10 * time.Second, access: a}
+		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}}
 }
 
 func TestLoadConfig(t *testing.T) {
@@ -247,6 +247,17 @@ func TestLoadConfig(t *testing.T) {
 	}
 	if err := os.WriteFile(shortKeyFile, []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	// The anchor key must live outside the data dir; dataDir holds one that is inside.
+	keysDir, dataDir := filepath.Join(dir, "keys"), filepath.Join(dir, "data")
+	anchorKeyFile, keyInData := filepath.Join(keysDir, "anchor.key"), filepath.Join(dataDir, "anchor.key")
+	for _, f := range []string{anchorKeyFile, keyInData} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(testAnchorKey+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	tests := []struct {
 		name    string
@@ -259,7 +270,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess()},
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}},
 		},
 		{
 			name: "reads the environment",
@@ -269,7 +280,8 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false", "EDUTRACK_JWT_KEY": testKey},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
 				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) })},
+				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) }),
+				anchors: anchoring{every: time.Second}},
 		},
 		{
 			name: "lets flags override the environment",
@@ -278,7 +290,7 @@ func TestLoadConfig(t *testing.T) {
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
 				cacheEntries: 10, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: time.Minute, access: defaultAccess()},
+				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}},
 		},
 		{
 			name: "reports every invalid setting at once",
@@ -338,6 +350,53 @@ func TestLoadConfig(t *testing.T) {
 			env:     map[string]string{"EDUTRACK_JWT_KEY_FILE": shortKeyFile},
 			wantErr: []string{"EDUTRACK_JWT_KEY_FILE"},
 		},
+		{
+			name: "reads the anchor settings",
+			env:  map[string]string{"EDUTRACK_DATA_DIR": dataDir, "EDUTRACK_ANCHOR_KEY_FILE": anchorKeyFile, "EDUTRACK_ANCHOR_INTERVAL": "250ms"},
+			want: func() config {
+				c := defaults(defaultAccess())
+				c.dataDir, c.anchors = dataDir, anchoring{key: []byte(testAnchorKey), keyFile: anchorKeyFile, every: 250 * time.Millisecond}
+				return c
+			}(),
+		},
+		{
+			name: "keeps the generated anchor key in the user's config dir",
+			env:  map[string]string{"XDG_CONFIG_HOME": "/srv/config", "HOME": "/home/ada"},
+			want: func() config {
+				c := defaults(defaultAccess())
+				c.anchors.defaultFile = "/srv/config/edutrack/anchor.key"
+				return c
+			}(),
+		},
+		{
+			name: "finds the user's config dir in the home directory",
+			env:  map[string]string{"HOME": "/home/ada"},
+			want: func() config {
+				c := defaults(defaultAccess())
+				c.anchors.defaultFile = "/home/ada/.config/edutrack/anchor.key"
+				return c
+			}(),
+		},
+		{
+			name:    "reports every invalid anchor setting at once",
+			env:     map[string]string{"EDUTRACK_ANCHOR_KEY": "short", "EDUTRACK_ANCHOR_INTERVAL": "1ms", "EDUTRACK_HTTP_ADDR": "nohost"},
+			wantErr: []string{"EDUTRACK_ANCHOR_KEY: 5 bytes", "EDUTRACK_ANCHOR_INTERVAL", "EDUTRACK_HTTP_ADDR"},
+		},
+		{
+			name:    "refuses an anchor key given twice",
+			env:     map[string]string{"EDUTRACK_ANCHOR_KEY": testAnchorKey, "EDUTRACK_ANCHOR_KEY_FILE": anchorKeyFile},
+			wantErr: []string{"EDUTRACK_ANCHOR_KEY and EDUTRACK_ANCHOR_KEY_FILE"},
+		},
+		{
+			name:    "refuses an anchor key file inside the data dir",
+			env:     map[string]string{"EDUTRACK_DATA_DIR": dataDir, "EDUTRACK_ANCHOR_KEY_FILE": keyInData, "EDUTRACK_JWT_KEY": "short"},
+			wantErr: []string{"is inside the data dir", "EDUTRACK_JWT_KEY:"},
+		},
+		{
+			name:    "refuses a data dir that holds the anchor key's default place",
+			env:     map[string]string{"HOME": dir, "EDUTRACK_DATA_DIR": dir},
+			wantErr: []string{"its default place " + filepath.Join(dir, ".config", "edutrack", "anchor.key") + " is inside the data dir"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
@@ -356,7 +415,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

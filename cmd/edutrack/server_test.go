@@ -133,14 +133,19 @@ func launch(t *testing.T, dir string, log *logTracker, extra map[string]string, 
 // testKey signs the tokens of the test servers (EDUTRACK_JWT_KEY).
 const testKey = "a-key-for-tests-only-32-bytes-or-more"
 
+// testAnchorKey anchors the event logs of the test servers (EDUTRACK_ANCHOR_KEY), so that every
+// end-to-end test runs the anchored log, and checks it again at each restart.
+const testAnchorKey = "an-anchor-key-for-tests-only-32-bytes-or-more"
+
 // testAdmin is the admin who sends a test's requests unless it names another caller.
 const testAdmin = "test-admin"
 
 // testEnv is the environment of a test server on dir: its own port, tokens signed with
-// testKey, and no rate limits, which tests of their own check.
+// testKey, its log anchored with testAnchorKey, and no rate limits, which tests of their own
+// check.
 func testEnv(dir string) map[string]string {
 	return map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:0", "EDUTRACK_DATA_DIR": dir, "EDUTRACK_JWT_KEY": testKey,
-		"EDUTRACK_RATE_LIMIT_IP": "off", "EDUTRACK_RATE_LIMIT_USER": "off"}
+		"EDUTRACK_ANCHOR_KEY": testAnchorKey, "EDUTRACK_RATE_LIMIT_IP": "off", "EDUTRACK_RATE_LIMIT_USER": "off"}
 }
 
 // bearer is the Authorization header of sub acting in role, signed with testKey.

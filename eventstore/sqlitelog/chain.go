@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"github.com/edutrack/edutrack/eventstore"
@@ -13,8 +12,8 @@ import (
 
 // The embedded log is tamper-evident: each event stores a SHA-256 over its own content and the
 // hash of the event before it in its stream, so changing or removing an event breaks the chain
-// at that event. (Someone who rewrites every later hash of the stream too is not caught by the
-// chain alone; anchoring the heads elsewhere would be the next step.)
+// at that event. Someone who rewrites every later hash of the stream too is not caught by the
+// chain alone: anchors (anchor.go), signed with a key kept outside the file, catch that.
 
 // An event's hash is computed in two steps, so the single writer does only the cheap one:
 // contentDigest covers what the caller sends and is computed in the caller's goroutine;
@@ -129,96 +128,115 @@ func addHashes(ctx context.Context, conn *sql.Conn) error {
 	return tx.Commit()
 }
 
-// Problem is the first sign of tampering Verify found.
-type Problem struct {
-	Position uint64 // where the chain breaks
-	Stream   string
-	Version  uint64
-	What     string
+// logStep extends the log's running hash (see Anchor.LogHash) by the next event's hash.
+func logStep(sum [sha256.Size]byte, eventHash []byte) [sha256.Size]byte {
+	var b [2 * sha256.Size]byte
+	copy(b[:sha256.Size], sum[:])
+	copy(b[sha256.Size:], eventHash)
+	return sha256.Sum256(b[:])
 }
 
-func (p Problem) String() string {
-	if p.Stream == "" {
-		return fmt.Sprintf("position %d: %s", p.Position, p.What)
+// streamState is what the checker knows of one stream at the point it has reached.
+type streamState struct {
+	version uint64
+	hash    []byte
+	// anchored is the latest version an anchor recorded with the hash the stream still has;
+	// since is the position of the first event after it (0 until one is seen).
+	anchored, since uint64
+	reported        bool // a rewrite or cut of the stream was reported
+}
+
+// checker recomputes the chains of events read in position order, and the log's running hash
+// over them. It starts after a position whose running hash it is given: 0 and the zero sum for
+// the whole log, or an anchor's head and hash for the events after it.
+type checker struct {
+	streams map[string]*streamState
+	next    uint64 // the position expected next
+	logHash [sha256.Size]byte
+	events  int
+	// before gives the hash of the version before r in r's stream, for a stream the checker
+	// has not seen yet: nil when it starts at the beginning of the log, where every stream
+	// starts empty. found is false when the log no longer holds that version.
+	before   func(r chainRow) (hash []byte, found bool, err error)
+	problems []Problem
+}
+
+func newChecker(after uint64, logHash [sha256.Size]byte) *checker {
+	return &checker{streams: map[string]*streamState{}, next: after + 1, logHash: logHash}
+}
+
+// last is the position of the last event checked, or the one the checker started after.
+func (c *checker) last() uint64 { return c.next - 1 }
+
+func (c *checker) add(r chainRow) error {
+	c.events++
+	if r.position > c.next {
+		c.problems = append(c.problems, Problem{Kind: Removed, Position: c.next,
+			What: fmt.Sprintf("events at positions %d to %d were removed", c.next, r.position-1)})
 	}
-	return fmt.Sprintf("position %d (stream %s, version %d): %s", p.Position, p.Stream, p.Version, p.What)
-}
-
-// Report is what Verify found.
-type Report struct {
-	Events, Streams int
-	// Problem is the first break, by position; nil when every chain holds.
-	Problem *Problem
-}
-
-// Verify recomputes every stream's chain in the log at path and names the first event that was
-// altered or removed. It only reads, so it can run beside a live server.
-func Verify(ctx context.Context, path string) (Report, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
-	if err != nil {
-		return Report{}, err
+	c.next = r.position + 1
+	st := c.streams[r.stream]
+	if st == nil {
+		st = &streamState{}
+		if c.before != nil && r.version > 1 {
+			h, found, err := c.before(r)
+			if err != nil {
+				return err
+			}
+			if found {
+				st.version, st.hash = r.version-1, h
+			}
+		}
+		c.streams[r.stream] = st
 	}
-	defer db.Close()
-	var rep Report
-	rows, err := db.QueryContext(ctx, `SELECT `+chainColumns+` FROM events ORDER BY position`)
+	if r.version != st.version+1 {
+		c.problems = append(c.problems, Problem{Kind: Removed, Position: r.position, Stream: r.stream, Version: r.version,
+			What: fmt.Sprintf("follows version %d of its stream: the versions in between were removed", st.version)})
+	}
+	if want := r.compute(st.hash); string(want) != string(r.hash) {
+		c.problems = append(c.problems, Problem{Kind: Altered, Position: r.position, Stream: r.stream, Version: r.version,
+			What: "its content does not match its hash"})
+	}
+	// The next event chains to the stored hash, so one altered event is reported once.
+	st.version, st.hash = r.version, r.hash
+	if st.since == 0 {
+		st.since = r.position
+	}
+	c.logHash = logStep(c.logHash, r.hash)
+	return nil
+}
+
+// heads are the streams the checker has seen, each at its last version.
+func (c *checker) heads() []StreamHead {
+	heads := make([]StreamHead, 0, len(c.streams))
+	for s, st := range c.streams {
+		heads = append(heads, StreamHead{Stream: s, Version: st.version, Hash: st.hash})
+	}
+	return heads
+}
+
+// scanLog checks every chain of the log from its first event, and computes its running hash.
+func scanLog(ctx context.Context, q queryer) (*checker, error) {
+	c := newChecker(0, [sha256.Size]byte{})
+	rows, err := q.QueryContext(ctx, `SELECT `+chainColumns+` FROM events ORDER BY position`)
 	if err != nil {
-		return rep, fmt.Errorf("read event log %s: %w", path, err)
+		return nil, fmt.Errorf("read the event log: %w", err)
 	}
 	defer rows.Close()
-	type head struct {
-		version uint64
-		hash    []byte
-	}
-	heads := map[string]head{}
-	expected := uint64(1)
-	found := func(p Problem) {
-		if rep.Problem == nil {
-			rep.Problem = &p
-		}
-	}
 	for rows.Next() {
 		r, err := scanChainRow(rows)
 		if err != nil {
-			return rep, fmt.Errorf("read event log %s: %w", path, err)
+			return nil, fmt.Errorf("read the event log: %w", err)
 		}
-		rep.Events++
-		if r.position != expected {
-			found(Problem{Position: expected, What: fmt.Sprintf("events at positions %d to %d were removed", expected, r.position-1)})
-		}
-		expected = r.position + 1
-		h := heads[r.stream]
-		if r.version != h.version+1 {
-			found(Problem{Position: r.position, Stream: r.stream, Version: r.version,
-				What: fmt.Sprintf("follows version %d of its stream: versions in between were removed", h.version)})
-		}
-		if want := r.compute(h.hash); string(want) != string(r.hash) {
-			found(Problem{Position: r.position, Stream: r.stream, Version: r.version, What: "was altered (its hash does not match)"})
-		}
-		heads[r.stream] = head{version: r.version, hash: r.hash}
-	}
-	if err := rows.Err(); err != nil {
-		return rep, err
-	}
-	rep.Streams = len(heads)
-	// The stream index remembers events the log no longer holds at its end.
-	irows, err := db.QueryContext(ctx, `SELECT stream, version, position FROM streams ORDER BY position`)
-	if err != nil {
-		return rep, fmt.Errorf("read stream index of %s: %w", path, err)
-	}
-	defer irows.Close()
-	for irows.Next() {
-		var s string
-		var v, p int64
-		if err := irows.Scan(&s, &v, &p); err != nil {
-			return rep, err
-		}
-		if uint64(v) > heads[s].version {
-			found(Problem{Position: uint64(p), Stream: s, Version: uint64(v), What: "was removed (the stream index still lists it)"})
-			break
+		if err := c.add(r); err != nil {
+			return nil, err
 		}
 	}
-	if rep.Problem != nil && rep.Problem.Position == 0 {
-		return rep, errors.New("verify: a problem without a position")
-	}
-	return rep, irows.Err()
+	return c, rows.Err()
+}
+
+// queryer is what reading the log needs of a connection, a transaction or a pool.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }

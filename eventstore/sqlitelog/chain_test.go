@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/google/uuid"
@@ -60,8 +59,8 @@ func tamper(t *testing.T, path, stmt string, args ...any) {
 func TestVerify(t *testing.T) {
 	ctx := context.Background()
 	t.Run("finds_every_chain_intact", func(t *testing.T) {
-		rep, err := sqlitelog.Verify(ctx, chainedLog(t))
-		if err != nil || rep.Problem != nil || rep.Events != 15 || rep.Streams != 3 {
+		rep, err := sqlitelog.Verify(ctx, chainedLog(t), sqlitelog.VerifyOptions{})
+		if err != nil || rep.Failed() || rep.Events != 15 || rep.Streams != 3 {
 			t.Fatalf("verify = %+v, %v; want 15 events in 3 streams and no problem", rep, err)
 		}
 	})
@@ -70,26 +69,26 @@ func TestVerify(t *testing.T) {
 		tamper   string
 		args     []any
 		position uint64
-		what     string
+		kind     sqlitelog.ProblemKind
 	}{
-		{"names_an_altered_event", `UPDATE events SET data = '{"n":99}' WHERE position = 8`, nil, 8, "altered"},
-		{"names_altered_metadata", `UPDATE events SET user_id = 'mallory' WHERE position = 3`, nil, 3, "altered"},
-		{"names_a_removed_event", `DELETE FROM events WHERE position = 5`, nil, 5, "removed"},
-		{"names_the_removed_last_event", `DELETE FROM events WHERE position = 15`, nil, 15, "removed"},
+		{"names_an_altered_event", `UPDATE events SET data = '{"n":99}' WHERE position = 8`, nil, 8, sqlitelog.Altered},
+		{"names_altered_metadata", `UPDATE events SET user_id = 'mallory' WHERE position = 3`, nil, 3, sqlitelog.Altered},
+		{"names_a_removed_event", `DELETE FROM events WHERE position = 5`, nil, 5, sqlitelog.Removed},
+		{"names_the_removed_last_event", `DELETE FROM events WHERE position = 15`, nil, 15, sqlitelog.Removed},
 		// Rehashing the altered event does not help: the next event of its stream no longer
 		// chains to it.
-		{"names_the_break_after_a_rehashed_event", `UPDATE events SET hash = zeroblob(32) WHERE position = 4`, nil, 4, "altered"},
+		{"names_the_break_after_a_rehashed_event", `UPDATE events SET hash = zeroblob(32) WHERE position = 4`, nil, 4, sqlitelog.Altered},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := chainedLog(t)
 			tamper(t, path, tc.tamper, tc.args...)
-			rep, err := sqlitelog.Verify(ctx, path)
+			rep, err := sqlitelog.Verify(ctx, path, sqlitelog.VerifyOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if rep.Problem == nil || rep.Problem.Position != tc.position || !strings.Contains(rep.Problem.What, tc.what) {
-				t.Fatalf("verify after %q = %+v; want a problem at position %d saying %q", tc.tamper, rep.Problem, tc.position, tc.what)
+			if len(rep.Problems) == 0 || rep.Problems[0].Position != tc.position || rep.Problems[0].Kind != tc.kind {
+				t.Fatalf("verify after %q = %+v; want a problem at position %d of kind %s", tc.tamper, rep.Problems, tc.position, tc.kind)
 			}
 		})
 	}
@@ -97,9 +96,9 @@ func TestVerify(t *testing.T) {
 		path := chainedLog(t)
 		// Change position 4 (stream s-0, version 2) and give it a valid-looking new hash of its own.
 		tamper(t, path, `UPDATE events SET data = '{"n":7}', hash = randomblob(32) WHERE position = 4`)
-		rep, _ := sqlitelog.Verify(ctx, path)
-		if rep.Problem == nil || rep.Problem.Position != 4 {
-			t.Fatalf("verify = %+v, want the break at position 4", rep.Problem)
+		rep, _ := sqlitelog.Verify(ctx, path, sqlitelog.VerifyOptions{})
+		if len(rep.Problems) == 0 || rep.Problems[0].Position != 4 {
+			t.Fatalf("verify = %+v, want the break at position 4", rep.Problems)
 		}
 	})
 }

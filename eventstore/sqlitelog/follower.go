@@ -24,15 +24,36 @@ var ErrReadOnly = errors.New("the event log is open read-only in this process")
 type Follower struct {
 	db   *sql.DB
 	poll time.Duration
+	key  []byte
+	// integrity is the verdict of the check at open; once it has passed, the latest anchor is
+	// looked at again, at most every recheck (rechecked, as of checkedAt).
+	integrity error
+	recheck   time.Duration
+	checkMu   sync.Mutex
+	checkedAt time.Time
+	rechecked error
+	lastSeq   uint64 // the latest anchor seen
 
 	mu      sync.Mutex
 	closed  bool
 	closing chan struct{}
 }
 
-// OpenFollower opens the log at path for reading, beside its writer. New events are noticed by
-// polling every poll (default 10ms).
-func OpenFollower(path string, poll time.Duration) (*Follower, error) {
+// FollowerOptions tune a follower; the zero value is a sensible default.
+type FollowerOptions struct {
+	// Poll is how often it looks for new events (default 10ms).
+	Poll time.Duration
+	// AnchorKey is the key the writer anchors the log with. With it the follower checks, as the
+	// writer does at open, the last anchor and the events after it (see Integrity); without it
+	// a log that has anchors fails that check, since they cannot be checked.
+	AnchorKey []byte
+	// Recheck is how often Integrity may look at the latest anchor again (default 1s).
+	Recheck time.Duration
+}
+
+// OpenFollower opens the log at path for reading, beside its writer.
+func OpenFollower(path string, opts FollowerOptions) (*Follower, error) {
+	poll := opts.Poll
 	if poll <= 0 {
 		poll = 10 * time.Millisecond
 	}
@@ -49,7 +70,101 @@ func OpenFollower(path string, poll time.Duration) (*Follower, error) {
 		db.Close()
 		return nil, fmt.Errorf("open event log %s for reading: %w", path, err)
 	}
-	return &Follower{db: db, poll: poll, closing: make(chan struct{})}, nil
+	if opts.Recheck <= 0 {
+		opts.Recheck = time.Second
+	}
+	f := &Follower{db: db, poll: poll, key: opts.AnchorKey, recheck: opts.Recheck, closing: make(chan struct{}), checkedAt: time.Now()}
+	if err := f.check(opts.AnchorKey); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("event log %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// check makes the writer's check at open, in one snapshot: a follower serves history too. A log
+// with no anchors yet passes: its writer anchors it when it starts with the key.
+func (f *Follower) check(key []byte) error {
+	ctx := context.Background()
+	tx, err := f.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	tc, err := checkTail(ctx, tx, key)
+	if err != nil || tc.last == nil {
+		return err
+	}
+	f.lastSeq = tc.last.Seq
+	f.integrity = integrity(tc.problems, tc.unresolved, key == nil)
+	return nil
+}
+
+// Integrity is the verdict of the check made at open: nil, or an *IntegrityError saying why the
+// log's history must not be served as it is. A failure holds for the life of the follower. Once
+// the check has passed, Integrity also looks at the latest anchor again (at most every Recheck),
+// since a follower can outlive its writer: a writer that starts later and finds the log forged
+// records that in its anchors, events after a shutdown anchor are forged whoever looks, and
+// anchors do not go away.
+func (f *Follower) Integrity() error {
+	if f.integrity != nil {
+		return f.integrity
+	}
+	f.checkMu.Lock()
+	defer f.checkMu.Unlock()
+	if time.Since(f.checkedAt) < f.recheck {
+		return f.rechecked
+	}
+	f.checkedAt = time.Now()
+	// A log that cannot be read now keeps the last verdict: that is no sign of tampering.
+	if err, ok := f.latest(context.Background()); ok {
+		f.rechecked = err
+	}
+	return f.rechecked
+}
+
+// latest looks at the latest anchor and the log's head; ok is false when it could not read them.
+func (f *Follower) latest(ctx context.Context) (verdict error, ok bool) {
+	tx, err := f.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false
+	}
+	defer tx.Rollback()
+	var head sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(position) FROM events`).Scan(&head); err != nil {
+		return nil, false
+	}
+	anchored, err := hasAnchors(ctx, tx)
+	if err != nil {
+		return nil, false
+	}
+	if !anchored {
+		if f.lastSeq > 0 {
+			return integrity([]Problem{{Kind: Anchors, What: fmt.Sprintf("anchors 1 to %d were deleted while this process ran", f.lastSeq)}}, "", false), true
+		}
+		return nil, true
+	}
+	a, err := scanAnchor(tx.QueryRowContext(ctx, `SELECT `+anchorColumns+` FROM anchors ORDER BY seq DESC LIMIT 1`))
+	if err != nil {
+		return nil, false
+	}
+	if f.key == nil {
+		return integrity(nil, "", true), true
+	}
+	var problems []Problem
+	switch ok, why := a.verify(f.key, keyID(f.key)); {
+	case !ok:
+		problems = append(problems, Problem{Kind: Anchors, What: fmt.Sprintf("anchor %d (the last): %s", a.Seq, why)})
+	case a.Seq < f.lastSeq:
+		problems = append(problems, Problem{Kind: Anchors, What: fmt.Sprintf(
+			"anchors %d to %d were deleted while this process ran", a.Seq+1, f.lastSeq)})
+	case a.Kind == AnchorShutdown && uint64(head.Int64) > a.Head:
+		problems = append(problems, appendedWhileStopped(&a, uint64(head.Int64), ""))
+	}
+	if len(problems) == 0 {
+		f.lastSeq = a.Seq
+		return integrity(nil, a.Unresolved, false), true
+	}
+	return integrity(problems, "", false), true
 }
 
 // Close closes the file; subscriptions end with eventstore.ErrClosed.

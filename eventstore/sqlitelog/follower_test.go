@@ -33,7 +33,7 @@ func TestFollowerContract(t *testing.T) {
 			if err != nil {
 				return nil, err
 			}
-			f, err := sqlitelog.OpenFollower(path, 0)
+			f, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{})
 			if err != nil {
 				w.Close()
 				return nil, err
@@ -51,7 +51,7 @@ func TestFollower(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
-		f, err := sqlitelog.OpenFollower(path, 0)
+		f, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,7 +61,7 @@ func TestFollower(t *testing.T) {
 		}
 	})
 	t.Run("needs_the_writer_to_have_created_the_log", func(t *testing.T) {
-		if _, err := sqlitelog.OpenFollower(filepath.Join(t.TempDir(), "events.db"), 0); err == nil {
+		if _, err := sqlitelog.OpenFollower(filepath.Join(t.TempDir(), "events.db"), sqlitelog.FollowerOptions{}); err == nil {
 			t.Error("a follower opened a log nobody created")
 		}
 	})
@@ -72,7 +72,7 @@ func TestFollower(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer w.Close()
-		f, err := sqlitelog.OpenFollower(path, 0)
+		f, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -38,6 +38,19 @@ CREATE TABLE IF NOT EXISTS log_state (
 	key   TEXT PRIMARY KEY,
 	value INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS anchors (
+	seq        INTEGER PRIMARY KEY,
+	kind       TEXT    NOT NULL,
+	at         INTEGER NOT NULL,
+	head       INTEGER NOT NULL,
+	log_hash   BLOB    NOT NULL,
+	heads      BLOB    NOT NULL,
+	unresolved TEXT    NOT NULL DEFAULT '',
+	reason     TEXT    NOT NULL DEFAULT '',
+	key_id     BLOB    NOT NULL,
+	prev_mac   BLOB    NOT NULL,
+	mac        BLOB    NOT NULL
+);
 PRAGMA user_version = 1;
 `
 
@@ -52,6 +65,9 @@ func Open(path string, opts Options) (*Log, error) {
 	}
 	if opts.ReadConns <= 0 {
 		opts.ReadConns = 4
+	}
+	if k := opts.Anchors.Key; k != nil && len(k) < MinAnchorKeyLen {
+		return nil, fmt.Errorf("open event log %s: the anchor key has %d bytes; want at least %d", path, len(k), MinAnchorKeyLen)
 	}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
@@ -79,6 +95,10 @@ func Open(path string, opts Options) (*Log, error) {
 	if err := l.open(path); err != nil {
 		l.closeDBs()
 		return nil, err
+	}
+	if err := l.checkAnchors(opts.Anchors); err != nil {
+		l.closeDBs()
+		return nil, fmt.Errorf("event log %s: %w", path, err)
 	}
 	go l.run()
 	go l.sync()
@@ -254,6 +274,26 @@ func (l *Log) Close() error {
 	// A clean close leaves the stream index complete, so it also vouches for the newest events
 	// (Verify notices one removed from the end).
 	err := l.catchUpIndex()
+	// The shutdown anchor says nothing was appended after it by EduTrack. After a failed sync
+	// nothing since the last good one can be vouched for: the next start treats it as a crash.
+	if st := l.anchor; err == nil && st != nil && l.failed.Load() == nil {
+		err = l.writeAnchor(context.Background(), st.next(AnchorShutdown, l.nextPos-1, st.logHash, l.touchedHeads(&batch{}), ""))
+	}
 	l.closeDBs()
 	return err
+}
+
+// checkAnchors anchors the log when there is a key, after checking the last anchor and what
+// follows it. Without a key it only finds whether the log has anchors it then cannot check.
+func (l *Log) checkAnchors(o AnchorOptions) error {
+	ctx := context.Background()
+	if o.Key == nil {
+		anchored, err := hasAnchors(ctx, l.wconn)
+		if anchored {
+			l.integrity = integrity(nil, "", true)
+		}
+		return err
+	}
+	l.anchor = newAnchorState(o)
+	return l.startAnchoring(ctx)
 }

@@ -12,6 +12,10 @@
 // written behind it in large sorted batches, because indexing each small group commit dirtied one
 // B-tree page per stream and cost more than the events themselves. The part of the index not yet
 // written (the tail) lives in memory and is rebuilt from the events table on open.
+//
+// Every event is chained to the one before it in its stream (chain.go), and with a key the
+// writer anchors the chains with signed records of the log's state (anchor.go): Verify then names
+// a rewrite, a forged append or a cut tail that recomputed chains would hide.
 package sqlitelog
 
 import (
@@ -32,6 +36,8 @@ type Options struct {
 	IndexBatch int
 	// ReadConns is the size of the read connection pool (default 4).
 	ReadConns int
+	// Anchors, with a key, anchor the log's hash chains (see anchor.go).
+	Anchors AnchorOptions
 }
 
 // Log is the embedded event store. It is safe for concurrent use.
@@ -59,6 +65,12 @@ type Log struct {
 	versions map[string]uint64
 	hashes   map[string][]byte // the last event's hash per stream, for the chain
 	indexing uint64            // the position up to which committed transactions fill the index
+	anchor   *anchorState      // nil without an anchor key
+
+	// integrity is the verdict of the check at Open, and started the anchor Open wrote; both
+	// are set before the writer starts and never change.
+	integrity error
+	started   Anchor
 
 	head     atomic.Uint64
 	commits  atomic.Uint64

@@ -32,6 +32,9 @@ type appendResp struct {
 type commitment struct {
 	w    written
 	reqs []*appendReq
+	// anchor is the periodic anchor the transaction carried, if any; it is announced once
+	// durable.
+	anchor *Anchor
 }
 
 // Append implements eventstore.Store. Once queued, an append is committed or refused by the
@@ -69,12 +72,29 @@ func (l *Log) Append(ctx context.Context, stream string, expected eventstore.Exp
 func (l *Log) run() {
 	defer close(l.durable)
 	var b *batch
+	// With a key, a tick anchors what was committed since the last anchor, so that a quiet
+	// spell after a few appends does not leave them unanchored until the next append.
+	var tick <-chan time.Time
+	if l.anchor != nil {
+		t := time.NewTicker(l.anchor.every)
+		defer t.Stop()
+		tick = t.C
+	}
 	for {
 		var ready chan struct{}
 		if b != nil {
 			ready = l.ready
 		}
 		select {
+		case <-tick:
+			if b == nil && l.nextPos-1 > l.anchor.head {
+				if nb, err := l.begin(); err == nil {
+					b = nb
+				}
+			}
+			if b != nil {
+				b.tick = true
+			}
 		case r := <-l.reqs:
 			b = l.add(b, r)
 			if b != nil && b.events >= l.opts.MaxBatchEvents {
@@ -116,6 +136,10 @@ type batch struct {
 	reqs     []*appendReq
 	w        written
 	events   int
+	// logHash is the log's running hash at the last event written so far (with a key only),
+	// and tick asks finish to anchor.
+	logHash [sha256.Size]byte
+	tick    bool
 }
 
 // reqError fails one append without failing the others in its transaction.
@@ -135,13 +159,11 @@ func (l *Log) add(b *batch, r *appendReq) *batch {
 		return b
 	}
 	if b == nil {
-		tx, err := l.wconn.BeginTx(context.Background(), nil)
-		if err != nil {
-			r.done <- appendResp{err: fmt.Errorf("begin event log transaction: %w", err)}
+		var err error
+		if b, err = l.begin(); err != nil {
+			r.done <- appendResp{err: err}
 			return nil
 		}
-		b = &batch{tx: tx, insert: tx.Stmt(l.insert), now: time.Now().UnixNano(), pos: l.nextPos,
-			versions: make(map[string]uint64), hashes: make(map[string][]byte)}
 	}
 	res, err := l.write(b, r)
 	if err == nil {
@@ -160,6 +182,20 @@ func (l *Log) add(b *batch, r *appendReq) *batch {
 		rebuilt = l.add(rebuilt, p)
 	}
 	return rebuilt
+}
+
+// begin opens the writer's next transaction.
+func (l *Log) begin() (*batch, error) {
+	tx, err := l.wconn.BeginTx(context.Background(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin event log transaction: %w", err)
+	}
+	b := &batch{tx: tx, insert: tx.Stmt(l.insert), now: time.Now().UnixNano(), pos: l.nextPos,
+		versions: make(map[string]uint64), hashes: make(map[string][]byte)}
+	if l.anchor != nil {
+		b.logHash = l.anchor.logHash
+	}
+	return b, nil
 }
 
 // write adds one append's events to the transaction, or answers why it cannot append.
@@ -203,6 +239,9 @@ func (l *Log) write(b *batch, r *appendReq) (appendResp, error) {
 			return appendResp{}, &reqError{r, fmt.Errorf("append to %s: %w", r.stream, err)}
 		}
 		b.w.entries = append(b.w.entries, entry{stream: r.stream, version: v, position: pos})
+		if l.anchor != nil {
+			b.logHash = logStep(b.logHash, prev)
+		}
 	}
 	b.hashes[r.stream] = prev
 	n := uint64(len(r.events))
@@ -216,6 +255,10 @@ func (l *Log) write(b *batch, r *appendReq) (appendResp, error) {
 // the commit is durable. The caller holds the syncer's ready token.
 func (l *Log) finish(b *batch) {
 	err := l.flushIndex(b)
+	var a *Anchor
+	if err == nil && l.anchor != nil {
+		a, err = l.anchorBatch(b)
+	}
 	if err == nil {
 		err = b.tx.Commit()
 	}
@@ -236,10 +279,20 @@ func (l *Log) finish(b *batch) {
 	for s, h := range b.hashes {
 		l.hashes[s] = h
 	}
+	if st := l.anchor; st != nil {
+		st.logHash = b.logHash
+		if a != nil {
+			st.adopt(a)
+		} else {
+			for s := range b.hashes {
+				st.touched[s] = struct{}{}
+			}
+		}
+	}
 	if len(b.w.entries) > 0 {
 		b.w.last = b.pos - 1
 	}
-	l.durable <- &commitment{w: b.w, reqs: b.reqs}
+	l.durable <- &commitment{w: b.w, reqs: b.reqs, anchor: a}
 }
 
 // flushIndex writes the pending index entries into the transaction once there are enough.
@@ -401,6 +454,9 @@ func (l *Log) sync() {
 		l.publish(c.w)
 		for i, r := range c.reqs {
 			r.done <- c.w.results[i]
+		}
+		if c.anchor != nil && l.anchor.anchored != nil {
+			l.anchor.anchored(*c.anchor)
 		}
 	}
 }

@@ -171,7 +171,7 @@ type readinessCollector struct {
 func ReadinessMetrics(get func() Readiness) prometheus.Collector {
 	return readinessCollector{get: get,
 		ready:    prometheus.NewDesc("edutrack_ready", "1 when /readyz answers 200 (ready or degraded), 0 when 503.", nil, nil),
-		degraded: prometheus.NewDesc("edutrack_degraded", "1 when a dependency the process serves without (the Redis cache) fails.", nil, nil)}
+		degraded: prometheus.NewDesc("edutrack_degraded", "1 when a dependency the process serves without fails: the Redis cache, or the log's check (history is withheld).", nil, nil)}
 }
 
 func (c readinessCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.ready; ch <- c.degraded }
