@@ -215,7 +215,10 @@ func (r *Runner) Rebuild(ctx context.Context, name string) (State, error) {
 	g.mu.Lock()
 	g.build = s
 	g.mu.Unlock()
-	if err := r.router.RunHandlers(runCtx); err != nil {
+	r.handlersStarting.Lock()
+	err := r.router.RunHandlers(runCtx)
+	r.handlersStarting.Unlock()
+	if err != nil {
 		return State{}, err
 	}
 	r.logger.Info("projection rebuild started", "projection", name, "generation", gen.N, "version", gen.Version)

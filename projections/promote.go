@@ -96,6 +96,14 @@ func (r *Runner) retire(name string, old *slot, gen Generation) {
 	r.mu.Unlock()
 	if old != nil {
 		<-old.handler.Started()
+		select {
+		case <-r.router.Running():
+		case <-ctx.Done():
+			return
+		}
+		r.handlersStarting.Lock()
+		//lint:ignore SA2001 the empty critical section waits for a RunHandlers call to return
+		r.handlersStarting.Unlock()
 		old.handler.Stop()
 		select {
 		case <-old.handler.Stopped():

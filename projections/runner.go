@@ -42,6 +42,10 @@ type Runner struct {
 	status  map[string]string
 	runCtx  context.Context
 	started bool // the router was started, so Close must stop it
+	// handlersStarting is held while a RunHandlers call of Rebuild starts a handler. watermill
+	// closes a handler's Started channel before it sets what Stop reads, so retire waits for
+	// the call that started the handler to return (the router's Running, for the first ones).
+	handlersStarting sync.Mutex
 	bg      sync.WaitGroup
 }
 
