@@ -32,9 +32,12 @@ load: build
 	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases healthz,write,reads,lag -duration 10s -warmup 2s; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
-# gofmt, go vet, staticcheck, and the layering rules of internal/layering/rules.txt.
+# gofmt, go vet, staticcheck, the layering rules of internal/layering/rules.txt, and one
+# responsibility per file: no non-test Go file over 500 lines.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@long=$$(git ls-files '*.go' | grep -v '_test.go$$' | xargs wc -l | awk '$$2 != "total" && $$1 > 500'); \
+	if [ -n "$$long" ]; then echo "non-test Go files over 500 lines (split them along their seams):"; echo "$$long"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	$(GO) run ./internal/layering

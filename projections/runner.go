@@ -46,7 +46,7 @@ type Runner struct {
 	// closes a handler's Started channel before it sets what Stop reads, so retire waits for
 	// the call that started the handler to return (the router's Running, for the first ones).
 	handlersStarting sync.Mutex
-	bg      sync.WaitGroup
+	bg               sync.WaitGroup
 }
 
 // group is one projection: its registration and the generations running.
