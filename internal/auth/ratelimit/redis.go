@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker"
+
+	"github.com/edutrack/edutrack/internal/rediscircuit"
 )
 
 // Defaults of RedisOptions.
@@ -64,11 +65,9 @@ return 0
 type Redis struct {
 	client   redis.UniversalClient
 	prefix   string
-	timeout  time.Duration
 	log      *slog.Logger
 	fallback *Memory
-	breaker  *gobreaker.CircuitBreaker
-	probing  atomic.Bool // a probe of a half-open circuit is under way
+	circuit  *rediscircuit.Breaker
 	errors   atomic.Uint64
 	warned   atomic.Int64 // unix nanoseconds of the last warning
 }
@@ -99,45 +98,30 @@ func NewRedis(client redis.UniversalClient, log *slog.Logger, opts RedisOptions)
 	if opts.BreakerCooldown == 0 {
 		opts.BreakerCooldown = DefaultBreakerCooldown
 	}
-	l := &Redis{client: client, prefix: opts.Prefix, timeout: opts.Timeout, log: log, fallback: NewMemory()}
-	l.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
-		Name:        "ratelimit",
-		MaxRequests: 1, // while half-open: the probe
-		Timeout:     opts.BreakerCooldown,
-		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opts.BreakerFailures },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			switch to {
-			case gobreaker.StateOpen:
-				log.Warn("rate limits: Redis circuit open; each process decides alone until Redis answers a probe",
-					"from", from.String(), "probe_every", opts.BreakerCooldown)
-			case gobreaker.StateClosed:
-				log.Info("rate limits: Redis circuit closed; budgets are shared again", "from", from.String())
-			}
-		},
+	circuit, err := rediscircuit.New(client, rediscircuit.Settings{
+		Timeout:       opts.Timeout,
+		Failures:      opts.BreakerFailures,
+		Cooldown:      opts.BreakerCooldown,
+		Logger:        log,
+		OpenMessage:   "rate limits: Redis circuit open; each process decides alone until Redis answers a probe",
+		ClosedMessage: "rate limits: Redis circuit closed; budgets are shared again",
 	})
-	return l, nil
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: %w", err)
+	}
+	return &Redis{client: client, prefix: opts.Prefix, log: log, fallback: NewMemory(), circuit: circuit}, nil
 }
 
 // Allow implements Limiter.
 func (l *Redis) Allow(ctx context.Context, key string, lim Limit) Decision {
-	if l.breaker.State() != gobreaker.StateClosed {
-		l.probe()
-		return l.fallback.Allow(ctx, key, lim)
-	}
 	var wait int64
-	var err error
-	_, open := l.breaker.Execute(func() (any, error) {
-		opCtx, cancel := context.WithTimeout(ctx, l.timeout)
-		defer cancel()
-		wait, err = gcra.Run(opCtx, l.client, []string{l.key(key)},
+	err := l.circuit.Do(ctx, func(ctx context.Context) (err error) {
+		wait, err = gcra.Run(ctx, l.client, []string{l.key(key)},
 			lim.interval().Microseconds(), lim.tolerance().Microseconds()).Int64()
-		if err == nil || isReply(err) || ctx.Err() != nil {
-			return nil, nil // Redis answered, or the caller gave up: nothing against the circuit
-		}
-		return nil, err
+		return err
 	})
-	if errors.Is(open, gobreaker.ErrOpenState) || errors.Is(open, gobreaker.ErrTooManyRequests) {
-		return l.fallback.Allow(ctx, key, lim) // the circuit opened since the look above
+	if errors.Is(err, rediscircuit.ErrOpen) {
+		return l.fallback.Allow(ctx, key, lim) // Redis was not asked, so it did not fail
 	}
 	if err != nil {
 		l.errors.Add(1)
@@ -153,36 +137,10 @@ func (l *Redis) Allow(ctx context.Context, key string, lim Limit) Decision {
 	return Decision{Allowed: true}
 }
 
-// probe starts, once the circuit is half-open (its cooldown over), the one call it lets through: a
-// PING in a goroutine of its own, so that no request waits on a Redis that may still be down.
-func (l *Redis) probe() {
-	if l.breaker.State() != gobreaker.StateHalfOpen || !l.probing.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer l.probing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
-		defer cancel()
-		_, _ = l.breaker.Execute(func() (any, error) {
-			if err := l.client.Ping(ctx).Err(); err != nil && !isReply(err) {
-				return nil, err
-			}
-			return nil, nil
-		})
-	}()
-}
-
-// isReply tells an error Redis answered, which came back at once, from one that cost a timeout
-// or found no server.
-func isReply(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded)
-}
-
 // CircuitState is the state of the circuit breaker in front of Redis: 0 closed (Redis decides),
 // 1 half-open (a probe is due or under way), 2 open (each process decides alone); export it as
 // a gauge.
-func (l *Redis) CircuitState() int { return int(l.breaker.State()) }
+func (l *Redis) CircuitState() int { return int(l.circuit.State()) }
 
 // key hashes the budget's name: names hold client addresses and user ids, which have no
 // business being readable by whoever can list the keys of a shared Redis.

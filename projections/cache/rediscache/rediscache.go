@@ -14,8 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"github.com/sony/gobreaker"
 
+	"github.com/edutrack/edutrack/internal/rediscircuit"
 	"github.com/edutrack/edutrack/projections/cache"
 )
 
@@ -81,8 +81,7 @@ type Cache struct {
 	prefix  string
 	ttlMS   int64
 	timeout time.Duration
-	breaker *gobreaker.CircuitBreaker
-	probing atomic.Bool // a probe of a half-open circuit is under way
+	circuit *rediscircuit.Breaker
 	errors  atomic.Uint64
 	errs    *prometheus.CounterVec // by operation: get, set, delete
 	skipped *prometheus.CounterVec // by operation
@@ -152,11 +151,23 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	circuit, err := rediscircuit.New(client, rediscircuit.Settings{
+		Timeout:       opts.Timeout,
+		Failures:      opts.BreakerFailures,
+		Cooldown:      opts.BreakerCooldown,
+		Logger:        log,
+		OpenMessage:   "redis cache circuit open: reads go to the read store until Redis answers a probe",
+		ClosedMessage: "redis cache circuit closed: Redis answers again",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rediscache: %w", err)
+	}
 	c := &Cache{
 		client:  client,
 		prefix:  opts.Prefix + format,
 		ttlMS:   opts.TTL.Milliseconds(),
 		timeout: opts.Timeout,
+		circuit: circuit,
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "errors_total", Help: "Redis cache operations that failed (down, timed out, refused, a value that is " +
 				"not an entry), by operation; each degraded to a miss, or to an entry not stored."}, []string{"op"}),
@@ -164,25 +175,10 @@ func New(client redis.UniversalClient, opts Options) (*Cache, error) {
 			Name: "skipped_total", Help: "Redis cache operations not sent because the circuit was open (or half-open, " +
 				"with its probe under way), by operation; each was a miss, or an entry not stored."}, []string{"op"}),
 	}
-	c.breaker = gobreaker.NewCircuitBreaker(gobreaker.Settings{
-		Name:        "redis",
-		MaxRequests: 1, // while half-open: the probe
-		Timeout:     opts.BreakerCooldown,
-		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= opts.BreakerFailures },
-		OnStateChange: func(_ string, from, to gobreaker.State) {
-			switch to {
-			case gobreaker.StateOpen:
-				log.Warn("redis cache circuit open: reads go to the read store until Redis answers a probe",
-					"from", from.String(), "probe_every", opts.BreakerCooldown)
-			case gobreaker.StateClosed:
-				log.Info("redis cache circuit closed: Redis answers again", "from", from.String())
-			}
-		},
-	})
 	c.state = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "edutrack", Subsystem: "cache",
 		Name: "circuit_state", Help: "The Redis cache's circuit breaker: 0 closed (Redis in use), 1 half-open " +
 			"(one operation probes it), 2 open (not called: reads go to the read store)."},
-		func() float64 { return float64(c.breaker.State()) })
+		func() float64 { return float64(c.circuit.State()) })
 	for _, op := range []string{opGet, opSet, opDelete} {
 		// Exported at 0 from the start, so a rate over them is defined.
 		c.errs.WithLabelValues(op)
@@ -280,31 +276,14 @@ var ErrNotStored = errors.New("rediscache: entry not stored")
 // ErrCircuitOpen is why an operation did not reach Redis: its circuit is open.
 var ErrCircuitOpen = errors.New("rediscache: circuit open, Redis not called")
 
-// call runs op against Redis, bounded by the timeout and guarded by the circuit breaker, and
-// returns its error: ErrCircuitOpen when it did not run, or the caller's when it had gone
-// already. Only failures for want of Redis count against the circuit: not redis.Nil, not an
-// error Redis answered, and not a caller that gave up, which says nothing about Redis.
+// call runs op against Redis through the circuit and returns its error: ErrCircuitOpen when it
+// did not run, or the caller's when it had gone already. A miss (redis.Nil) is no error to count.
 func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Context) error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if c.breaker.State() != gobreaker.StateClosed {
-		c.probe()
-		c.skipped.WithLabelValues(name).Inc()
-		return ErrCircuitOpen
-	}
-	var err error
-	_, open := c.breaker.Execute(func() (any, error) {
-		opCtx, cancel := context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-		err = op(opCtx)
-		if err == nil || errors.Is(err, redis.Nil) || isReply(err) || ctx.Err() != nil {
-			return nil, nil
-		}
-		return nil, err
-	})
-	if errors.Is(open, gobreaker.ErrOpenState) || errors.Is(open, gobreaker.ErrTooManyRequests) {
-		// The circuit opened since the look above.
+	err := c.circuit.Do(ctx, op)
+	if errors.Is(err, rediscircuit.ErrOpen) {
 		c.skipped.WithLabelValues(name).Inc()
 		return ErrCircuitOpen
 	}
@@ -312,33 +291,6 @@ func (c *Cache) call(ctx context.Context, name string, op func(ctx context.Conte
 		c.failed(ctx, name)
 	}
 	return err
-}
-
-// probe starts, once the circuit is half-open (its cooldown over), the one operation it lets
-// through: a PING in a goroutine of its own, bounded by the timeout, so that no caller waits on
-// a Redis that may still be down. The circuit closes if Redis answers, and opens again if not.
-func (c *Cache) probe() {
-	if c.breaker.State() != gobreaker.StateHalfOpen || !c.probing.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer c.probing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		defer cancel()
-		_, _ = c.breaker.Execute(func() (any, error) {
-			if err := c.client.Ping(ctx).Err(); err != nil && !isReply(err) {
-				return nil, err
-			}
-			return nil, nil
-		})
-	}()
-}
-
-// isReply tells an error Redis answered (OOM, READONLY, WRONGTYPE, ...), which came back at once,
-// from one that cost a timeout or found no server.
-func isReply(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // Get implements cache.Cache.
