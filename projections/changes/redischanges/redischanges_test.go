@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +180,134 @@ func TestAFailedPublishIsMadeUpWithAResync(t *testing.T) {
 		t.Errorf("Resyncs before the batch: %v; want one of learners, whose batch 1 failed, and none of every projection", resynced)
 	}
 }
+
+// A connection that stays open but carries nothing (a hung server, a network that drops
+// packets) sends no error: the subscription notices that its PING goes unanswered, dials again,
+// and resyncs once through.
+func TestASilentConnectionIsDialedAgain(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := testredis.Start(t)
+	proxy := newFreezer(t, addr)
+	reg := prometheus.NewRegistry()
+	f := newFeed(t, patientClient(t, proxy.addr()), redischanges.Options{Prefix: "silent:", Timeout: 50 * time.Millisecond,
+		HealthCheck: 30 * time.Millisecond, RetryDelay: 10 * time.Millisecond, Registerer: reg})
+	ch := subscribe(t, ctx, f)
+	publisher := newFeed(t, newClient(t, addr), redischanges.Options{Prefix: "silent:", Timeout: patient})
+	if err := publisher.Publish(ctx, batch(1)); err != nil {
+		t.Fatal(err)
+	}
+	if b := next(t, ch); b.Resync || b.Changes[0].Position != 1 {
+		t.Fatalf("got %+v; want the batch at 1", b)
+	}
+	proxy.freeze(true)
+	if err := publisher.Publish(ctx, batch(2)); err != nil { // lost on the way to the subscriber
+		t.Fatal(err)
+	}
+	waitFor(t, "the subscription gives up its silent connection and dials again", func() bool { return proxy.accepted() > 1 })
+	proxy.freeze(false)
+	pos := uint64(2)
+	var got []changes.Batch
+	waitFor(t, "a batch reaches the subscription again", func() bool {
+		pos++
+		if err := publisher.Publish(ctx, batch(pos)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case b := <-ch:
+				got = append(got, b)
+				if !b.Resync {
+					return true
+				}
+			case <-time.After(20 * time.Millisecond):
+				return false
+			}
+		}
+	})
+	if !got[0].Resync {
+		t.Fatalf("got %+v first after the silence; want a Resync: batch 2 was lost", got[0])
+	}
+	if n := metric(t, reg, "edutrack_changes_resyncs_total", "reconnect"); n != 1 {
+		t.Errorf("resyncs for a lost subscription = %v; want 1", n)
+	}
+}
+
+// freezer relays TCP connections to a server until frozen: then it drops what either side
+// sends, and closes nothing, like a network that loses packets.
+type freezer struct {
+	l      net.Listener
+	target string
+	frozen atomic.Bool
+	n      atomic.Int64
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newFreezer(t *testing.T, target string) *freezer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{l: l, target: target}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			f.n.Add(1)
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c, server)
+			f.mu.Unlock()
+			f.wg.Add(2)
+			go f.relay(server, c)
+			go f.relay(c, server)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		f.mu.Lock()
+		for _, c := range f.conns {
+			c.Close()
+		}
+		f.mu.Unlock()
+		f.wg.Wait()
+	})
+	return f
+}
+
+func (f *freezer) relay(dst, src net.Conn) {
+	defer f.wg.Done()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			dst.Close()
+			return
+		}
+		if !f.frozen.Load() {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				src.Close()
+				return
+			}
+		}
+	}
+}
+
+func (f *freezer) addr() string    { return f.l.Addr().String() }
+func (f *freezer) freeze(on bool)  { f.frozen.Store(on) }
+func (f *freezer) accepted() int64 { return f.n.Load() }
 
 func TestSubscribeOnAHungRedis(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
