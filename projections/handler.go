@@ -160,21 +160,33 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 	if err != nil {
 		return err
 	}
-	name := s.g.p.Name()
 	// The live generation commits under the group's lock, so that a switch to a new generation
 	// sees its position settled, and nothing it commits lands after the switch. A generation
 	// being built commits without it: only its own handler can make it live, after this commit,
 	// and its big batches would otherwise hold the live generation's commits back.
 	s.g.mu.Lock()
-	live := s.g.live == s
-	if live {
-		defer s.g.mu.Unlock()
-	} else {
+	if s.g.live != s {
 		s.g.mu.Unlock()
+		return r.write(ctx, s, tx, writes, checkpoint, handled, false)
 	}
+	if err := r.write(ctx, s, tx, writes, checkpoint, handled, true); err != nil {
+		s.g.mu.Unlock()
+		return err
+	}
+	// Announced once committed, when a reader that hears of it can read it. Only the live
+	// generation announces: a generation being built is announced whole, by its switch.
+	b, ok := changed(s, writes, r.opts.Now())
+	r.announceAndUnlock(ctx, s.g, b, ok)
+	return nil
+}
+
+// write commits a batch of s. live says that s is the live generation, whose caller holds the
+// group's lock, and whose documents go to the cache first.
+func (r *Runner) write(ctx context.Context, s *slot, tx *Tx, writes []readstore.Write, checkpoint uint64, handled int, live bool) error {
 	if s.retired.Load() {
 		return nil
 	}
+	name := s.g.p.Name()
 	if live && !r.setCache(ctx, s, writes, checkpoint) {
 		// Raised in this process before the commit, and for the others with it: from now on no
 		// reader trusts an entry of this projection known current only as of an earlier
@@ -215,7 +227,7 @@ func (r *Runner) commit(ctx context.Context, s *slot, tx *Tx, checkpoint uint64,
 func (r *Runner) setCache(ctx context.Context, s *slot, writes []readstore.Write, checkpoint uint64) bool {
 	name := s.g.p.Name()
 	for _, w := range writes {
-		if !s.public[w.Coll] {
+		if _, public := s.public[w.Coll]; !public {
 			continue
 		}
 		e := cache.Entry{Position: w.Doc.Position, AsOf: checkpoint, Body: w.Doc.Body}

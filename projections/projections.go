@@ -10,6 +10,7 @@ import (
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/readstore"
 )
 
@@ -80,7 +81,12 @@ type Options struct {
 	// HeadCheckEvery is how often the runner compares each projection's position with the log's
 	// head, to notice read models ahead of the log (default 1s).
 	HeadCheckEvery time.Duration
-	// Now gives the time dead letters record (default time.Now).
+	// Changes, if not nil, is told after each commit of a live generation which documents the
+	// read API serves by id it wrote, and of each switch to a new generation, so read
+	// processes can push them to their live clients. Its failures never fail a batch.
+	Changes changes.Feed
+	// Now gives the time dead letters and skips record, and batches of Changes carry (default
+	// time.Now).
 	Now func() time.Time
 }
 

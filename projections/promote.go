@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/changes"
 )
 
 // promote makes s, a generation being built, the live one once it has caught up with the live
@@ -15,12 +16,25 @@ import (
 // Only s's handler goroutine may warm, since it owns s.hot.
 func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 	g := s.g
-	name := g.p.Name()
 	g.mu.Lock()
-	defer g.mu.Unlock()
+	switched, err := r.switchTo(ctx, s, warm)
+	if err != nil || !switched {
+		g.mu.Unlock()
+		return err
+	}
+	// The new generation's documents may differ from the old one's at the same positions (new
+	// code builds them), so a client cannot tell from positions what changed: it reads again.
+	r.announceAndUnlock(ctx, g, changes.Batch{Projection: g.p.Name(), Resync: true, CommittedAt: r.opts.Now()}, true)
+	return nil
+}
+
+// switchTo is promote under the group's lock; it reports whether s went live.
+func (r *Runner) switchTo(ctx context.Context, s *slot, warm bool) (bool, error) {
+	g := s.g
+	name := g.p.Name()
 	cp := s.position.Load()
 	if g.build != s || cp < max(r.positions.Position(name), g.floor) {
-		return nil
+		return false, nil
 	}
 	if warm {
 		r.warm(ctx, s, cp)
@@ -34,7 +48,7 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 	// replace. Its fence is written with the registration that makes it live (before it, on
 	// MongoDB), so a process that follows the switch reads the fence too.
 	if err := saveRegistration(ctx, r.store, name, &reg, fenceWrite(s.key, cp)); err != nil {
-		return err
+		return false, err
 	}
 	g.reg = reg
 	r.positions.RaiseCacheFence(name, cp)
@@ -58,7 +72,7 @@ func (r *Runner) promote(ctx context.Context, s *slot, warm bool) error {
 		defer r.bg.Done()
 		r.retire(name, oldSlot, old)
 	}()
-	return nil
+	return true, nil
 }
 
 // warm puts the documents the new generation has kept decoded, its recently written ones,
@@ -71,7 +85,7 @@ func (r *Runner) warm(ctx context.Context, s *slot, cp uint64) {
 	var failed error
 	s.hot.each(func(k docKey, h hotDoc) {
 		coll := s.gen.name(k.coll)
-		if failed != nil || !s.public[coll] {
+		if _, public := s.public[coll]; failed != nil || !public {
 			return
 		}
 		body, err := json.Marshal(h.val)

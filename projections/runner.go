@@ -52,6 +52,8 @@ type Runner struct {
 // group is one projection: its registration and the generations running.
 type group struct {
 	p Projector
+	// announcing keeps the projection's batches on the change feed in the order of its commits.
+	announcing sync.Mutex
 	// mu orders the live generation's commits against a switch to a new generation, and
 	// guards the fields below.
 	mu    sync.Mutex
@@ -71,7 +73,7 @@ type slot struct {
 	gen     Generation
 	key     string
 	names   map[string]string // collection -> its name in this generation
-	public  map[string]bool   // this generation's names of the collections served by id
+	public  map[string]string // this generation's names of the collections served by id -> the read API's
 	hot     *docCache         // only the slot's handler goroutine touches it
 	resume  chan struct{}     // an operator's retry or skip
 	handler *message.Handler
@@ -174,14 +176,14 @@ func NewRunner(log Log, decoder Decoder, store readstore.Store, c cache.Cache, p
 func (r *Runner) Live() *Live { return r.live }
 
 func (r *Runner) newSlot(g *group, gen Generation) *slot {
-	s := &slot{g: g, gen: gen, key: gen.key(g.p.Name()), names: map[string]string{}, public: map[string]bool{},
+	s := &slot{g: g, gen: gen, key: gen.key(g.p.Name()), names: map[string]string{}, public: map[string]string{},
 		hot: newDocCache(r.opts.HotDocuments), resume: make(chan struct{}, 1), started: time.Now()}
 	for _, c := range g.p.ReadModels() {
 		s.names[c] = gen.name(c)
 	}
 	for _, c := range g.p.Collections() {
 		s.names[c] = gen.name(c)
-		s.public[gen.name(c)] = true
+		s.public[gen.name(c)] = c
 	}
 	// Series from the start, at 0, so that an alert on their increase fires at the first one.
 	r.metrics.deadLetters.WithLabelValues(s.key)
@@ -375,6 +377,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if !r.started {
 		return nil
 	}
+	r.announceStart(ctx)
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
 	go r.feed.run(feedCtx, from)

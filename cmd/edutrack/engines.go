@@ -13,6 +13,8 @@ import (
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/cache/rediscache"
+	"github.com/edutrack/edutrack/projections/changes"
+	"github.com/edutrack/edutrack/projections/changes/redischanges"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/projections/readstore/mongostore"
@@ -163,4 +165,18 @@ func (e *engines) openCache(cfg config, log *slog.Logger, reg prometheus.Registe
 		e.docs = cache.Nop{}
 	}
 	return nil
+}
+
+// openChanges opens the change feed: Redis pub/sub when cfg names Redis, so that every read
+// process hears of the projector's commits, else the feed of this process alone (a read process
+// without Redis and without the project role then hears of none). closeFeed releases it.
+func openChanges(cfg config, log *slog.Logger, reg prometheus.Registerer) (_ changes.Feed, closeFeed func() error, _ error) {
+	if cfg.redisURL == "" {
+		return changes.NewMemory(0), func() error { return nil }, nil
+	}
+	rf, err := redischanges.Open(cfg.redisURL, redischanges.Options{Prefix: "edutrack:", Registerer: reg, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open the Redis change feed: %w", err)
+	}
+	return rf, rf.Close, nil
 }

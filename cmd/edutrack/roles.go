@@ -27,6 +27,7 @@ import (
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/opsapi"
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/readapi"
@@ -53,8 +54,26 @@ type process struct {
 	readiness  observe.Readiness
 	positions  *projections.Positions
 	projectors []projections.Projector
+	changes    changes.Feed // nil until a role asks for it: see changeFeed
 	workers    []func(context.Context) error
 	closers    []func() error
+}
+
+// changeFeed is the change feed of this process, opened at the first call: the projector
+// publishes its commits on it, and the read API's live streams subscribe to it. Every role of
+// the process shares it, which the in-process feed needs. It closes with the process, after the
+// closers registered before the first call.
+func (p *process) changeFeed() (changes.Feed, error) {
+	if p.changes != nil {
+		return p.changes, nil
+	}
+	feed, closeFeed, err := openChanges(p.cfg, p.log, p.reg)
+	if err != nil {
+		return nil, err
+	}
+	p.changes = feed
+	p.closers = append(p.closers, closeFeed)
+	return feed, nil
 }
 
 // commandHandler is the command side. It serves the write API, and records the read API's
@@ -90,7 +109,20 @@ func (p *process) project() (*projections.Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	runner, err := projections.NewRunner(p.events, codec, p.reads, p.docs, p.positions, p.reg, p.log, projections.Options{}, p.projectors...)
+	// Registered before the change feed opens, and so run before it closes: the runner's last
+	// batch is still announced.
+	var runner *projections.Runner
+	p.closers = append(p.closers, func() error {
+		if runner == nil {
+			return nil
+		}
+		return runner.Close()
+	})
+	feed, err := p.changeFeed()
+	if err != nil {
+		return nil, err
+	}
+	runner, err = projections.NewRunner(p.events, codec, p.reads, p.docs, p.positions, p.reg, p.log, projections.Options{Changes: feed}, p.projectors...)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +147,6 @@ func (p *process) project() (*projections.Live, error) {
 				return runner.Run(ctx)
 			})
 	})
-	p.closers = append(p.closers, runner.Close)
 	opsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), runner, p.log)
 	p.readiness.Projections = func(ctx context.Context) map[string]observe.ProjectionState {
 		head, _ := p.events.Head(ctx)

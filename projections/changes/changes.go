@@ -25,7 +25,9 @@ type Batch struct {
 	Projection string   `json:"proj"`
 	Changes    []Change `json:"ch,omitempty"`
 	// Resync says that changes may have been missed: another generation went live, or the feed
-	// lost messages on the way. A reader tells its clients to read everything again.
+	// lost messages on the way. A reader tells its clients to read everything again: of
+	// Projection, or of every projection when Projection is empty (the feed itself lost
+	// batches, and cannot tell whose).
 	Resync bool `json:"resync,omitempty"`
 	// CommittedAt is when the commit was made, for the latency from commit to a client.
 	CommittedAt time.Time `json:"at"`
@@ -33,7 +35,9 @@ type Batch struct {
 
 // Feed carries batches from the projecting process to the read processes.
 type Feed interface {
-	// Publish sends b to every subscriber. It never blocks on a slow subscriber.
+	// Publish sends b to every subscriber. It never blocks on a slow subscriber. An error says
+	// that b may not reach every subscriber; the feed then sees to it that they get a Resync
+	// before the batches that follow.
 	Publish(ctx context.Context, b Batch) error
 	// Subscribe delivers the batches published from now on, in the order they were published,
 	// until ctx ends, when the channel is closed. A subscriber that fell behind, or a feed that
@@ -69,8 +73,9 @@ func (m *Memory) Publish(_ context.Context, b Batch) error {
 	defer m.mu.Unlock()
 	for s := range m.subs {
 		if s.missed {
+			// No projection named: the batches missed may be of any.
 			select {
-			case s.ch <- Batch{Projection: b.Projection, Resync: true, CommittedAt: b.CommittedAt}:
+			case s.ch <- Batch{Resync: true, CommittedAt: b.CommittedAt}:
 				s.missed = false
 			default:
 				continue

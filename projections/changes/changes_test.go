@@ -6,9 +6,17 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
 
 	"github.com/edutrack/edutrack/projections/changes"
+	"github.com/edutrack/edutrack/projections/changes/changestest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMemory(t *testing.T) {
+	changestest.Run(t, func(*testing.T) changes.Feed { return changes.NewMemory(changestest.Buffer) })
+}
 
 func batch(proj string, pos uint64) changes.Batch {
 	return changes.Batch{Projection: proj, Changes: []changes.Change{{Coll: "dashboards", ID: "ada", Position: pos}},
