@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,15 +104,28 @@ func key(value string) string {
 // Param is the query parameter that carries a ticket.
 const Param = "ticket"
 
+// tokenParams are the names clients put bearer tokens under in URLs (RFC 6750 section 2.3's
+// access_token, and the usual others). They are refused, not ignored: the token is out in
+// the open already, and the client must learn not to do it again.
+var tokenParams = map[string]bool{"access_token": true, "token": true, "id_token": true, "bearer": true, "jwt": true,
+	"authorization": true, "auth": true}
+
 // Authenticate is middleware that admits a request by the ticket in its query, or else passes
 // it to bearer, the authenticator of tokens in the Authorization header. A request with both is
-// refused (400): which caller would it be? A ticket that is refused answers 401, like a bad
+// refused (400): which caller would it be? So is a token in the query string (400). A ticket that is refused answers 401, like a bad
 // token. Neither the ticket nor anything about it is logged.
 func Authenticate(t *Tickets, bearer func(http.Handler) http.Handler, log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		byToken := bearer(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			q := r.URL.Query()
+			for name := range q {
+				if tokenParams[strings.ToLower(name)] {
+					problem.Write(w, r, log, problem.New(http.StatusBadRequest, name,
+						"a token does not belong in a URL, where proxies log it: send it in the Authorization header, or trade it for a ticket (POST /v1/live/tickets)"))
+					return
+				}
+			}
 			if !q.Has(Param) {
 				byToken.ServeHTTP(w, r)
 				return

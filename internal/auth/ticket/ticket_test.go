@@ -178,6 +178,11 @@ func TestAuthenticate(t *testing.T) {
 	if code, _ := call(h, "/live?ticket="+second.Value+"&ticket="+second.Value, ""); code != http.StatusBadRequest {
 		t.Errorf("with two tickets: %d, want 400", code)
 	}
+	for _, q := range []string{"access_token=x", "token=x", "Access_Token=x", "ticket=" + second.Value + "&jwt=x"} {
+		if code, _ := call(h, "/live?"+q, ""); code != http.StatusBadRequest {
+			t.Errorf("with %s: %d, want 400", q, code)
+		}
+	}
 	down, _ := New(failing{}, 0)
 	if code, _ := call(Authenticate(down, bearer, log)(echo), "/live?ticket="+second.Value, ""); code != http.StatusServiceUnavailable {
 		t.Errorf("with the store down: %d, want 503", code)
