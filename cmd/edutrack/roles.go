@@ -22,15 +22,18 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/measured"
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/auth/ticket"
 	"github.com/edutrack/edutrack/internal/compress"
 	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/opsapi"
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
+	streams "github.com/edutrack/edutrack/readapi/live"
 	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
@@ -53,8 +56,15 @@ type process struct {
 	readiness  observe.Readiness
 	positions  *projections.Positions
 	projectors []projections.Projector
-	workers    []func(context.Context) error
-	closers    []func() error
+	// changes carries the projector's commits to the live streams.
+	changes changes.Feed
+	// tickets open live streams, and streams is the router of their route: behind the budgets
+	// and an authenticator that takes tickets, with no deadline. Both are nil without the read
+	// role.
+	tickets *ticket.Tickets
+	streams chi.Router
+	workers []func(context.Context) error
+	closers []func() error
 }
 
 // commandHandler is the command side. It serves the write API, and records the read API's
@@ -90,11 +100,13 @@ func (p *process) project() (*projections.Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	runner, err := projections.NewRunner(p.events, codec, p.reads, p.docs, p.positions, p.reg, p.log, projections.Options{}, p.projectors...)
+	publishing := &publishingStore{Store: p.reads, feed: p.changes, log: p.log}
+	runner, err := projections.NewRunner(p.events, codec, publishing, p.docs, p.positions, p.reg, p.log, projections.Options{}, p.projectors...)
 	if err != nil {
 		return nil, err
 	}
 	live := runner.Live()
+	publishing.live.Store(live)
 	// One process at a time projects: a second one waits for the lease, following the read
 	// models meanwhile, and takes over when the first stops or dies.
 	owner := leaseOwner()
@@ -159,6 +171,15 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 			return err
 		}
 	}
+	hub, err := streams.NewHub(p.changes, live, p.docs, p.positions, p.reg, p.log, streams.Options{CacheKey: live.CacheKey,
+		Disclosures: recorder, ConsistencyWait: p.cfg.consistencyWait, Waits: waits, MaxTopics: p.cfg.access.live.maxTopics, MaxPerUser: p.cfg.access.live.maxPerUser,
+		MaxPerAddress: p.cfg.access.live.maxPerAddress, Buffer: p.cfg.access.live.buffer, Address: streamAddress(p.cfg)})
+	if err != nil {
+		return err
+	}
+	// Its streams end when it does: the server's shutdown then waits on none of them.
+	p.workers = append(p.workers, hub.Run)
+	hub.Routes(p.streams, p.v1, p.tickets)
 	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
 	// A gzip answer has its own ETag: clients revalidate either representation with its own tag.
 	gzip, err := compress.Middleware(compressMinSize)

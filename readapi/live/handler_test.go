@@ -18,7 +18,7 @@ import (
 
 // A caller who may not read a topic gets the answer the GET route gives, before any stream.
 func TestStreamRefusesBeforeItOpens(t *testing.T) {
-	f := newFixture(t, live.Options{MaxTopics: 3})
+	f := newFixture(t, live.Options{MaxTopics: 3, ConsistencyWait: 50 * time.Millisecond})
 	f.put(documents.Dashboards, doc("ada", 1, dashboard("ada", 0)), doc("bob", 2, dashboard("bob", 0)))
 	f.put(documents.CourseDetails, doc("go", 3, details("go", "published", "ines")), doc("draft", 4, details("draft", "draft", "ines")))
 	cases := []struct {
@@ -41,7 +41,8 @@ func TestStreamRefusesBeforeItOpens(t *testing.T) {
 		{"a_topic_without_an_id", asAda, "/v1/live?topics=learner:", nil, http.StatusBadRequest, "topics"},
 		{"too_many_topics", asAda, "/v1/live?topics=catalog,course:go,learner:ada,course:x", nil, http.StatusBadRequest, "topics"},
 		{"a_token_in_the_query", asAda, "/v1/live?topics=catalog&access_token=abc", nil, http.StatusBadRequest, "access_token"},
-		{"an_unknown_parameter", asAda, "/v1/live?topics=catalog&minPosition=3", nil, http.StatusBadRequest, "minPosition"},
+		{"an_unknown_parameter", asAda, "/v1/live?topics=catalog&limit=3", nil, http.StatusBadRequest, "limit"},
+		{"a_position_not_reached", asAda, "/v1/live?topics=catalog&minPosition=3", nil, http.StatusServiceUnavailable, "minPosition"},
 		{"a_bad_since", asAda, "/v1/live?topics=catalog&since=-1", nil, http.StatusBadRequest, "since"},
 		{"a_bad_last_event_id", asAda, "/v1/live?topics=catalog", []string{"Last-Event-ID", "x"}, http.StatusBadRequest, "Last-Event-ID"},
 	}
@@ -58,6 +59,25 @@ func TestStreamRefusesBeforeItOpens(t *testing.T) {
 	}
 	if got := f.disclosed.recorded(); len(got) != 0 {
 		t.Errorf("refused streams disclosed %+v", got)
+	}
+}
+
+// Like every read, a stream waits for the read models to reach the client's own write.
+func TestAStreamWaitsForItsMinPosition(t *testing.T) {
+	f := newFixture(t, live.Options{})
+	f.put(documents.Dashboards, doc("ada", 1, dashboard("ada", 0)))
+	opened := make(chan *client)
+	go func() { opened <- f.open("/v1/live?topics=learner:ada&minPosition=5", asHeader, asAda) }()
+	select {
+	case <-opened:
+		t.Fatal("the stream opened before the learners' projection reached 5")
+	case <-time.After(100 * time.Millisecond):
+	}
+	f.positions.Advance(documents.LearnersProjection, 5)
+	select {
+	case <-opened:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not open once the projection reached 5")
 	}
 }
 

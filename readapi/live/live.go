@@ -26,6 +26,7 @@ import (
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/readapi/access"
+	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
 // Store is what the streams read of the read models (projections.Live is one: it reads the
@@ -35,9 +36,10 @@ type Store interface {
 	Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error)
 }
 
-// Positions tells how far projections have come and which cache entries may be trusted
-// (projections.Positions is one), as for readapi.
+// Positions tells how far projections have come, waits for them, and tells which cache
+// entries may be trusted (projections.Positions is one), as for readapi.
 type Positions interface {
+	readhttp.Positions
 	Position(projection string) uint64
 	CacheFence(projection string) (fence uint64, known bool)
 }
@@ -79,6 +81,10 @@ type Options struct {
 	// Retry is how long clients are told to wait before they reconnect when the process stops
 	// (each gets up to twice that, so they do not all come back at once).
 	Retry time.Duration
+	// ConsistencyWait bounds how long opening a stream waits for its minPosition (default 3s).
+	ConsistencyWait time.Duration
+	// Waits, if not nil, measures those waits.
+	Waits *readhttp.WaitMetrics
 	// MaxCatchUp caps the catalog entries or roster rows a reconnecting stream is sent for
 	// one topic; past it the stream is told to resync instead.
 	MaxCatchUp int
@@ -100,7 +106,7 @@ func (o *Options) defaults() {
 	for _, d := range []struct {
 		v   *time.Duration
 		def time.Duration
-	}{{&o.KeepAlive, DefaultKeepAlive}, {&o.WriteTimeout, DefaultWriteTimeout}, {&o.Retry, DefaultRetry}} {
+	}{{&o.KeepAlive, DefaultKeepAlive}, {&o.WriteTimeout, DefaultWriteTimeout}, {&o.Retry, DefaultRetry}, {&o.ConsistencyWait, 3 * time.Second}} {
 		if *d.v <= 0 {
 			*d.v = d.def
 		}

@@ -85,7 +85,7 @@ func (h *Hub) Stream(w http.ResponseWriter, r *http.Request) {
 // open checks the request, reserves the caller's streams, decides every topic, records the
 // disclosures, and joins the stream to the hub. leave undoes it.
 func (h *Hub) open(r *http.Request) (_ *conn, leave func(), err error) {
-	if err := readhttp.OnlyParams(r, "topics", "since", ticket.Param, "reason"); err != nil {
+	if err := readhttp.OnlyParams(r, "topics", "since", "minPosition", ticket.Param, "reason"); err != nil {
 		return nil, nil, err
 	}
 	caller, err := access.Caller(r)
@@ -112,6 +112,11 @@ func (h *Hub) open(r *http.Request) (_ *conn, leave func(), err error) {
 	}
 	if r.Method == http.MethodHead {
 		return nil, nil, nil
+	}
+	// A client that just changed something reads its own write, as on every read route.
+	consistency := readhttp.Consistency{Positions: h.positions, Wait: h.opts.ConsistencyWait, Waits: h.opts.Waits}
+	if err := consistency.WaitFor(r, projectionsOf(topics)...); err != nil {
+		return nil, nil, err
 	}
 	if err := h.reserve(c); err != nil {
 		return nil, nil, err

@@ -60,6 +60,22 @@ func parseTopics(r *http.Request, max int) ([]topic, error) {
 	return out, nil
 }
 
+// projectionsOf are the projections that build the documents of topics, which a stream's
+// minPosition waits for.
+func projectionsOf(topics []topic) []string {
+	var out []string
+	for _, t := range topics {
+		p := documents.CoursesProjection
+		if t.kind == topicLearner {
+			p = documents.LearnersProjection
+		}
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // authorize decides whether c's caller may follow each of its topics, as the GET routes of the
 // documents behind them decide, and with the same answers (403 for a role that may never read
 // them, 404 for what is someone else's or does not exist). It fills in what c may read and
