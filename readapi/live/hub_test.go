@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/internal/auth"
@@ -327,4 +329,26 @@ type countingStore struct {
 func (c *countingStore) Get(ctx context.Context, coll, id string) (readstore.Doc, error) {
 	c.gets.Add(1)
 	return c.Store.Get(ctx, coll, id)
+}
+
+// stoppedFeed closes its channel at once, as no feed should before its context ends.
+type stoppedFeed struct{ changes.Feed }
+
+func (stoppedFeed) Subscribe(context.Context) (<-chan changes.Batch, error) {
+	ch := make(chan changes.Batch)
+	close(ch)
+	return ch, nil
+}
+
+// A hub whose feed stops says so: its process had better stop than serve streams that stay
+// quiet for good.
+func TestRunFailsWhenTheFeedStops(t *testing.T) {
+	f := newFixture(t, live.Options{})
+	hub, err := live.NewHub(stoppedFeed{}, f.store, f.cache, f.positions, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), live.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.Run(context.Background()); err == nil {
+		t.Error("Run returned nil when the feed stopped")
+	}
 }

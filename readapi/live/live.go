@@ -180,7 +180,7 @@ func (h *Hub) raiseHigh() {
 }
 
 // Run follows the feed until ctx ends, then ends every stream, each told to come back. It
-// returns nil then; an error only if the feed cannot be followed at all.
+// returns nil then; an error only if the feed cannot be followed, or stops before ctx ends.
 func (h *Hub) Run(ctx context.Context) error {
 	defer h.close()
 	h.raiseHigh()
@@ -194,6 +194,11 @@ func (h *Hub) Run(ctx context.Context) error {
 			return nil
 		case b, ok := <-batches:
 			if !ok {
+				if ctx.Err() == nil {
+					// A feed closes its channel only when ctx ends: a process whose streams
+					// would stay quiet for good had better stop and say why.
+					return errors.New("live: the change feed stopped")
+				}
 				return nil
 			}
 			h.handle(ctx, b)
