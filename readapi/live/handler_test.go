@@ -1,6 +1,7 @@
 package live_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/internal/auth/ticket"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/readapi/live"
 )
@@ -298,4 +300,25 @@ func TestHeadOpensNoStream(t *testing.T) {
 	if got := f.disclosed.recorded(); len(got) != 0 {
 		t.Errorf("HEAD disclosed %+v", got)
 	}
+}
+
+// A change the client has (at or before since) can come late, carrying its document as a later
+// change left it; the hub reads each document once, so that document must not be dropped
+// with the change.
+func TestALateChangeBringsTheNewerDocumentItCarries(t *testing.T) {
+	f := newFixture(t, live.Options{})
+	f.put(documents.Dashboards, doc("ada", 5, dashboard("ada", 0.5)))
+	s := f.open("/v1/live?topics=learner:ada&since=6", asHeader, asAda)
+	s.quiet(50 * time.Millisecond) // nothing changed after 6
+	// The store already holds the change of 8 when the change of 6 comes through the feed.
+	f.put(documents.Dashboards, doc("ada", 8, dashboard("ada", 0.8)))
+	for _, pos := range []uint64{6, 8} {
+		f.feed.Publish(context.Background(), changes.Batch{Projection: documents.LearnersProjection,
+			Changes: []changes.Change{{Coll: documents.Dashboards, ID: "ada", Position: pos}}})
+	}
+	e := s.next()
+	if !strings.Contains(e.Data, `"progress":0.8`) || e.ID != "6" {
+		t.Errorf("got %+v, want the dashboard at 8, with id 6 (since)", e)
+	}
+	s.quiet(50 * time.Millisecond)
 }

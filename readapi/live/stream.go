@@ -281,16 +281,22 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, c *conn) {
 	}
 }
 
-// deliver writes one frame, unless the client has it already: the client said it has what
-// came up to since, or the catch-up sent the document as new or newer.
+// deliver writes one frame, unless the client has its document already: it said it has what
+// came up to since, or the catch-up sent the document as new or newer. What counts is the
+// document's position, not the change's: a change the client has can come late, carrying a
+// document read after a later one it has not (and the hub sends that document only once).
 func (h *Hub) deliver(c *conn, it item, write func(...[]byte) error) error {
-	if c.hasSince && it.f.pos <= c.since {
-		return nil
+	id := it.id
+	if c.hasSince {
+		if it.f.doc <= c.since {
+			return nil
+		}
+		id = max(id, c.since) // the client has everything up to since, by its own word
 	}
 	if at, ok := c.caught[it.f.key]; ok && it.f.doc <= at {
 		return nil
 	}
-	if err := write(fmt.Appendf(nil, "id: %d\n", it.id), it.f.wire); err != nil {
+	if err := write(fmt.Appendf(nil, "id: %d\n", id), it.f.wire); err != nil {
 		return err
 	}
 	h.m.sent.WithLabelValues(it.f.event).Inc()
