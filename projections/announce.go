@@ -9,11 +9,11 @@ import (
 )
 
 // changed is the batch that announces what a commit of s, a live generation, wrote of the
-// collections the read API serves by id, under the names the read API knows them by; ok is
+// collections the read API serves, by id or in listings, under the names the read API knows them by; ok is
 // false when it wrote none of them.
 func changed(s *slot, writes []readstore.Write, at time.Time) (b changes.Batch, ok bool) {
 	for _, w := range writes {
-		if coll, public := s.public[w.Coll]; public {
+		if coll, announced := s.announced[w.Coll]; announced {
 			b.Changes = append(b.Changes, changes.Change{Coll: coll, ID: w.Doc.ID, Position: w.Doc.Position})
 		}
 	}

@@ -87,9 +87,11 @@ func plain(name string) string {
 }
 
 // announcement is the batch that should announce a live commit of writes: the documents of the
-// collections served by id, under their plain names, at their positions.
+// collections the read API serves, by id or in listings, under their plain names, at their
+// positions; never the projectors' own working collections.
 func announcement(projection string, writes []readstore.Write, at time.Time) (changes.Batch, bool) {
-	public := map[string]bool{documents.CourseDetails: true, documents.Stats: true, documents.Dashboards: true}
+	public := map[string]bool{documents.CourseDetails: true, documents.Stats: true, documents.Dashboards: true,
+		documents.Catalog: true, documents.Rosters: true}
 	b := changes.Batch{Projection: projection, CommittedAt: at}
 	for _, w := range writes {
 		if public[plain(w.Coll)] {

@@ -39,6 +39,9 @@ func (Courses) Collections() []string {
 	return []string{documents.CourseDetails, documents.Stats}
 }
 
+// Listings implements Projector.
+func (Courses) Listings() []string { return []string{documents.Catalog} }
+
 // Indexes implements Projector.
 func (Courses) Indexes() []readstore.Index {
 	return []readstore.Index{

@@ -42,6 +42,9 @@ func (Learners) ReadModels() []string {
 // Collections implements Projector.
 func (Learners) Collections() []string { return []string{documents.Dashboards} }
 
+// Listings implements Projector.
+func (Learners) Listings() []string { return []string{documents.Rosters} }
+
 // Indexes implements Projector.
 func (Learners) Indexes() []readstore.Index {
 	return []readstore.Index{

@@ -35,6 +35,10 @@ type Projector interface {
 	// Collections are the collections whose documents the read API serves by id; their new
 	// documents warm the cache. (Listings are read from the store.)
 	Collections() []string
+	// Listings are the collections the read API lists with queries (the catalog, rosters).
+	// Their changes are announced on the change feed with those of Collections, for live
+	// streams; they stay out of the cache.
+	Listings() []string
 	// Indexes are the indexes its queries need.
 	Indexes() []readstore.Index
 	// Apply folds one event into the documents it touches, through tx.

@@ -69,14 +69,16 @@ type group struct {
 
 // slot is one generation of a projection, run by one watermill handler.
 type slot struct {
-	g       *group
-	gen     Generation
-	key     string
-	names   map[string]string // collection -> its name in this generation
-	public  map[string]string // this generation's names of the collections served by id -> the read API's
-	hot     *docCache         // only the slot's handler goroutine touches it
-	resume  chan struct{}     // an operator's retry or skip
-	handler *message.Handler
+	g      *group
+	gen    Generation
+	key    string
+	names  map[string]string // collection -> its name in this generation
+	public map[string]string // this generation's names of the collections served by id -> the read API's
+	// announced adds the listings to public: what the change feed announces.
+	announced map[string]string
+	hot       *docCache     // only the slot's handler goroutine touches it
+	resume    chan struct{} // an operator's retry or skip
+	handler   *message.Handler
 
 	retired   atomic.Bool   // replaced: commits nothing more
 	cacheDown bool          // its last batch's cache writes failed; only its handler goroutine touches it
@@ -181,9 +183,14 @@ func (r *Runner) newSlot(g *group, gen Generation) *slot {
 	for _, c := range g.p.ReadModels() {
 		s.names[c] = gen.name(c)
 	}
+	s.announced = map[string]string{}
+	for _, c := range g.p.Listings() {
+		s.announced[gen.name(c)] = c
+	}
 	for _, c := range g.p.Collections() {
 		s.names[c] = gen.name(c)
 		s.public[gen.name(c)] = c
+		s.announced[gen.name(c)] = c
 	}
 	// Series from the start, at 0, so that an alert on their increase fires at the first one.
 	r.metrics.deadLetters.WithLabelValues(s.key)

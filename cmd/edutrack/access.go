@@ -19,6 +19,7 @@ import (
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/auth/clientip"
 	"github.com/edutrack/edutrack/internal/auth/ratelimit"
+	"github.com/edutrack/edutrack/internal/auth/ticket"
 	readaccess "github.com/edutrack/edutrack/readapi/access"
 )
 
@@ -110,7 +111,23 @@ func newLimiter(cfg config, reg prometheus.Registerer, log *slog.Logger) (l rate
 // budget of the client's address, spent before the token is checked so that guessing tokens
 // costs it too; the authenticator; and the budget of the caller.
 func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
-	mw := []func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}
+	mw, err := budgeted(cfg, authn.Middleware, limiter, log)
+	if err != nil {
+		return nil, err
+	}
+	return append([]func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}, mw...), nil
+}
+
+// streamMiddleware is what a live stream's request passes: the same budgets as every /v1
+// request, an authenticator that takes a ticket in the URL as well as a token in the header,
+// and no deadline, since a stream lasts as long as its page.
+func streamMiddleware(cfg config, authn *auth.Authenticator, tickets *ticket.Tickets, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
+	return budgeted(cfg, ticket.Authenticate(tickets, authn.Middleware, log), limiter, log)
+}
+
+// budgeted puts authenticate between the budget of the client's address and that of the caller.
+func budgeted(cfg config, authenticate func(http.Handler) http.Handler, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
+	var mw []func(http.Handler) http.Handler
 	if lim := cfg.access.perIP; lim != (ratelimit.Limit{}) {
 		byIP, err := ratelimit.Middleware(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), log)
 		if err != nil {
@@ -118,7 +135,7 @@ func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limit
 		}
 		mw = append(mw, byIP)
 	}
-	mw = append(mw, authn.Middleware)
+	mw = append(mw, authenticate)
 	if lim := cfg.access.perUser; lim != (ratelimit.Limit{}) {
 		byUser, err := ratelimit.Middleware(limiter, lim, ratelimit.ByUser(), log)
 		if err != nil {
@@ -127,6 +144,41 @@ func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limit
 		mw = append(mw, byUser)
 	}
 	return mw, nil
+}
+
+// newTickets returns the tickets that open live streams: in Redis when the deployment has one,
+// so that a ticket one read process issued opens a stream on another, else in this process.
+// close releases them.
+func newTickets(cfg config) (_ *ticket.Tickets, close func() error, err error) {
+	if cfg.redisURL == "" {
+		t, err := ticket.New(ticket.NewMemory(), 0)
+		return t, func() error { return nil }, err
+	}
+	o, err := redis.ParseURL(cfg.redisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tickets in Redis: %w", err)
+	}
+	o.ContextTimeoutEnabled = true
+	client := redis.NewClient(o)
+	store, err := ticket.NewRedis(client, "")
+	if err == nil {
+		var t *ticket.Tickets
+		if t, err = ticket.New(store, 0); err == nil {
+			return t, client.Close, nil
+		}
+	}
+	client.Close()
+	return nil, nil, err
+}
+
+// streamAddress names a stream's client for EDUTRACK_LIVE_MAX_PER_ADDRESS as the address budget
+// does: the address X-Forwarded-For names when a trusted proxy sent it, and an IPv6 /64 as one.
+func streamAddress(cfg config) func(*http.Request) string {
+	key := ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...))
+	return func(r *http.Request) string {
+		k, _ := key(r)
+		return k
+	}
 }
 
 // deadline gives each request d to be answered in. The stores and waits a request runs honour

@@ -77,7 +77,17 @@ type access struct {
 	// perIP and perUser are the request budgets; a zero Limit is no limit.
 	perIP, perUser ratelimit.Limit
 	requestTimeout time.Duration
+	live           liveLimits
 }
+
+// liveLimits cap the live streams (GET /v1/live) of one process.
+type liveLimits struct {
+	maxTopics, maxPerUser, maxPerAddress, buffer int
+}
+
+// maxLiveBuffer bounds EDUTRACK_LIVE_BUFFER: each stream's buffer is allocated whole when it
+// opens, and a client that far behind is better told to resync.
+const maxLiveBuffer = 4096
 
 // Validate names every problem of the settings at once.
 func (s settings) Validate() error {
@@ -161,6 +171,15 @@ func (s settings) Validate() error {
 	if _, err := parseLimit(s.rateLimitUser); err != nil {
 		add(fmt.Errorf("EDUTRACK_RATE_LIMIT_USER %q: %w", s.rateLimitUser, err))
 	}
+	for _, x := range []struct {
+		name, value string
+		limit       int
+	}{{"EDUTRACK_LIVE_MAX_TOPICS", s.liveMaxTopics, 1000}, {"EDUTRACK_LIVE_MAX_PER_USER", s.liveMaxPerUser, 1_000_000},
+		{"EDUTRACK_LIVE_MAX_PER_ADDRESS", s.liveMaxPerAddress, 1_000_000}, {"EDUTRACK_LIVE_BUFFER", s.liveBuffer, maxLiveBuffer}} {
+		if n, err := strconv.Atoi(x.value); err != nil || n <= 0 || n > x.limit {
+			add(fmt.Errorf("%s %q: want an integer from 1 to %d", x.name, x.value, x.limit))
+		}
+	}
 	for _, err := range s.anchorProblems() {
 		add(err)
 	}
@@ -215,6 +234,10 @@ func (s settings) config() (config, error) {
 	c.access.perIP, _ = parseLimit(s.rateLimitIP)
 	c.access.perUser, _ = parseLimit(s.rateLimitUser)
 	c.access.requestTimeout, _ = time.ParseDuration(s.requestTimeout)
+	c.access.live.maxTopics, _ = strconv.Atoi(s.liveMaxTopics)
+	c.access.live.maxPerUser, _ = strconv.Atoi(s.liveMaxPerUser)
+	c.access.live.maxPerAddress, _ = strconv.Atoi(s.liveMaxPerAddress)
+	c.access.live.buffer, _ = strconv.Atoi(s.liveBuffer)
 	switch {
 	case s.jwtKey != "":
 		c.access.jwtKey = []byte(s.jwtKey)

@@ -28,12 +28,15 @@ import (
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/commands/writeapi"
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
+	"github.com/edutrack/edutrack/internal/auth/ticket"
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
 	"github.com/edutrack/edutrack/projections/cache"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
+	streams "github.com/edutrack/edutrack/readapi/live"
 )
 
 // The documents as the read API answers them, declared here from the issue rather than taken from
@@ -1304,7 +1307,7 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/courses/{id}/publish", "POST /v1/courses/{id}/archive", "POST /v1/courses/{id}/enrollments",
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
-			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures"} {
+			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1350,10 +1353,19 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	hub, err := streams.NewHub(changes.NewMemory(0), reads, cache.NewMemory(64), projections.NewPositions(), prometheus.NewRegistry(), log, streams.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tickets, err := ticket.New(ticket.NewMemory(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := chi.NewRouter()
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
 	historyAPI.Routes(r)
+	hub.Routes(r, r, tickets)
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)

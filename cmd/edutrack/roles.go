@@ -22,6 +22,7 @@ import (
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/eventstore/measured"
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/auth/ticket"
 	"github.com/edutrack/edutrack/internal/compress"
 	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
@@ -32,6 +33,7 @@ import (
 	"github.com/edutrack/edutrack/projections/readstore"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
+	streams "github.com/edutrack/edutrack/readapi/live"
 	"github.com/edutrack/edutrack/readapi/readhttp"
 )
 
@@ -55,8 +57,13 @@ type process struct {
 	positions  *projections.Positions
 	projectors []projections.Projector
 	changes    changes.Feed // nil until a role asks for it: see changeFeed
-	workers    []func(context.Context) error
-	closers    []func() error
+	// tickets open live streams, and streams is the router of their route: behind the budgets
+	// and an authenticator that takes tickets, with no deadline. Both are nil without the read
+	// role.
+	tickets *ticket.Tickets
+	streams chi.Router
+	workers []func(context.Context) error
+	closers []func() error
 }
 
 // changeFeed is the change feed of this process, opened at the first call: the projector
@@ -190,6 +197,19 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 			return err
 		}
 	}
+	feed, err := p.changeFeed()
+	if err != nil {
+		return err
+	}
+	hub, err := streams.NewHub(feed, live, p.docs, p.positions, p.reg, p.log, streams.Options{CacheKey: live.CacheKey,
+		Disclosures: recorder, ConsistencyWait: p.cfg.consistencyWait, Waits: waits, MaxTopics: p.cfg.access.live.maxTopics, MaxPerUser: p.cfg.access.live.maxPerUser,
+		MaxPerAddress: p.cfg.access.live.maxPerAddress, Buffer: p.cfg.access.live.buffer, Address: streamAddress(p.cfg)})
+	if err != nil {
+		return err
+	}
+	// Its streams end when it does: the server's shutdown then waits on none of them.
+	p.workers = append(p.workers, hub.Run)
+	hub.Routes(p.streams, p.v1, p.tickets)
 	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
 	// A gzip answer has its own ETag: clients revalidate either representation with its own tag.
 	gzip, err := compress.Middleware(compressMinSize)

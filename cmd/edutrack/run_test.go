@@ -223,7 +223,8 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 // defaultAccess is the access of a server with no access settings.
 func defaultAccess() access {
 	return access{issuer: "edutrack", audience: "edutrack", roleClaim: "role", perIP: ratelimit.Limit{Requests: 100, Period: time.Second},
-		perUser: ratelimit.Limit{Requests: 20, Period: time.Second}, requestTimeout: 10 * time.Second}
+		perUser: ratelimit.Limit{Requests: 20, Period: time.Second}, requestTimeout: 10 * time.Second,
+		live: liveLimits{maxTopics: 20, maxPerUser: 10, maxPerAddress: 1000, buffer: 64}}
 }
 
 func withAccess(change func(*access)) access {
@@ -341,6 +342,18 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_TRUSTED_PROXIES", "EDUTRACK_CORS_ORIGINS", "EDUTRACK_RATE_LIMIT_IP", "EDUTRACK_RATE_LIMIT_USER", "EDUTRACK_REQUEST_TIMEOUT"},
 		},
 		{
+			name: "reads the caps on live streams",
+			env:  map[string]string{"EDUTRACK_LIVE_MAX_TOPICS": "5", "EDUTRACK_LIVE_MAX_PER_USER": "3", "EDUTRACK_LIVE_MAX_PER_ADDRESS": "20000"},
+			args: []string{"-live-buffer", "16"},
+			want: defaults(withAccess(func(a *access) { a.live = liveLimits{maxTopics: 5, maxPerUser: 3, maxPerAddress: 20000, buffer: 16} })),
+		},
+		{
+			name: "reports every invalid cap on live streams",
+			env: map[string]string{"EDUTRACK_LIVE_MAX_TOPICS": "0", "EDUTRACK_LIVE_MAX_PER_USER": "many", "EDUTRACK_LIVE_MAX_PER_ADDRESS": "-1",
+				"EDUTRACK_LIVE_BUFFER": "100000"},
+			wantErr: []string{"EDUTRACK_LIVE_MAX_TOPICS", "EDUTRACK_LIVE_MAX_PER_USER", "EDUTRACK_LIVE_MAX_PER_ADDRESS", "EDUTRACK_LIVE_BUFFER"},
+		},
+		{
 			name:    "wants a key of the deployment's own on KurrentDB",
 			env:     map[string]string{"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false"},
 			wantErr: []string{"must share one key"},
@@ -415,7 +428,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edutrack/edutrack/internal/auth/cors"
+	"github.com/edutrack/edutrack/internal/auth/ticket"
 	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
@@ -195,6 +196,22 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 	if err != nil {
 		return nil, nil, err
 	}
+	closeTickets := func() error { return nil }
+	var tickets *ticket.Tickets
+	var streamMW []func(http.Handler) http.Handler
+	if cfg.roles.read {
+		if tickets, closeTickets, err = newTickets(cfg); err != nil {
+			return nil, nil, err
+		}
+		defer func() {
+			if err != nil {
+				closeTickets()
+			}
+		}()
+		if streamMW, err = streamMiddleware(cfg, authn, tickets, limiter, log); err != nil {
+			return nil, nil, err
+		}
+	}
 	corsMW, err := cors.New(cfg.access.corsOrigins)
 	if err != nil {
 		return nil, nil, err
@@ -215,8 +232,9 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, integrity: eng.integrity, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...),
 		readiness: observe.Readiness{Checks: eng.checks, NonCritical: eng.nonCritical}, positions: projections.NewPositions(),
-		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}}}
-	return p, closeLimiter, nil
+		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}},
+		tickets:    tickets, streams: r.With(streamMW...)}
+	return p, func() error { return errors.Join(closeTickets(), closeLimiter()) }, nil
 }
 
 // run serves HTTP and runs the roles' workers until ctx ends. Then the HTTP server stops taking

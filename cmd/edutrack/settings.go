@@ -5,11 +5,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
 
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/readapi/live"
 )
 
 // settings are the configuration as written: each one is its EDUTRACK_ variable, else its
@@ -42,6 +44,8 @@ type settings struct {
 	rateLimitIP    string
 	rateLimitUser  string
 	requestTimeout string
+	// The caps on live streams (EDUTRACK_LIVE_*).
+	liveMaxTopics, liveMaxPerUser, liveMaxPerAddress, liveBuffer string
 	// anchorKey has no flag, as jwtKey.
 	anchorKey      string
 	anchorKeyFile  string
@@ -98,6 +102,10 @@ func readSettings(getenv func(string) string) settings {
 	s.rateLimitUser = env("EDUTRACK_RATE_LIMIT_USER")
 	s.requestTimeout = env("EDUTRACK_REQUEST_TIMEOUT")
 	s.cacheEntries = env("EDUTRACK_CACHE_ENTRIES")
+	s.liveMaxTopics = env("EDUTRACK_LIVE_MAX_TOPICS")
+	s.liveMaxPerUser = env("EDUTRACK_LIVE_MAX_PER_USER")
+	s.liveMaxPerAddress = env("EDUTRACK_LIVE_MAX_PER_ADDRESS")
+	s.liveBuffer = env("EDUTRACK_LIVE_BUFFER")
 	// As with the JWT key, EDUTRACK_ANCHOR_KEY_FILE is a setting whose file Validate checks.
 	s.anchorKey = getenv("EDUTRACK_ANCHOR_KEY")
 	s.anchorKeyFile = getenv("EDUTRACK_ANCHOR_KEY_FILE")
@@ -131,6 +139,10 @@ func (s *settings) setDefaults() {
 		{&s.rateLimitIP, defaultPerIP},
 		{&s.rateLimitUser, defaultPerUser},
 		{&s.requestTimeout, "10s"},
+		{&s.liveMaxTopics, strconv.Itoa(live.DefaultMaxTopics)},
+		{&s.liveMaxPerUser, strconv.Itoa(live.DefaultMaxPerUser)},
+		{&s.liveMaxPerAddress, strconv.Itoa(live.DefaultMaxPerAddress)},
+		{&s.liveBuffer, strconv.Itoa(live.DefaultBuffer)},
 		{&s.anchorInterval, "1s"},
 	} {
 		if *d.setting == "" {
@@ -171,6 +183,10 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"rate-limit-ip", &s.rateLimitIP, "requests per client address, as N/period, or off (EDUTRACK_RATE_LIMIT_IP)"},
 		{"rate-limit-user", &s.rateLimitUser, "requests per user, as N/period, or off (EDUTRACK_RATE_LIMIT_USER)"},
 		{"request-timeout", &s.requestTimeout, "longest time the server spends on one /v1 request (EDUTRACK_REQUEST_TIMEOUT)"},
+		{"live-max-topics", &s.liveMaxTopics, "topics one live stream may follow (EDUTRACK_LIVE_MAX_TOPICS)"},
+		{"live-max-per-user", &s.liveMaxPerUser, "live streams one user may have open in this process (EDUTRACK_LIVE_MAX_PER_USER)"},
+		{"live-max-per-address", &s.liveMaxPerAddress, "live streams one client address may have open in this process (EDUTRACK_LIVE_MAX_PER_ADDRESS)"},
+		{"live-buffer", &s.liveBuffer, "messages a live stream may fall behind before it is told to resync (EDUTRACK_LIVE_BUFFER)"},
 		{"anchor-key-file", &s.anchorKeyFile, "file holding the HMAC key that anchors the event log, outside the data dir (EDUTRACK_ANCHOR_KEY_FILE, or the key itself in EDUTRACK_ANCHOR_KEY); default: edutrack/anchor.key in the user's config dir, generated on first start"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {

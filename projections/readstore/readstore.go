@@ -35,6 +35,9 @@ type Query struct {
 	Eq []Field
 	// ContainsAll keeps documents whose array field holds every one of the strings.
 	ContainsAll []Terms
+	// PositionAfter, when not 0, keeps documents whose position is after it: those changed
+	// since, which a live stream sends a client that reconnects.
+	PositionAfter uint64
 	// Sort orders the result; the id, ascending, always breaks ties.
 	Sort []Order
 	// After continues a listing after the document with these sort values and id.

@@ -31,7 +31,9 @@ func New(origins []string) (func(http.Handler) http.Handler, error) {
 	return chicors.Handler(chicors.Options{
 		AllowedOrigins: origins,
 		AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPatch, http.MethodDelete},
-		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "X-Request-Id", "X-Correlation-Id"},
+		// Last-Event-ID: a client other than EventSource (which sends it itself) resuming a live
+		// stream.
+		AllowedHeaders: []string{"Authorization", "Content-Type", "Idempotency-Key", "If-None-Match", "Last-Event-ID", "X-Request-Id", "X-Correlation-Id"},
 		ExposedHeaders: []string{"ETag", "Location", "Retry-After", "WWW-Authenticate", "X-Request-Id"},
 		// Tokens travel in the Authorization header, never in cookies, so the browser needs
 		// no credentials mode, and a page of another origin gets nothing it did not already hold.

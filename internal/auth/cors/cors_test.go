@@ -67,6 +67,13 @@ func TestNew(t *testing.T) {
 		}
 	})
 
+	t.Run("lets_a_client_resume_a_live_stream", func(t *testing.T) {
+		w := preflight(h, "https://school.example", "GET", "authorization, last-event-id")
+		if got := w.Header().Get("Access-Control-Allow-Origin"); got != "https://school.example" {
+			t.Fatalf("Access-Control-Allow-Origin = %q; want the origin", got)
+		}
+	})
+
 	t.Run("exposes_the_headers_clients_read", func(t *testing.T) {
 		w := get(h, "http://localhost:5173")
 		if got := w.Header().Get("Access-Control-Allow-Origin"); got != "http://localhost:5173" {

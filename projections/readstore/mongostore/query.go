@@ -105,6 +105,12 @@ func findFilter(q readstore.Query) (bson.D, error) {
 	for _, t := range q.ContainsAll {
 		conds = append(conds, bson.E{Key: t.Name, Value: bson.D{{Key: "$all", Value: t.Values}}})
 	}
+	if q.PositionAfter > 0 {
+		if q.PositionAfter > math.MaxInt64 {
+			return nil, fmt.Errorf("position %d does not fit in a BSON int64", q.PositionAfter)
+		}
+		conds = append(conds, bson.E{Key: posField, Value: bson.D{{Key: "$gt", Value: int64(q.PositionAfter)}}})
+	}
 	if q.After != nil {
 		after, err := keyset(q.Sort, q.After)
 		if err != nil {

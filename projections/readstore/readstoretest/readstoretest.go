@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
 	"github.com/edutrack/edutrack/projections/readstore"
@@ -31,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) readstore.Store) {
 		{"writes_large_batches", largeBatches},
 		{"filters_by_equal_fields_and_by_terms", filters},
 		{"sorts_and_pages_with_a_cursor", sortsAndPages},
+		{"finds_the_documents_changed_after_a_position", changedAfter},
 		{"keeps_dead_letters", deadLetters},
 		{"drops_a_generation_and_leaves_the_others", drops},
 		{"grants_leases_and_fences_off_their_old_owners", leases},
@@ -319,6 +321,44 @@ func sortsAndPages(t *testing.T, s readstore.Store, coll string) {
 	}
 	if diff := cmp.Diff([]string{"c1", "c5"}, ids(page)); diff != "" {
 		t.Errorf("published after (50, c4) by enrolled descending (-want +got):\n%s", diff)
+	}
+}
+
+// changedAfter: PositionAfter keeps the documents whose position is past it, as the latest
+// write left them, together with the other conditions, sorts and limits.
+func changedAfter(t *testing.T, s readstore.Store, coll string) {
+	c := ctx(t)
+	cs := seed(t, s, coll) // c1 to c5 at positions 1 to 5
+	renamed := cs[1]
+	renamed.Title = "Advanced Go, revised"
+	commit(t, s, coll, coll+"-p", 9, doc(t, 9, renamed))
+	cases := []struct {
+		name string
+		q    readstore.Query
+		want []string
+	}{
+		{"none_is_every_document", readstore.Query{}, []string{"c1", "c2", "c3", "c4", "c5"}},
+		{"after_a_position", readstore.Query{PositionAfter: 3}, []string{"c2", "c4", "c5"}},
+		{"after_the_latest_write", readstore.Query{PositionAfter: 9}, []string{}},
+		{"with_a_field", readstore.Query{PositionAfter: 1, Eq: []readstore.Field{{Name: "category", Value: "art"}}}, []string{"c4", "c5"}},
+		{"sorted_and_limited", readstore.Query{PositionAfter: 2, Sort: []readstore.Order{{Name: "publishedN", Desc: true}}, Limit: 2}, []string{"c5", "c2"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Coll = coll
+			got, err := s.Find(c, tc.q)
+			if err != nil {
+				t.Fatalf("find: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, ids(got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("find (-want +got):\n%s", diff)
+			}
+			for _, d := range got {
+				if d.ID == "c2" && (d.Position != 9 || decode(t, d).Title != renamed.Title) {
+					t.Errorf("c2 at %d %q, want the write at 9", d.Position, decode(t, d).Title)
+				}
+			}
+		})
 	}
 }
 

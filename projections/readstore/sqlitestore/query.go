@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/edutrack/edutrack/projections/readstore"
@@ -137,6 +138,13 @@ func (s *Store) Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, e
 			where = append(where, `EXISTS (SELECT 1 FROM json_each(body, '$.`+terms.Name+`') WHERE value = ?)`)
 			args = append(args, v)
 		}
+	}
+	if q.PositionAfter > 0 {
+		if q.PositionAfter > math.MaxInt64 {
+			return nil, fmt.Errorf("find in %s: position %d does not fit in an integer of SQLite", q.Coll, q.PositionAfter)
+		}
+		where = append(where, "position > ?")
+		args = append(args, int64(q.PositionAfter))
 	}
 	order := make([]string, 0, len(q.Sort)+1)
 	for _, o := range q.Sort {
