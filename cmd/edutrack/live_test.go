@@ -44,8 +44,14 @@ var rawClient = &http.Client{Transport: &http.Transport{}}
 // a stream opens.
 func openStream(t *testing.T, s *server, hc *http.Client, path string, headers ...string) *sseClient {
 	t.Helper()
+	return openStreamAt(t, hc, s.base+path, headers...)
+}
+
+// openStreamAt is openStream on any server: a process of its own, say.
+func openStreamAt(t *testing.T, hc *http.Client, url string, headers ...string) *sseClient {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,13 +61,13 @@ func openStream(t *testing.T, s *server, hc *http.Client, path string, headers .
 	resp, err := hc.Do(req)
 	if err != nil {
 		cancel()
-		t.Fatalf("GET %s: %v", path, err)
+		t.Fatalf("GET %s: %v", url, err)
 	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		cancel()
-		t.Fatalf("GET %s: %d %s %s, want a stream", path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		t.Fatalf("GET %s: %d %s %s, want a stream", url, resp.StatusCode, resp.Header.Get("Content-Type"), b)
 	}
 	c := &sseClient{t: t, resp: resp, events: make(chan sseEvent, 1024), done: make(chan struct{}), quit: make(chan struct{}), cancel: cancel}
 	t.Cleanup(c.close)

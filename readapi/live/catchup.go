@@ -68,6 +68,7 @@ func (h *Hub) catchUp(ctx context.Context, c *conn, write func(...[]byte) error)
 	if upTo == math.MaxUint64 || upTo <= c.since {
 		return nil
 	}
+	c.caughtUpTo = upTo
 	// An id with no data moves the client's Last-Event-ID and shows it nothing.
 	return write(fmt.Appendf(nil, "id: %d\n\n", upTo))
 }

@@ -322,3 +322,25 @@ func TestALateChangeBringsTheNewerDocumentItCarries(t *testing.T) {
 	}
 	s.quiet(50 * time.Millisecond)
 }
+
+// In a read process the projections' positions come from the read store, and can be ahead of
+// what the feed has brought the hub (as after an outage of the feed). A stream's catch-up ends
+// on the id those positions give; the ids after it must not go back below it.
+func TestIdsAfterACatchUpAheadOfTheFeedDoNotGoBack(t *testing.T) {
+	f := newFixture(t, live.Options{})
+	f.put(documents.Dashboards, doc("ada", 20, dashboard("ada", 0.5)))
+	// Reached without the feed: read from the store, as a read process follows it.
+	f.positions.Advance(documents.LearnersProjection, 20)
+	f.positions.Advance(documents.CoursesProjection, 20)
+	s := f.open("/v1/live?topics=learner:ada,catalog&since=5", asHeader, asAda)
+	if e := s.next(); e.Event != "dashboards" {
+		t.Fatalf("catch-up %+v, want the dashboard at 20", e)
+	}
+	if e := s.next(); !e.HasID || e.ID != "20" || e.Event != "" {
+		t.Fatalf("after the catch-up: %+v, want id 20", e)
+	}
+	f.commit(documents.Catalog, doc("go", 25, catalogEntry("go", "published", 1)))
+	if e := s.next(); e.Event != "catalog" || e.ID != "20" {
+		t.Errorf("then %+v, want the catalog entry with id 20: the stream has everything up to 20, and ids never go back", e)
+	}
+}

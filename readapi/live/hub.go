@@ -51,6 +51,9 @@ type conn struct {
 	// caught are the documents the catch-up sent, at their positions: a message of one of them
 	// that is not newer is not sent. Only the stream's goroutine uses it.
 	caught map[string]uint64
+	// caughtUpTo is the id the catch-up ended on: the stream has everything up to it, and no
+	// later id may be lower. Only the stream's goroutine uses it.
+	caughtUpTo uint64
 }
 
 // item is a frame handed to one stream, with the position the stream has delivered

@@ -295,7 +295,11 @@ func (h *Hub) deliver(c *conn, it item, write func(...[]byte) error) error {
 		if it.f.doc <= c.since {
 			return nil
 		}
-		id = max(id, c.since) // the client has everything up to since, by its own word
+		// The client has everything up to since, by its own word, and up to where the catch-up
+		// ended. That can be past the frame's id: the catch-up counts what the projections
+		// have reached, which in a read process can be ahead of what the feed has brought (a
+		// feed that lost messages, say); without it the ids would go back.
+		id = max(id, c.since, c.caughtUpTo)
 	}
 	if at, ok := c.caught[it.f.key]; ok && it.f.doc <= at {
 		return nil
