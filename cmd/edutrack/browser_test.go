@@ -38,6 +38,9 @@ func chromium(t *testing.T) string {
 	return p
 }
 
+// examplePage serves examples/live.
+var examplePage = http.FileServer(http.Dir(filepath.Join("..", "..", "examples", "live")))
+
 // pageServer serves examples/live and passes /v1 on to EduTrack, so that the page calls the API
 // on its own origin, as it would behind one reverse proxy. It can stand for an outage of the
 // streams: cut ends those open and answers 503 to new ones until restore.
@@ -66,7 +69,7 @@ func newPageServer(t *testing.T, api string) *pageServer {
 		ErrorLog:  log.New(io.Discard, "", 0),
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/", http.FileServer(http.Dir(filepath.Join("..", "..", "examples", "live"))))
+	mux.Handle("/", examplePage)
 	mux.HandleFunc("/v1/", p.api)
 	p.Server = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -198,12 +201,10 @@ func (b *browser) waitFor(id, want string) {
 	}
 }
 
-// TestBrowserFollowsProgress opens examples/live in headless Chromium, as a learner, and checks
-// that the page shows what commands do to her progress as they happen, across an outage of
-// its stream too.
-func TestBrowserFollowsProgress(t *testing.T) {
-	t.Parallel()
-	s := launch(t, t.TempDir(), &logTracker{}, nil, func(string) bool { return false })
+// enrollAda registers learner ada and enrolls her in course go, of four modules, and returns
+// a command that completes one of them as ada, and ada's token.
+func enrollAda(s *server) (complete func(module string) result, token string) {
+	s.t.Helper()
 	s.ok(s.do(http.MethodPost, "/v1/users", user("ins", "Grace Hopper", "instructor")), created, 1)
 	s.ok(s.do(http.MethodPost, "/v1/courses", newCourse("go")), created, 1)
 	for i := range 4 {
@@ -213,16 +214,26 @@ func TestBrowserFollowsProgress(t *testing.T) {
 	s.ok(s.do(http.MethodPost, "/v1/users", user("ada", "Ada Lovelace", "learner")), created, 1)
 	s.ok(s.do(http.MethodPost, "/v1/courses/go/enrollments", enrollment("ada")), created, 1)
 	ada := bearer("ada", domain.Learner)
-	complete := func(module string) result {
+	complete = func(module string) result {
+		s.t.Helper()
 		return s.ok(s.do(http.MethodPost, completePath("ada", "go", module), nil, "Authorization", ada), ok, 1)
 	}
-
-	pages := newPageServer(t, s.base)
-	b := newBrowser(t)
 	// The page reads the dashboard as of the enrollment: its reads, unlike the test's, do not
 	// wait for the projections.
-	s.settle(t)
-	b.navigate(pages.URL + "/#learner=ada&token=" + url.QueryEscape(strings.TrimPrefix(ada, "Bearer ")))
+	s.settle(s.t)
+	return complete, strings.TrimPrefix(ada, "Bearer ")
+}
+
+// TestBrowserFollowsProgress opens examples/live in headless Chromium, as a learner, and checks
+// that the page shows what commands do to her progress as they happen, across an outage of
+// its stream too.
+func TestBrowserFollowsProgress(t *testing.T) {
+	t.Parallel()
+	s := launch(t, t.TempDir(), &logTracker{}, nil, func(string) bool { return false })
+	complete, token := enrollAda(s)
+	pages := newPageServer(t, s.base)
+	b := newBrowser(t)
+	b.navigate(pages.URL + "/#learner=ada&token=" + url.QueryEscape(token))
 	b.waitFor("state", "open")
 	b.waitFor("progress-go", "0 of 4 modules (0%)")
 
@@ -243,7 +254,24 @@ func TestBrowserFollowsProgress(t *testing.T) {
 	b.waitFor("last-event-id", strconv.FormatUint(res.Position, 10))
 
 	// The last module completes the course as well: two events, one dashboard.
-	s.ok(s.do(http.MethodPost, completePath("ada", "go", "m4"), nil, "Authorization", ada), ok, 2)
+	s.ok(s.do(http.MethodPost, completePath("ada", "go", "m4"), nil, "Authorization", "Bearer "+token), ok, 2)
 	b.waitFor("progress-go", "4 of 4 modules (100%)")
 	b.waitFor("status-go", " (completed)")
+}
+
+// TestBrowserFollowsProgressFromAnotherOrigin opens examples/live as the README says to: from
+// an origin of its own, listed in EDUTRACK_CORS_ORIGINS, with api= naming EduTrack's.
+func TestBrowserFollowsProgressFromAnotherOrigin(t *testing.T) {
+	t.Parallel()
+	pages := httptest.NewServer(examplePage)
+	t.Cleanup(pages.Close)
+	s := launch(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_CORS_ORIGINS": pages.URL}, func(string) bool { return false })
+	complete, token := enrollAda(s)
+	b := newBrowser(t)
+	b.navigate(pages.URL + "/#api=" + url.QueryEscape(s.base) + "&learner=ada&token=" + url.QueryEscape(token))
+	b.waitFor("state", "open")
+	b.waitFor("progress-go", "0 of 4 modules (0%)")
+	res := complete("m1")
+	b.waitFor("progress-go", "1 of 4 modules (25%)")
+	b.waitFor("last-event-id", strconv.FormatUint(res.Position, 10))
 }
