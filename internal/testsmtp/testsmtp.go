@@ -86,10 +86,12 @@ func (s *Server) Roots() *x509.CertPool { return s.roots }
 // Down stops the server: clients that dial it are refused until Up.
 func (s *Server) Down() {
 	s.mu.Lock()
-	srv := s.srv
-	s.srv = nil
+	srv, l := s.srv, s.l
+	s.srv, s.l = nil, nil
 	s.mu.Unlock()
 	if srv != nil {
+		// The listener too: Close may come before Serve has taken it up.
+		l.Close()
 		srv.Close()
 	}
 }
