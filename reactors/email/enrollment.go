@@ -35,8 +35,8 @@ type EnrollmentArgs struct {
 // Kind names the job in the queue; it must never change while such jobs may be queued.
 func (EnrollmentArgs) Kind() string { return "enrollment_email" }
 
-// MaxAttempts is how often an enrollment email is tried before it is discarded (with the default
-// backoff, about eight hours in all).
+// MaxAttempts is how often an enrollment email is tried before it is discarded (with the backoff
+// serve uses, three to six hours in all).
 const MaxAttempts = 12
 
 // InsertOpts puts the job in the email queue.
