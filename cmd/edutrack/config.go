@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/mail"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -18,6 +19,7 @@ import (
 	"github.com/edutrack/edutrack/internal/auth/clientip"
 	"github.com/edutrack/edutrack/internal/auth/cors"
 	"github.com/edutrack/edutrack/internal/auth/ratelimit"
+	"github.com/edutrack/edutrack/reactors/email/smtpmail"
 )
 
 // config is what serve needs, checked and in the types serve uses; settings.config makes it.
@@ -37,6 +39,15 @@ type config struct {
 	logFormat       string // text or json
 	access          access
 	anchors         anchoring
+	// smtp is nil when no SMTP server is configured: then no email is enqueued.
+	smtp *smtpConfig
+}
+
+// smtpConfig is how the emails are sent, and where their links lead.
+type smtpConfig struct {
+	url, from          string
+	username, password string
+	publicURL          *url.URL
 }
 
 // anchoring is how the embedded event log anchors its hash chains (see anchorkey.go).
@@ -180,6 +191,9 @@ func (s settings) Validate() error {
 			add(fmt.Errorf("%s %q: want an integer from 1 to %d", x.name, x.value, x.limit))
 		}
 	}
+	for _, err := range s.smtpProblems() {
+		add(err)
+	}
 	for _, err := range s.anchorProblems() {
 		add(err)
 	}
@@ -248,6 +262,10 @@ func (s settings) config() (config, error) {
 		}
 		c.access.jwtKey = key
 	}
+	if s.smtpURL != "" {
+		c.smtp = &smtpConfig{url: s.smtpURL, from: s.smtpFrom, username: s.smtpUsername, password: s.smtpPassword}
+		c.smtp.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
+	}
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
 	switch {
 	case s.anchorKey != "":
@@ -262,6 +280,30 @@ func (s settings) config() (config, error) {
 		c.anchors.defaultFile = defaultAnchorKeyFile(s.configDir)
 	}
 	return c, nil
+}
+
+// smtpProblems are the problems of the email settings, which matter only with an SMTP server.
+func (s settings) smtpProblems() []error {
+	if s.smtpURL == "" {
+		return nil
+	}
+	var problems []error
+	add := func(err error) { problems = append(problems, err) }
+	if _, err := smtpmail.ParseURL(s.smtpURL); err != nil {
+		add(fmt.Errorf("EDUTRACK_SMTP_URL %q: %w", redacted(s.smtpURL), err))
+	}
+	if s.smtpFrom == "" {
+		add(errors.New("EDUTRACK_SMTP_FROM: required with EDUTRACK_SMTP_URL, such as 'EduTrack <noreply@school.example>'"))
+	} else if _, err := mail.ParseAddress(s.smtpFrom); err != nil {
+		add(fmt.Errorf("EDUTRACK_SMTP_FROM %q: %w", s.smtpFrom, err))
+	}
+	if s.smtpPassword != "" && s.smtpUsername == "" {
+		add(errors.New("EDUTRACK_SMTP_PASSWORD(_FILE) without EDUTRACK_SMTP_USERNAME(_FILE)"))
+	}
+	if u, err := url.Parse(s.publicURL); s.publicURL == "" || err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		add(fmt.Errorf("EDUTRACK_PUBLIC_URL %q: required with EDUTRACK_SMTP_URL, an http(s) URL where learners reach EduTrack, such as https://learn.school.example", s.publicURL))
+	}
+	return problems
 }
 
 // anchorProblems are the problems of the anchor settings. KurrentDB keeps its own log, which
@@ -296,7 +338,7 @@ func (s settings) anchorProblems() []error {
 }
 
 // roles are the parts of EduTrack one process runs.
-type roles struct{ write, project, read bool }
+type roles struct{ write, project, react, work, read bool }
 
 func parseRoles(list string) (roles, error) {
 	var r roles
@@ -306,10 +348,14 @@ func parseRoles(list string) (roles, error) {
 			r.write = true
 		case "project":
 			r.project = true
+		case "react":
+			r.react = true
+		case "work":
+			r.work = true
 		case "read":
 			r.read = true
 		default:
-			return r, fmt.Errorf("EDUTRACK_ROLES %q: each role is write, project or read", list)
+			return r, fmt.Errorf("EDUTRACK_ROLES %q: each role is write, project, react, work or read", list)
 		}
 	}
 	return r, nil
@@ -320,7 +366,7 @@ func (r roles) String() string {
 	for _, x := range []struct {
 		on   bool
 		name string
-	}{{r.write, "write"}, {r.project, "project"}, {r.read, "read"}} {
+	}{{r.write, "write"}, {r.project, "project"}, {r.react, "react"}, {r.work, "work"}, {r.read, "read"}} {
 		if x.on {
 			names = append(names, x.name)
 		}

@@ -114,12 +114,13 @@ func openEventLog(ctx context.Context, cfg config, log *slog.Logger) (_ eventsto
 		return sl, sl.Integrity, nil
 	}
 	// Beside a write process on this machine: follow the file it writes. A read process can do
-	// without it (it then serves no learner histories); a projector cannot.
+	// without it (it then serves no learner histories); a projector, a reactor and a job worker
+	// cannot.
 	fl, err := sqlitelog.OpenFollower(path, sqlitelog.FollowerOptions{AnchorKey: key})
 	switch {
 	case err == nil:
 		return fl, fl.Integrity, nil
-	case cfg.roles.project:
+	case cfg.roles.project, cfg.roles.react, cfg.roles.work:
 		return nil, nil, err
 	}
 	log.Warn("no event log to follow: learner histories are not served here", "err", err)

@@ -236,7 +236,7 @@ func withAccess(change func(*access)) access {
 // defaults is the default configuration with a.
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}}
 }
 
@@ -270,7 +270,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}},
 		},
 		{

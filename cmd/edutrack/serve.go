@@ -100,6 +100,17 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 			return err
 		}
 	}
+	if cfg.roles.react || cfg.roles.work {
+		if p.events == nil {
+			return errNoLog
+		}
+		closeJobs, err := p.jobs(ctx)
+		if err != nil {
+			return err
+		}
+		// Deferred, so run once the workers have stopped.
+		defer closeJobs()
+	}
 	return p.run(ctx, ready)
 }
 

@@ -50,6 +50,10 @@ type settings struct {
 	anchorKey      string
 	anchorKeyFile  string
 	anchorInterval string
+	// The SMTP server of the emails, and where learners reach EduTrack (the emails' links).
+	smtpURL, smtpFrom, publicURL string
+	// smtpUsername and smtpPassword have no flags, as jwtKey.
+	smtpUsername, smtpPassword string
 	// configDir is the user's config dir, as the environment names it; empty if it names none.
 	configDir string
 
@@ -110,6 +114,11 @@ func readSettings(getenv func(string) string) settings {
 	s.anchorKey = getenv("EDUTRACK_ANCHOR_KEY")
 	s.anchorKeyFile = getenv("EDUTRACK_ANCHOR_KEY_FILE")
 	s.anchorInterval = env("EDUTRACK_ANCHOR_INTERVAL")
+	s.smtpURL = env("EDUTRACK_SMTP_URL")
+	s.smtpFrom = env("EDUTRACK_SMTP_FROM")
+	s.smtpUsername = env("EDUTRACK_SMTP_USERNAME")
+	s.smtpPassword = env("EDUTRACK_SMTP_PASSWORD")
+	s.publicURL = env("EDUTRACK_PUBLIC_URL")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -128,7 +137,7 @@ func (s *settings) setDefaults() {
 		{&s.consistencyWait, "3s"},
 		{&s.cacheEntries, "100000"},
 		{&s.xapiHomePage, "https://edutrack.invalid"},
-		{&s.roles, "write,project,read"},
+		{&s.roles, "write,project,react,work,read"},
 		{&s.leaseTTL, "10s"},
 		{&s.logLevel, "info"},
 		{&s.logFormat, "text"},
@@ -168,7 +177,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"mongo-uri", &s.mongoURI, "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)"},
 		{"redis-url", &s.redisURL, "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)"},
 		{"xapi-homepage", &s.xapiHomePage, "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)"},
-		{"roles", &s.roles, "roles this process runs: write, project, read (EDUTRACK_ROLES)"},
+		{"roles", &s.roles, "roles this process runs: write, project, react, work, read (EDUTRACK_ROLES)"},
 		{"lease-ttl", &s.leaseTTL, "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)"},
 		{"log-level", &s.logLevel, "debug, info, warn or error (EDUTRACK_LOG_LEVEL)"},
 		{"log-format", &s.logFormat, "text (key=value) or json, one object per line (EDUTRACK_LOG_FORMAT)"},
@@ -188,6 +197,9 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"live-max-per-address", &s.liveMaxPerAddress, "live streams one client address may have open in this process (EDUTRACK_LIVE_MAX_PER_ADDRESS)"},
 		{"live-buffer", &s.liveBuffer, "messages a live stream may fall behind before it is told to resync (EDUTRACK_LIVE_BUFFER)"},
 		{"anchor-key-file", &s.anchorKeyFile, "file holding the HMAC key that anchors the event log, outside the data dir (EDUTRACK_ANCHOR_KEY_FILE, or the key itself in EDUTRACK_ANCHOR_KEY); default: edutrack/anchor.key in the user's config dir, generated on first start"},
+		{"smtp-url", &s.smtpURL, "SMTP server of the emails, smtp://host:port[?tls=required] or smtps://host:port; empty sends none (EDUTRACK_SMTP_URL, or _FILE)"},
+		{"smtp-from", &s.smtpFrom, "sender of the emails, such as 'EduTrack <noreply@school.example>' (EDUTRACK_SMTP_FROM)"},
+		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' links (EDUTRACK_PUBLIC_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {

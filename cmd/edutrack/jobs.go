@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/riverqueue/river"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/edutrack/edutrack/reactors"
+	"github.com/edutrack/edutrack/reactors/email"
+	"github.com/edutrack/edutrack/reactors/email/smtpmail"
+)
+
+// emailWorkers is how many emails one work process sends at once.
+const emailWorkers = 10
+
+// emailBackoff spaces out the attempts of a failed email: 30 s, then twice as long each time up
+// to an hour, each drawn between half and all of that; with email.MaxAttempts that is three to
+// six hours before a job is discarded.
+var emailBackoff = reactors.ExponentialBackoff(30*time.Second, time.Hour)
+
+// jobs is the react and work roles: the job queue in jobs.db, the reactor that fills it while
+// this process holds the reactor lease, and the workers that empty it. closeJobs closes jobs.db
+// once the process has stopped.
+func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) {
+	opts := reactors.QueueOptions{Logger: p.log}
+	var triggers []reactors.Trigger
+	if p.cfg.smtp == nil {
+		p.log.Info("no SMTP server configured (EDUTRACK_SMTP_URL): enrollment emails are not enqueued")
+	} else {
+		triggers = append(triggers, email.OnEnrolled)
+		if p.cfg.roles.work {
+			mailer, err := smtpmail.New(smtpmail.Config{URL: p.cfg.smtp.url, From: p.cfg.smtp.from, Username: p.cfg.smtp.username,
+				Password: p.cfg.smtp.password})
+			if err != nil {
+				return nil, err
+			}
+			worker, err := email.NewEnrollmentWorker(p.events, mailer, p.cfg.smtp.publicURL, emailBackoff)
+			if err != nil {
+				return nil, err
+			}
+			opts.Workers = river.NewWorkers()
+			if err := river.AddWorkerSafely(opts.Workers, worker); err != nil {
+				return nil, err
+			}
+			opts.Queues = map[string]int{email.Queue: emailWorkers}
+		}
+	}
+	queue, err := reactors.OpenQueue(ctx, filepath.Join(p.cfg.dataDir, "jobs.db"), opts)
+	if err != nil {
+		return nil, err
+	}
+	p.readiness.Checks["job_queue"] = queue.Ping
+	var reactor *reactors.Reactor
+	if p.cfg.roles.react {
+		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: leaseOwner(), LeaseTTL: p.cfg.leaseTTL}, triggers...)
+		if err != nil {
+			queue.Close()
+			return nil, err
+		}
+	}
+	p.workers = append(p.workers, func(ctx context.Context) error {
+		g, ctx := errgroup.WithContext(ctx)
+		if reactor != nil {
+			g.Go(func() error { return reactor.Run(ctx) })
+		}
+		if opts.Workers != nil {
+			g.Go(func() error { return queue.Work(ctx) })
+		}
+		return g.Wait()
+	})
+	return queue.Close, nil
+}
+
+// errNoLog is the error of a role that needs the event log in a process that has none.
+var errNoLog = errors.New("the react and work roles need the event log: run them beside the write role, or on KurrentDB")
