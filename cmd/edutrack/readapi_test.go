@@ -108,6 +108,12 @@ type (
 		EnrolledAt       time.Time  `json:"enrolledAt"`
 		CompletedAt      *time.Time `json:"completedAt"`
 		LastActivityAt   time.Time  `json:"lastActivityAt"`
+		// Certificate stays null: the test servers issue none (EDUTRACK_CERTIFICATES=off).
+		Certificate *struct {
+			ID       string    `json:"id"`
+			IssuedAt time.Time `json:"issuedAt"`
+			URL      string    `json:"url"`
+		} `json:"certificate"`
 	}
 	dashboardView struct {
 		LearnerID   string           `json:"learnerId"`
