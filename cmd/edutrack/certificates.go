@@ -48,39 +48,46 @@ func (p *process) blobBucket() (*blob.Bucket, error) {
 	return b, nil
 }
 
-// certificates adds the certificate worker to opts where this process works and can append to
-// the log; elsewhere the jobs wait for a process that can.
-func (p *process) certificates(opts *reactors.QueueOptions) error {
+// certificates adds the certificate trigger to triggers and the certificate worker to opts,
+// where this process works and can append to the log; elsewhere the jobs wait for a process
+// that can.
+func (p *process) certificates(opts *reactors.QueueOptions, triggers []reactors.Trigger) ([]reactors.Trigger, error) {
+	if p.cfg.noCertificates {
+		p.log.Info("certificates are off (EDUTRACK_CERTIFICATES): completed courses get none")
+		return triggers, nil
+	}
+	triggers = append(triggers, certificate.OnCompleted)
 	if !p.cfg.roles.work {
-		return nil
+		return triggers, nil
 	}
 	handler, err := p.commandHandler()
-	if err != nil || handler == nil {
-		if handler == nil && err == nil {
-			p.log.Info("this process cannot append to the event log: it leaves certificate jobs to one that can")
-		}
-		return err
+	if err != nil {
+		return nil, err
+	}
+	if handler == nil {
+		p.log.Info("this process cannot append to the event log: it leaves certificate jobs to one that can")
+		return triggers, nil
 	}
 	bucket, err := p.blobBucket()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	o := certificate.Options{Streams: p.events, Bucket: bucket, Issuer: issuer{handler}, PublicURL: p.publicURL(),
 		Backoff: certificateBackoff}
 	if p.cfg.smtp != nil {
 		if o.Mailer, err = p.mailer(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	worker, err := certificate.NewWorker(o)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if opts.Workers == nil {
 		opts.Workers, opts.Queues = river.NewWorkers(), map[string]int{}
 	}
 	opts.Queues[certificate.Queue] = certificateWorkers
-	return river.AddWorkerSafely(opts.Workers, worker)
+	return triggers, river.AddWorkerSafely(opts.Workers, worker)
 }
 
 func (p *process) mailer() (email.Mailer, error) {

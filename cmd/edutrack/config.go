@@ -44,6 +44,8 @@ type config struct {
 	// blobDir is the directory of the blob bucket (certificates' PDFs); empty: blobs in the
 	// data dir.
 	blobDir string
+	// noCertificates is EDUTRACK_CERTIFICATES=off: the reactor passes completions by.
+	noCertificates bool
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
 	publicURL *url.URL
 }
@@ -274,6 +276,7 @@ func (s settings) config() (config, error) {
 		c.smtp = &smtpConfig{url: s.smtpURL, from: s.smtpFrom, username: s.smtpUsername, password: s.smtpPassword}
 		c.smtp.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
 	}
+	c.noCertificates = s.certificates == "off"
 	if s.publicURL != "" {
 		c.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
 	}
@@ -442,6 +445,9 @@ const writeTimeout = 30 * time.Second
 // supported so far; s3:// comes with the S3 adapter.
 func (s settings) blobProblems() []error {
 	var problems []error
+	if s.certificates != "on" && s.certificates != "off" {
+		problems = append(problems, fmt.Errorf("EDUTRACK_CERTIFICATES %q: want on or off", s.certificates))
+	}
 	if s.blobURL != "" {
 		if u, err := url.Parse(s.blobURL); err != nil || u.Scheme != "file" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
 			problems = append(problems, fmt.Errorf("EDUTRACK_BLOB_URL %q: want a directory as file:///absolute/path", redacted(s.blobURL)))

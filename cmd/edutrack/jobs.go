@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/edutrack/edutrack/reactors"
-	"github.com/edutrack/edutrack/reactors/certificate"
 	"github.com/edutrack/edutrack/reactors/email"
 	"github.com/edutrack/edutrack/reactors/email/smtpmail"
 )
@@ -50,8 +49,7 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 			opts.Queues = map[string]int{email.Queue: emailWorkers}
 		}
 	}
-	triggers = append(triggers, certificate.OnCompleted)
-	if err := p.certificates(&opts); err != nil {
+	if triggers, err = p.certificates(&opts, triggers); err != nil {
 		return nil, err
 	}
 	queue, err := reactors.OpenQueue(ctx, filepath.Join(p.cfg.dataDir, "jobs.db"), opts)

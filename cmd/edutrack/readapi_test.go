@@ -1313,7 +1313,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/courses/{id}/publish", "POST /v1/courses/{id}/archive", "POST /v1/courses/{id}/enrollments",
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
-			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets"} {
+			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
+			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1370,6 +1371,7 @@ func servedRoutes(t *testing.T) []string {
 	r := chi.NewRouter()
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
+	readAPI.PublicRoutes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}

@@ -54,6 +54,7 @@ type process struct {
 	docs      cache.Cache
 	router    chi.Router // open to anyone
 	v1        chi.Router // behind the authenticator and the request budgets
+	public    chi.Router // /v1 routes that take no token: behind the budget of the address
 	// readiness is served at /readyz once the roles have added to it.
 	readiness  observe.Readiness
 	positions  *projections.Positions
@@ -194,7 +195,12 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
-	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder}
+	bucket, err := p.blobBucket()
+	if err != nil {
+		return err
+	}
+	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
+		Blobs: bucket}
 	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
 	if err != nil {
 		return err
@@ -226,6 +232,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
+	p.public.With(gzip).Group(readAPI.PublicRoutes)
 	p.v1.Group(func(r chi.Router) {
 		r.Use(gzip)
 		readAPI.Routes(r)
