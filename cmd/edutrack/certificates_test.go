@@ -75,6 +75,19 @@ func TestServeIssuesCertificates(t *testing.T) {
 		!strings.HasPrefix(string(pdf.body), "%PDF-") {
 		t.Fatalf("GET %s: %d %v, %d bytes; want the PDF, its digest as ETag", cert.URL, pdf.status, pdf.header, len(pdf.body))
 	}
+	if a := get(t, s, cert.URL, "If-None-Match", pdf.header.Get("ETag")); a.status != http.StatusNotModified || len(a.body) != 0 {
+		t.Errorf("GET %s with its ETag: %d, %d bytes; want 304", cert.URL, a.status, len(a.body))
+	}
+	head, err := http.NewRequest(http.MethodHead, s.base+cert.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s.client.Do(head); err != nil || resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(pdf.body)) ||
+		resp.Header.Get("ETag") != pdf.header.Get("ETag") {
+		t.Errorf("HEAD %s: %v %v; want 200 with the GET's length and ETag", cert.URL, resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	for _, tc := range []struct {
 		sub    string
 		role   domain.Role
