@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -35,10 +38,7 @@ func (p *process) blobBucket() (*blob.Bucket, error) {
 	if p.bucket != nil {
 		return p.bucket, nil
 	}
-	dir := p.cfg.blobDir
-	if dir == "" {
-		dir = filepath.Join(p.cfg.dataDir, "blobs")
-	}
+	dir := p.blobDir()
 	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, DirFileMode: 0o700, NoTempDir: true})
 	if err != nil {
 		return nil, fmt.Errorf("open the blob bucket %s: %w", dir, err)
@@ -46,6 +46,34 @@ func (p *process) blobBucket() (*blob.Bucket, error) {
 	p.bucket = b
 	p.closers = append(p.closers, b.Close)
 	return b, nil
+}
+
+func (p *process) blobDir() string {
+	if p.cfg.blobDir == "" {
+		return filepath.Join(p.cfg.dataDir, "blobs")
+	}
+	return p.cfg.blobDir
+}
+
+// privateFiles narrows each file the file bucket writes to its owner: fileblob creates them
+// 0666 less the umask, and the directory's 0700 alone would not keep a PDF private once the
+// tree is copied with its modes (a backup, an archive).
+type privateFiles struct {
+	*blob.Bucket
+	dir string
+}
+
+func (b privateFiles) WriteAll(ctx context.Context, key string, data []byte, opts *blob.WriterOptions) error {
+	if err := b.Bucket.WriteAll(ctx, key, data, opts); err != nil {
+		return err
+	}
+	// Keys are ours, of characters fileblob keeps as they are: the file is the key's path.
+	for _, f := range []string{key, key + ".attrs"} {
+		if err := os.Chmod(filepath.Join(b.dir, filepath.FromSlash(f)), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("make %s private: %w", f, err)
+		}
+	}
+	return nil
 }
 
 // certificates adds the certificate trigger to triggers and the certificate worker to opts,
@@ -72,7 +100,7 @@ func (p *process) certificates(opts *reactors.QueueOptions, triggers []reactors.
 	if err != nil {
 		return nil, err
 	}
-	o := certificate.Options{Streams: p.events, Bucket: bucket, Issuer: issuer{handler}, PublicURL: p.publicURL(),
+	o := certificate.Options{Streams: p.events, Bucket: privateFiles{bucket, p.blobDir()}, Issuer: issuer{handler}, PublicURL: p.publicURL(),
 		Backoff: certificateBackoff}
 	if p.cfg.smtp != nil {
 		if o.Mailer, err = p.mailer(); err != nil {

@@ -139,9 +139,18 @@ func TestServeIssuesCertificates(t *testing.T) {
 	if !strings.HasPrefix(id, "<certificate.") || !strings.HasSuffix(id, "@learn.school.example>") {
 		t.Errorf("Message-ID %q: want one derived from the job", id)
 	}
-	st, err := os.Stat(filepath.Join(dir, "blobs"))
-	if err != nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("the blobs dir: %v, %v; want mode 0700", st, err)
+	err = filepath.WalkDir(filepath.Join(dir, "blobs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if want := os.FileMode(0o600); err == nil && (d.IsDir() && info.Mode().Perm() != 0o700 || !d.IsDir() && info.Mode().Perm() != want) {
+			t.Errorf("%s has mode %v; want it its owner's alone", path, info.Mode().Perm())
+		}
+		return err
+	})
+	if err != nil {
+		t.Error(err)
 	}
 	s.stop()
 	if n := len(srv.Messages()); n != 2 {
