@@ -344,3 +344,26 @@ func (h *Handler) RecordDisclosure(ctx context.Context, m Meta, c RecordDisclosu
 		})
 	}, nil)
 }
+
+// IssueCertificate records the certificate of a course the learner completed, once its PDF is
+// stored. The certificate job sends it, as EduTrack itself, with the job's id as the command
+// id, so a retried job appends nothing twice.
+type IssueCertificate struct {
+	LearnerID     string
+	CourseID      string
+	CertificateID string
+	BlobKey       string
+	SHA256        string
+}
+
+// IssueCertificate executes c. Only EduTrack itself issues certificates; any caller answers
+// ErrForbidden.
+func (h *Handler) IssueCertificate(ctx context.Context, m Meta, c IssueCertificate) (Result, error) {
+	if !m.Actor.System() {
+		return Result{}, ErrForbidden
+	}
+	cert := learner.Certificate{ID: c.CertificateID, BlobKey: c.BlobKey, SHA256: c.SHA256}
+	return h.changeLearner(ctx, m, c.LearnerID, nil, func(l *learner.Learner) error {
+		return l.IssueCertificate(c.CourseID, cert, h.now())
+	}, nil)
+}

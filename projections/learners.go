@@ -13,8 +13,8 @@ import (
 	"github.com/edutrack/edutrack/projections/readstore"
 )
 
-// Learners builds the learner dashboards and the course rosters. It keeps people's names and
-// courses' titles and module counts in collections of its own.
+// Learners builds the learner dashboards, the course rosters and the certificates. It keeps
+// people's names and courses' titles and module counts in collections of its own.
 type Learners struct{}
 
 const (
@@ -31,12 +31,13 @@ type courseInfo struct {
 func (Learners) Name() string { return documents.LearnersProjection }
 
 // Version implements Projector. 2: a dashboard's enrollments list their completed modules, as
-// asOf does, instead of counting them.
-func (Learners) Version() int { return 2 }
+// asOf does, instead of counting them. 3: enrollments show their certificate, and the
+// certificates read model.
+func (Learners) Version() int { return 3 }
 
 // ReadModels implements Projector.
 func (Learners) ReadModels() []string {
-	return []string{documents.Dashboards, documents.Rosters, learnersPeople, learnersCourses}
+	return []string{documents.Dashboards, documents.Rosters, documents.Certificates, learnersPeople, learnersCourses}
 }
 
 // Collections implements Projector.
@@ -67,6 +68,9 @@ func (Learners) Refs(e Event) []DocRef {
 		learnerID, courseID = ev.LearnerID, ev.CourseID
 	case learner.CourseCompleted:
 		learnerID, courseID = ev.LearnerID, ev.CourseID
+	case learner.CertificateIssued:
+		return []DocRef{{documents.Dashboards, ev.LearnerID}, {documents.Certificates, ev.CertificateID},
+			{learnersPeople, ev.LearnerID}, {learnersCourses, ev.CourseID}}
 	case user.Registered:
 		return []DocRef{{learnersPeople, ev.UserID}, {documents.Dashboards, ev.UserID}}
 	default:
@@ -164,8 +168,39 @@ func (p Learners) Apply(ctx context.Context, tx *Tx, e Event) error {
 			at := ev.At.UTC()
 			en.Status, en.CompletedAt = string(learner.StatusCompleted), &at
 		})
+	case learner.CertificateIssued:
+		return p.certify(ctx, tx, ev)
 	}
 	return nil
+}
+
+// certify shows the certificate on the learner's dashboard, and keeps it for verification with
+// the name and title it was issued with: it attests a document, which does not change when a
+// name does. Issuing is no activity of the learner's: lastActivityAt stays.
+func (p Learners) certify(ctx context.Context, tx *Tx, ev learner.CertificateIssued) error {
+	var d documents.Dashboard
+	ok, err := tx.Get(ctx, documents.Dashboards, ev.LearnerID, &d)
+	if err != nil {
+		return err
+	}
+	if i := findEnrollment(d.Enrollments, ev.CourseID); ok && i >= 0 {
+		d.Enrollments[i].Certificate = &documents.CertificateRef{ID: ev.CertificateID, IssuedAt: ev.At.UTC(),
+			URL: documents.CertificatePath(ev.LearnerID, ev.CourseID)}
+		if err := tx.Put(documents.Dashboards, ev.LearnerID, d); err != nil {
+			return err
+		}
+	}
+	var who person
+	if _, err := tx.Get(ctx, learnersPeople, ev.LearnerID, &who); err != nil {
+		return err
+	}
+	var c courseInfo
+	if _, err := tx.Get(ctx, learnersCourses, ev.CourseID, &c); err != nil {
+		return err
+	}
+	return tx.Put(documents.Certificates, ev.CertificateID, documents.Certificate{
+		Verification:  documents.Verification{LearnerName: who.Name, CourseTitle: c.Title, CompletedAt: ev.CompletedAt.UTC(), SHA256: ev.SHA256},
+		CertificateID: ev.CertificateID, LearnerID: ev.LearnerID, CourseID: ev.CourseID, BlobKey: ev.BlobKey, IssuedAt: ev.At.UTC()})
 }
 
 func (p Learners) enroll(ctx context.Context, tx *Tx, e Event, ev learner.Enrolled) error {

@@ -88,6 +88,8 @@ func (w *world) scenario() {
 	w.ok(w.cmds.EnrollStudent(ctx, w.meta(), commands.EnrollStudent{CourseID: "art", LearnerID: "bob"}))
 	w.ok(w.cmds.CompleteModule(ctx, w.meta(), commands.CompleteModule{LearnerID: "bob", CourseID: "go", ModuleID: "m1"}))
 	w.ok(w.cmds.CompleteModule(ctx, w.meta(), commands.CompleteModule{LearnerID: "bob", CourseID: "go", ModuleID: "m2"}))
+	w.ok(w.cmds.IssueCertificate(ctx, w.meta(), commands.IssueCertificate{LearnerID: "bob", CourseID: "go", CertificateID: "cert-bob-go",
+		BlobKey: "certificates/cert-bob-go/" + certSum + ".pdf", SHA256: certSum}))
 	w.ok(w.cmds.CompleteModule(ctx, w.meta(), commands.CompleteModule{LearnerID: "cy", CourseID: "go", ModuleID: "m1"}))
 	w.ok(w.cmds.WithdrawEnrollment(ctx, w.meta(), commands.WithdrawEnrollment{CourseID: "art", LearnerID: "bob"}))
 	w.ok(w.cmds.EnrollStudent(ctx, w.meta(), commands.EnrollStudent{CourseID: "art", LearnerID: "bob"}))
@@ -100,6 +102,9 @@ func (w *world) scenario() {
 	w.ok(w.cmds.UpdateCourseDetails(ctx, w.meta(), commands.UpdateCourseDetails{ID: "go", Patch: coursePatch(title)}))
 	w.ok(w.cmds.AddModule(ctx, w.meta(), commands.AddModule{CourseID: "go", ModuleID: "m3", Title: "Module m3"}))
 }
+
+// certSum is the digest of bob's certificate of go.
+var certSum = strings.Repeat("5e", 32)
 
 // run projects the whole log into store, then stops.
 func run(t *testing.T, l *sqlitelog.Log, store readstore.Store, c cache.Cache, projectors ...projections.Projector) *projections.Positions {
@@ -225,6 +230,25 @@ func TestReadModels(t *testing.T) {
 			t.Errorf("bob in art = %+v", art)
 		}
 	})
+	t.Run("a_certificate_shows_on_the_dashboard_and_keeps_the_names_it_was_issued_with", func(t *testing.T) {
+		d := get[documents.Dashboard](t, store, documents.Dashboards, "bob")
+		for _, en := range d.Enrollments {
+			want := (*documents.CertificateRef)(nil)
+			if en.CourseID == "go" {
+				want = &documents.CertificateRef{ID: "cert-bob-go", IssuedAt: en.CompletedAt.Add(time.Minute), URL: "/v1/learners/bob/certificates/go"}
+			}
+			if diff := cmp.Diff(want, en.Certificate); diff != "" {
+				t.Errorf("bob's certificate of %s (-want +got):\n%s", en.CourseID, diff)
+			}
+		}
+		c := get[documents.Certificate](t, store, documents.Certificates, "cert-bob-go")
+		want := documents.Certificate{Verification: documents.Verification{LearnerName: "Bob", CourseTitle: "Intro to go",
+			CompletedAt: c.IssuedAt.Add(-time.Minute), SHA256: certSum}, CertificateID: "cert-bob-go", LearnerID: "bob", CourseID: "go",
+			BlobKey: "certificates/cert-bob-go/" + certSum + ".pdf", IssuedAt: c.IssuedAt}
+		if diff := cmp.Diff(want, c); diff != "" {
+			t.Errorf("the certificate (-want +got):\n%s", diff)
+		}
+	})
 	t.Run("the_roster_shows_learners_by_their_current_name", func(t *testing.T) {
 		r := get[documents.RosterEntry](t, store, documents.Rosters, documents.RosterID("go", "bob"))
 		if r.Name != "Robert" || r.Status != "completed" {
@@ -264,7 +288,7 @@ func (s *crashingStore) Commit(ctx context.Context, projection string, checkpoin
 
 // readModels are the collections of both projectors, public and private.
 var readModels = []string{documents.Catalog, documents.CourseDetails, documents.Stats, documents.Dashboards,
-	documents.Rosters, "courses_people", "learners_people", "learners_courses"}
+	documents.Rosters, documents.Certificates, "courses_people", "learners_people", "learners_courses"}
 
 // dump returns every document of the read models that f finds, a store or the live view, with
 // the keys of each body sorted.

@@ -81,6 +81,10 @@ func OpenQueue(ctx context.Context, path string, opts QueueOptions) (_ *Queue, e
 		return nil, fmt.Errorf("create the reactor's tables: %w", err)
 	}
 	cfg := &river.Config{Logger: libraryLog(opts.Logger), Workers: opts.Workers, FetchPollInterval: opts.PollInterval,
+		// A job still running after this was left by a worker that died (kill -9, a lost
+		// machine) and is run again; it must outlast every worker's Timeout (River's default
+		// is an hour, which leaves a certificate waiting that long).
+		RescueStuckJobsAfter: 10 * time.Minute,
 		// Kept a week, so an operator can see what was sent and retry what was discarded.
 		CompletedJobRetentionPeriod: 7 * 24 * time.Hour, DiscardedJobRetentionPeriod: 30 * 24 * time.Hour}
 	if cfg.FetchPollInterval <= 0 {

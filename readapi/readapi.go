@@ -66,6 +66,8 @@ type Options struct {
 	// Disclosures records reads of a learner's records by someone else. Without it such reads
 	// answer 503: the records may only be disclosed once the disclosure is recorded.
 	Disclosures access.Disclosures
+	// Blobs, if not nil, holds the certificates' PDFs; without it their route answers 503.
+	Blobs Blobs
 }
 
 // API serves the read routes.
@@ -81,7 +83,7 @@ type API struct {
 	stale       *prometheus.CounterVec
 
 	// The roles each kind of route admits; see Routes.
-	readers, teachers, learnerRecords func(http.Handler) http.Handler
+	readers, teachers, learnerRecords, everyone func(http.Handler) http.Handler
 }
 
 // New returns the read API.
@@ -114,6 +116,7 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	a.readers = auth.Restrict(log, access.Readers...)
 	a.teachers = auth.Restrict(log, access.Teachers...)
 	a.learnerRecords = auth.Restrict(log, access.LearnerRecords...)
+	a.everyone = auth.Restrict(log, access.Everyone...)
 	return a, nil
 }
 
@@ -126,6 +129,7 @@ func (a *API) Routes(r chi.Router) {
 	r.With(a.teachers).Get("/v1/courses/{id}/stats", a.handle(a.courseStats))
 	r.With(a.teachers).Get("/v1/courses/{id}/roster", a.handle(a.roster))
 	r.With(a.learnerRecords).Get("/v1/learners/{id}/dashboard", a.handle(a.dashboard))
+	r.With(a.everyone).Get("/v1/learners/{id}/certificates/{courseId}", a.certificatePDF)
 }
 
 func (a *API) handle(fn func(r *http.Request) (readhttp.Reply, error)) http.HandlerFunc {

@@ -118,6 +118,20 @@ func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limit
 	return append([]func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}, mw...), nil
 }
 
+// publicMiddleware is what a /v1 request that takes no token passes (a certificate's
+// verification): the server's deadline and the budget of the client's address.
+func publicMiddleware(cfg config, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
+	mw := []func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}
+	if lim := cfg.access.perIP; lim != (ratelimit.Limit{}) {
+		byIP, err := ratelimit.Middleware(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), log)
+		if err != nil {
+			return nil, err
+		}
+		mw = append(mw, byIP)
+	}
+	return mw, nil
+}
+
 // streamMiddleware is what a live stream's request passes: the same budgets as every /v1
 // request, an authenticator that takes a ticket in the URL as well as a token in the header,
 // and no deadline, since a stream lasts as long as its page.

@@ -41,6 +41,13 @@ type config struct {
 	anchors         anchoring
 	// smtp is nil when no SMTP server is configured: then no email is enqueued.
 	smtp *smtpConfig
+	// blobDir is the directory of the blob bucket (certificates' PDFs); empty: blobs in the
+	// data dir.
+	blobDir string
+	// noCertificates is EDUTRACK_CERTIFICATES=off: the reactor passes completions by.
+	noCertificates bool
+	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
+	publicURL *url.URL
 }
 
 // smtpConfig is how the emails are sent, and where their links lead.
@@ -194,6 +201,9 @@ func (s settings) Validate() error {
 	for _, err := range s.smtpProblems() {
 		add(err)
 	}
+	for _, err := range s.blobProblems() {
+		add(err)
+	}
 	for _, err := range s.anchorProblems() {
 		add(err)
 	}
@@ -265,6 +275,14 @@ func (s settings) config() (config, error) {
 	if s.smtpURL != "" {
 		c.smtp = &smtpConfig{url: s.smtpURL, from: s.smtpFrom, username: s.smtpUsername, password: s.smtpPassword}
 		c.smtp.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
+	}
+	c.noCertificates = s.certificates == "off"
+	if s.publicURL != "" {
+		c.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
+	}
+	if s.blobURL != "" {
+		u, _ := url.Parse(s.blobURL)
+		c.blobDir = u.Path
 	}
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
 	switch {
@@ -422,3 +440,23 @@ func parseLimit(s string) (ratelimit.Limit, error) {
 // writeTimeout bounds the writing of an answer; the request timeout stays below it, so that a
 // request that runs out of time still gets its 503.
 const writeTimeout = 30 * time.Second
+
+// blobProblems are the problems of the blob storage settings. Only a directory (file://) is
+// supported so far; s3:// comes with the S3 adapter.
+func (s settings) blobProblems() []error {
+	var problems []error
+	if s.certificates != "on" && s.certificates != "off" {
+		problems = append(problems, fmt.Errorf("EDUTRACK_CERTIFICATES %q: want on or off", s.certificates))
+	}
+	if s.blobURL != "" {
+		if u, err := url.Parse(s.blobURL); err != nil || u.Scheme != "file" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
+			problems = append(problems, fmt.Errorf("EDUTRACK_BLOB_URL %q: want a directory as file:///absolute/path", redacted(s.blobURL)))
+		}
+	}
+	if s.publicURL != "" && s.smtpURL == "" {
+		if u, err := url.Parse(s.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			problems = append(problems, fmt.Errorf("EDUTRACK_PUBLIC_URL %q: want an http(s) URL where learners reach EduTrack, such as https://learn.school.example", s.publicURL))
+		}
+	}
+	return problems
+}

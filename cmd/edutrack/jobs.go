@@ -49,6 +49,9 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 			opts.Queues = map[string]int{email.Queue: emailWorkers}
 		}
 	}
+	if triggers, err = p.certificates(&opts, triggers); err != nil {
+		return nil, err
+	}
 	queue, err := reactors.OpenQueue(ctx, filepath.Join(p.cfg.dataDir, "jobs.db"), opts)
 	if err != nil {
 		return nil, err

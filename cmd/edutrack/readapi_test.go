@@ -108,6 +108,12 @@ type (
 		EnrolledAt       time.Time  `json:"enrolledAt"`
 		CompletedAt      *time.Time `json:"completedAt"`
 		LastActivityAt   time.Time  `json:"lastActivityAt"`
+		// Certificate stays null: the test servers issue none (EDUTRACK_CERTIFICATES=off).
+		Certificate *struct {
+			ID       string    `json:"id"`
+			IssuedAt time.Time `json:"issuedAt"`
+			URL      string    `json:"url"`
+		} `json:"certificate"`
 	}
 	dashboardView struct {
 		LearnerID   string           `json:"learnerId"`
@@ -1307,7 +1313,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/courses/{id}/publish", "POST /v1/courses/{id}/archive", "POST /v1/courses/{id}/enrollments",
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
-			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets"} {
+			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
+			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1364,6 +1371,7 @@ func servedRoutes(t *testing.T) []string {
 	r := chi.NewRouter()
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
+	readAPI.PublicRoutes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"gocloud.dev/blob"
+
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,6 +54,7 @@ type process struct {
 	docs      cache.Cache
 	router    chi.Router // open to anyone
 	v1        chi.Router // behind the authenticator and the request budgets
+	public    chi.Router // /v1 routes that take no token: behind the budget of the address
 	// readiness is served at /readyz once the roles have added to it.
 	readiness  observe.Readiness
 	positions  *projections.Positions
@@ -64,6 +67,8 @@ type process struct {
 	streams chi.Router
 	workers []func(context.Context) error
 	closers []func() error
+	handler *commands.Handler // see commandHandler
+	bucket  *blob.Bucket      // see blobBucket
 }
 
 // changeFeed is the change feed of this process, opened at the first call: the projector
@@ -86,17 +91,23 @@ func (p *process) changeFeed() (changes.Feed, error) {
 // commandHandler is the command side. It serves the write API, and records the read API's
 // disclosures in any process that can append to the log: the writer of the embedded log, or any
 // on KurrentDB (a follower of the embedded log only reads it). Elsewhere it is nil.
+// The certificate workers send their commands through it too. Every role of the process
+// shares the one handler, made at the first call.
 func (p *process) commandHandler() (*commands.Handler, error) {
 	canAppend := p.cfg.roles.write || p.cfg.esdbURL != ""
-	if needed := p.cfg.roles.write || p.cfg.roles.read; !canAppend || !needed {
+	if needed := p.cfg.roles.write || p.cfg.roles.read || p.cfg.roles.work; !canAppend || !needed {
 		return nil, nil
+	}
+	if p.handler != nil {
+		return p.handler, nil
 	}
 	// The command side's appends are measured: their latency and their errors by reason.
 	store, err := measured.New(p.events, p.reg)
 	if err != nil {
 		return nil, err
 	}
-	return commands.New(store, time.Now, commands.Options{})
+	p.handler, err = commands.New(store, time.Now, commands.Options{})
+	return p.handler, err
 }
 
 // write is the write role: the write API.
@@ -184,7 +195,12 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
-	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder}
+	bucket, err := p.blobBucket()
+	if err != nil {
+		return err
+	}
+	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
+		Blobs: bucket}
 	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
 	if err != nil {
 		return err
@@ -216,6 +232,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
+	p.public.With(gzip).Group(readAPI.PublicRoutes)
 	p.v1.Group(func(r chi.Router) {
 		r.Use(gzip)
 		readAPI.Routes(r)

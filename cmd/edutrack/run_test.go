@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,6 +286,14 @@ func TestLoadConfig(t *testing.T) {
 				anchors: anchoring{every: time.Second}},
 		},
 		{
+			name: "reads the blob directory and the public URL",
+			env:  map[string]string{"EDUTRACK_BLOB_URL": "file:///srv/blobs", "EDUTRACK_PUBLIC_URL": "https://learn.school.example/"},
+			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, blobDir: "/srv/blobs",
+				publicURL: &url.URL{Scheme: "https", Host: "learn.school.example"}},
+		},
+		{
 			name: "lets flags override the environment",
 			env:  map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:9000", "EDUTRACK_DATA_DIR": "/srv/edutrack"},
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
@@ -404,6 +413,11 @@ func TestLoadConfig(t *testing.T) {
 			name:    "refuses an anchor key file inside the data dir",
 			env:     map[string]string{"EDUTRACK_DATA_DIR": dataDir, "EDUTRACK_ANCHOR_KEY_FILE": keyInData, "EDUTRACK_JWT_KEY": "short"},
 			wantErr: []string{"is inside the data dir", "EDUTRACK_JWT_KEY:"},
+		},
+		{
+			name:    "refuses a blob URL that is no directory, and a public URL that is no web address",
+			env:     map[string]string{"EDUTRACK_BLOB_URL": "s3://certificates", "EDUTRACK_PUBLIC_URL": "ftp://school.example"},
+			wantErr: []string{"EDUTRACK_BLOB_URL \"s3://certificates\"", "EDUTRACK_PUBLIC_URL \"ftp://school.example\""},
 		},
 		{
 			name:    "refuses a data dir that holds the anchor key's default place",

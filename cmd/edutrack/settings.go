@@ -52,6 +52,10 @@ type settings struct {
 	anchorInterval string
 	// The SMTP server of the emails, and where learners reach EduTrack (the emails' links).
 	smtpURL, smtpFrom, publicURL string
+	// blobURL is the bucket of the certificates' PDFs; empty: blobs under the data dir.
+	blobURL string
+	// certificates is on or off: whether completed courses get a certificate.
+	certificates string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
 	// configDir is the user's config dir, as the environment names it; empty if it names none.
@@ -119,6 +123,8 @@ func readSettings(getenv func(string) string) settings {
 	s.smtpUsername = env("EDUTRACK_SMTP_USERNAME")
 	s.smtpPassword = env("EDUTRACK_SMTP_PASSWORD")
 	s.publicURL = env("EDUTRACK_PUBLIC_URL")
+	s.blobURL = env("EDUTRACK_BLOB_URL")
+	s.certificates = env("EDUTRACK_CERTIFICATES")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -153,6 +159,7 @@ func (s *settings) setDefaults() {
 		{&s.liveMaxPerAddress, strconv.Itoa(live.DefaultMaxPerAddress)},
 		{&s.liveBuffer, strconv.Itoa(live.DefaultBuffer)},
 		{&s.anchorInterval, "1s"},
+		{&s.certificates, "on"},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -199,7 +206,9 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"anchor-key-file", &s.anchorKeyFile, "file holding the HMAC key that anchors the event log, outside the data dir (EDUTRACK_ANCHOR_KEY_FILE, or the key itself in EDUTRACK_ANCHOR_KEY); default: edutrack/anchor.key in the user's config dir, generated on first start"},
 		{"smtp-url", &s.smtpURL, "SMTP server of the emails, smtp://host:port[?tls=required] or smtps://host:port; empty sends none (EDUTRACK_SMTP_URL, or _FILE)"},
 		{"smtp-from", &s.smtpFrom, "sender of the emails, such as 'EduTrack <noreply@school.example>' (EDUTRACK_SMTP_FROM)"},
-		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' links (EDUTRACK_PUBLIC_URL)"},
+		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' and certificates' links (EDUTRACK_PUBLIC_URL)"},
+		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
+		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {

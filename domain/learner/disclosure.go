@@ -18,11 +18,13 @@ const (
 	RecordHistory   Record = "history"
 	RecordStateAsOf Record = "history.asOf"
 	RecordXAPI      Record = "history.xapi"
+	// RecordCertificate is the PDF of a certificate.
+	RecordCertificate Record = "certificate"
 )
 
 func (r Record) valid() bool {
 	switch r {
-	case RecordDashboard, RecordHistory, RecordStateAsOf, RecordXAPI:
+	case RecordDashboard, RecordHistory, RecordStateAsOf, RecordXAPI, RecordCertificate:
 		return true
 	}
 	return false
@@ -55,7 +57,8 @@ func (l *Learner) RecordDisclosure(d Disclosure, at time.Time) error {
 		return domain.Invalidf("recipientRole", "must be 1 to %d bytes", maxRoleLen)
 	}
 	if !d.Record.valid() {
-		return domain.Invalidf("record", "must be %s, %s, %s or %s", RecordDashboard, RecordHistory, RecordStateAsOf, RecordXAPI)
+		return domain.Invalidf("record", "must be %s, %s, %s, %s or %s", RecordDashboard, RecordHistory, RecordStateAsOf, RecordXAPI,
+			RecordCertificate)
 	}
 	if err := validateReason(d.Reason); err != nil {
 		return err

@@ -52,15 +52,29 @@ type DisclosureRecorded struct {
 	At     time.Time `json:"at"`
 }
 
+// CertificateIssued: the learner received the certificate of a course they completed. The PDF
+// is kept in blob storage under BlobKey; SHA256 (hex) is its digest, which an employer checks a
+// copy against. CompletedAt is the completion the certificate attests.
+type CertificateIssued struct {
+	LearnerID     string    `json:"learnerId"`
+	CourseID      string    `json:"courseId"`
+	CertificateID string    `json:"certificateId"`
+	BlobKey       string    `json:"blobKey"`
+	SHA256        string    `json:"sha256"`
+	CompletedAt   time.Time `json:"completedAt"`
+	At            time.Time `json:"at"`
+}
+
 func (Enrolled) EventType() string           { return "learner.enrolled.v1" }
 func (Withdrawn) EventType() string          { return "learner.withdrawn.v1" }
 func (ModuleCompleted) EventType() string    { return "learner.module_completed.v1" }
 func (CourseCompleted) EventType() string    { return "learner.course_completed.v1" }
 func (DisclosureRecorded) EventType() string { return "learner.disclosure_recorded.v1" }
+func (CertificateIssued) EventType() string  { return "learner.certificate_issued.v1" }
 
 // Events returns one zero value of every event type this package defines, for a codec registry.
 func Events() []domain.Event {
-	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}, DisclosureRecorded{}}
+	return []domain.Event{Enrolled{}, Withdrawn{}, ModuleCompleted{}, CourseCompleted{}, DisclosureRecorded{}, CertificateIssued{}}
 }
 
 // StreamPrefix begins the id of every learner stream: the stream of learner id is StreamPrefix + id.

@@ -57,6 +57,8 @@ type Enrollment struct {
 	CompletedAt time.Time
 	// LastActivityAt is when this enrollment last changed.
 	LastActivityAt time.Time
+	// CertificateID names the certificate issued for the completion, or is empty.
+	CertificateID string
 }
 
 // enrollment keeps a set beside the ordered list so that checking a module is O(1) however long
@@ -247,6 +249,14 @@ func (l *Learner) Apply(e domain.Event) {
 			en.LastActivityAt = e.At
 		}
 	case *CourseCompleted:
+		if e != nil {
+			l.Apply(*e)
+		}
+	case CertificateIssued:
+		if en, ok := l.enrollments[e.CourseID]; ok {
+			en.CertificateID = e.CertificateID
+		}
+	case *CertificateIssued:
 		if e != nil {
 			l.Apply(*e)
 		}

@@ -17,12 +17,13 @@ const (
 	Stats         = "course_stats"   // CourseStats, one per course
 	Dashboards    = "dashboards"     // Dashboard, one per learner
 	Rosters       = "rosters"        // RosterEntry, one per learner and course; id RosterID
+	Certificates  = "certificates"   // Certificate, one per certificate id
 )
 
 // Projection names, and the read models each one builds.
 const (
 	CoursesProjection  = "courses"  // Catalog, CourseDetails, Stats
-	LearnersProjection = "learners" // Dashboards, Rosters
+	LearnersProjection = "learners" // Dashboards, Rosters, Certificates
 )
 
 // Instructor is the instructor as a course shows them.
@@ -99,6 +100,41 @@ type Enrollment struct {
 	EnrolledAt       time.Time  `json:"enrolledAt"`
 	CompletedAt      *time.Time `json:"completedAt"`
 	LastActivityAt   time.Time  `json:"lastActivityAt"`
+	// Certificate is the certificate of a completed course once it is issued, else nil.
+	Certificate *CertificateRef `json:"certificate"`
+}
+
+// CertificateRef is an enrollment's certificate, as a dashboard shows it.
+type CertificateRef struct {
+	ID       string    `json:"id"`
+	IssuedAt time.Time `json:"issuedAt"`
+	// URL is the route of the PDF, CertificatePath.
+	URL string `json:"url"`
+}
+
+// CertificatePath is the read API's route of the PDF of learner's certificate of course.
+func CertificatePath(learnerID, courseID string) string {
+	return "/v1/learners/" + learnerID + "/certificates/" + courseID
+}
+
+// Verification is what anyone may learn of a certificate: what an employer checks a copy
+// against, and nothing else.
+type Verification struct {
+	LearnerName string    `json:"learnerName"`
+	CourseTitle string    `json:"courseTitle"`
+	CompletedAt time.Time `json:"completedAt"`
+	SHA256      string    `json:"sha256"`
+}
+
+// Certificate is a certificates document: the verification, with the learner's name and the
+// course's title as they were when it was issued (as the PDF shows them), and where the PDF is.
+type Certificate struct {
+	Verification
+	CertificateID string    `json:"certificateId"`
+	LearnerID     string    `json:"learnerId"`
+	CourseID      string    `json:"courseId"`
+	BlobKey       string    `json:"blobKey"`
+	IssuedAt      time.Time `json:"issuedAt"`
 }
 
 // Dashboard is one learner's view of their learning.

@@ -28,6 +28,9 @@ var (
 	Teachers = []domain.Role{domain.Instructor, domain.Admin}
 	// LearnerRecords read learners' dashboards, histories and disclosures.
 	LearnerRecords = []domain.Role{domain.Learner, domain.Admin, domain.Auditor}
+	// Everyone is every role: routes whose handler decides alone, answering 404 to the roles
+	// it refuses, so that a certificate's existence shows to nobody who may not read it.
+	Everyone = []domain.Role{domain.Learner, domain.Instructor, domain.Admin, domain.Auditor}
 )
 
 // errNoCaller means a route was mounted without the authenticator; it fails closed as a 500.
@@ -176,4 +179,35 @@ func MayListDisclosures(r *http.Request, id string) error {
 		return readhttp.NotFound("learner")
 	}
 	return forbidden(a)
+}
+
+// ReadCertificate decides r's read of the PDF of learner id's certificate of a course taught by
+// instructorID. The learner reads their own, and the course's instructor the certificates of
+// their course, as they read its roster; admins read any, as a disclosure that Disclose records
+// before the PDF leaves (503 without disclosures). Anyone else gets 404, as for a certificate
+// that does not exist.
+func ReadCertificate(r *http.Request, id, instructorID string, disclosures Disclosures) (LearnerRead, error) {
+	a, err := Caller(r)
+	if err != nil {
+		return LearnerRead{}, err
+	}
+	reason := r.URL.Query().Get("reason")
+	if utf8.RuneCountInString(reason) > learner.MaxReasonLen {
+		return LearnerRead{}, problem.New(http.StatusBadRequest, "reason", fmt.Sprintf("must be at most %d characters", learner.MaxReasonLen))
+	}
+	read := LearnerRead{d: Disclosure{LearnerID: id, Recipient: a, Record: learner.RecordCertificate, Reason: reason,
+		RequestID: r.Header.Get("X-Request-Id"), CorrelationID: r.Header.Get("X-Correlation-Id")}}
+	switch {
+	case a.Role == domain.Learner && a.UserID == id:
+		return read, nil
+	case a.Role == domain.Instructor && a.UserID == instructorID && instructorID != "":
+		return read, nil
+	case a.Role != domain.Admin:
+		return LearnerRead{}, readhttp.NotFound("certificate")
+	case disclosures == nil:
+		return LearnerRead{}, problem.New(http.StatusServiceUnavailable, "",
+			"this process cannot record disclosures; read other people's records through a process that holds the event log")
+	}
+	read.disclosures = disclosures
+	return read, nil
 }

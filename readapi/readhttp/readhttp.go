@@ -47,7 +47,7 @@ func Handler(log *slog.Logger, fn func(r *http.Request) (Reply, error)) http.Han
 		} else {
 			h.Set("Cache-Control", "no-cache")
 		}
-		if match := r.Header.Get("If-None-Match"); match != "" && etagMatches(match, rep.ETag) {
+		if match := r.Header.Get("If-None-Match"); match != "" && ETagMatches(match, rep.ETag) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -56,8 +56,8 @@ func Handler(log *slog.Logger, fn func(r *http.Request) (Reply, error)) http.Han
 	}
 }
 
-// etagMatches compares If-None-Match weakly, as RFC 9110 asks: W/"7" matches "7".
-func etagMatches(header, etag string) bool {
+// ETagMatches compares If-None-Match weakly, as RFC 9110 asks: W/"7" matches "7".
+func ETagMatches(header, etag string) bool {
 	for _, t := range strings.Split(header, ",") {
 		if t = strings.TrimPrefix(strings.TrimSpace(t), "W/"); t == etag || t == "*" {
 			return true
