@@ -156,12 +156,6 @@ func (q *Queue) Jobs(ctx context.Context, kind string) ([]*rivertype.JobRow, err
 	return res.Jobs, nil
 }
 
-// Retry makes a job available again at once, a discarded one included.
-func (q *Queue) Retry(ctx context.Context, id int64) error {
-	_, err := q.client.JobRetry(ctx, id)
-	return err
-}
-
 // Ping checks that the queue's database answers.
 func (q *Queue) Ping(ctx context.Context) error { return q.store.ping(ctx) }
 

@@ -204,6 +204,10 @@ func TestEnrollingSendsOneEmail(t *testing.T) {
 		if n := len(srv.Messages()); n != 1 {
 			t.Errorf("%d emails; want 1", n)
 		}
+		// Its work is done: running it again would send a second email.
+		if _, err := f.queue.Retry(context.Background(), f.jobs()[0].ID); !errors.Is(err, reactors.ErrJobCompleted) {
+			t.Errorf("Retry of the completed job: %v; want ErrJobCompleted", err)
+		}
 	})
 }
 
@@ -365,7 +369,7 @@ func TestAnEmailThatExhaustsItsAttemptsIsDiscardedAndCanBeRetried(t *testing.T) 
 			t.Errorf("discarded after %d attempts with %d errors; want %d", job.Attempt, len(job.Errors), email.MaxAttempts)
 		}
 		srv.Up()
-		if err := f.queue.Retry(context.Background(), job.ID); err != nil {
+		if _, err := f.queue.Retry(context.Background(), job.ID); err != nil {
 			t.Fatal(err)
 		}
 		srv.WaitMessages(1, 10*time.Second)
