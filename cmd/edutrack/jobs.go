@@ -9,9 +9,12 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/reactors"
 	"github.com/edutrack/edutrack/reactors/email"
 	"github.com/edutrack/edutrack/reactors/email/smtpmail"
+	"github.com/edutrack/edutrack/reactors/jobsapi"
 )
 
 // emailWorkers is how many emails one work process sends at once.
@@ -55,6 +58,7 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 		return nil, err
 	}
 	p.readiness.Checks["job_queue"] = queue.Ping
+	jobsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), queue, p.log)
 	var reactor *reactors.Reactor
 	if p.cfg.roles.react {
 		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: owner, LeaseTTL: p.cfg.leaseTTL}, triggers...)

@@ -34,6 +34,7 @@ import (
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/reactors/jobsapi"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
 	streams "github.com/edutrack/edutrack/readapi/live"
@@ -1307,7 +1308,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/courses/{id}/publish", "POST /v1/courses/{id}/archive", "POST /v1/courses/{id}/enrollments",
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
-			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets"} {
+			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
+			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1322,7 +1324,8 @@ func TestReadAPIOperations(t *testing.T) {
 }
 
 // servedRoutes lists the routes serve mounts, as "METHOD /pattern": those of the write and read
-// APIs, walked from their own Routes, and the operational ones serve adds.
+// APIs and of the jobs' admin API, walked from their own Routes, and the operational ones serve
+// adds.
 func servedRoutes(t *testing.T) []string {
 	t.Helper()
 	dir := t.TempDir()
@@ -1366,6 +1369,7 @@ func servedRoutes(t *testing.T) []string {
 	readAPI.Routes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
+	jobsapi.Routes(r, nil, log) // only walked
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)
