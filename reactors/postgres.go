@@ -47,7 +47,7 @@ func OpenPostgresQueue(ctx context.Context, url string, opts QueueOptions) (_ *Q
 	if err != nil {
 		return nil, fmt.Errorf("start the job client: %w", err)
 	}
-	return &Queue{store: newPgxStore(pool, client), client: client, working: len(opts.Queues) > 0}, nil
+	return newQueue(newPgxStore(pool, client), client, opts)
 }
 
 // migratePostgres runs River's migrations and creates the reactor's tables under an advisory

@@ -14,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
@@ -35,6 +36,8 @@ type QueueOptions struct {
 	// host and the time the client started.
 	ID     string
 	Logger *slog.Logger
+	// Registerer takes the queue's metrics; nil for none.
+	Registerer prometheus.Registerer
 }
 
 // Queue is the job queue: River's tables, and the reactor's checkpoint and lease, in one
@@ -44,6 +47,20 @@ type Queue struct {
 	store   store
 	client  jobClient
 	working bool
+	metrics *queueMetrics // nil without a Registerer
+}
+
+// newQueue is the queue over store and client, with its metrics registered on reg if not nil.
+func newQueue(store store, client jobClient, opts QueueOptions) (*Queue, error) {
+	q := &Queue{store: store, client: client, working: len(opts.Queues) > 0}
+	if opts.Registerer != nil {
+		m, err := newQueueMetrics(q, opts.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		q.metrics = m
+	}
+	return q, nil
 }
 
 // riverConfig checks opts and turns them into River's configuration.
@@ -112,7 +129,7 @@ func OpenQueue(ctx context.Context, path string, opts QueueOptions) (_ *Queue, e
 	if err != nil {
 		return nil, fmt.Errorf("start the job client: %w", err)
 	}
-	return &Queue{store: newSQLStore(db, client), client: client, working: len(opts.Queues) > 0}, nil
+	return newQueue(newSQLStore(db, client), client, opts)
 }
 
 // schema is the reactor's tables, in SQL that SQLite and PostgreSQL both take.
@@ -133,6 +150,19 @@ CREATE TABLE IF NOT EXISTS reactor_leases (
 func (q *Queue) Work(ctx context.Context) error {
 	if !q.working {
 		return errors.New("reactors: this queue was opened without workers")
+	}
+	if q.metrics != nil {
+		events, unsubscribe := q.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+		stop, observed := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(observed)
+			q.metrics.observe(events, stop)
+		}()
+		defer func() {
+			close(stop)
+			<-observed
+			unsubscribe()
+		}()
 	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("start the workers: %w", err)

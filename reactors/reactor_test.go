@@ -50,44 +50,67 @@ func eachEngine(t *testing.T, test func(t *testing.T, engine string)) {
 
 // fixture is an event log, a job queue and, when a mail server is given, the email worker.
 type fixture struct {
-	t     *testing.T
-	log   *sqlitelog.Log
-	queue *reactors.Queue
+	t      *testing.T
+	engine string
+	dir    string
+	dbURL  string // the queue's database on PostgreSQL
+	log    *sqlitelog.Log
+	queue  *reactors.Queue
 }
 
 func newFixture(t *testing.T, engine string, srv *testsmtp.Server) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	log, err := sqlitelog.Open(filepath.Join(dir, "events.db"), sqlitelog.Options{})
+	f := &fixture{t: t, engine: engine, dir: t.TempDir()}
+	var err error
+	f.log, err = sqlitelog.Open(filepath.Join(f.dir, "events.db"), sqlitelog.Options{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.log.Close() })
+	if engine == "postgres" {
+		f.dbURL = testpostgres.NewDatabase(t)
 	}
 	opts := reactors.QueueOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), PollInterval: 20 * time.Millisecond}
 	if srv != nil {
-		mailer, err := smtpmail.New(smtpmail.Config{URL: "smtp://" + srv.Addr(), From: "EduTrack <noreply@school.example>", RootCAs: srv.Roots(), Timeout: 2 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		public, _ := url.Parse("https://school.example/learn")
-		worker, err := email.NewEnrollmentWorker(log, mailer, public, reactors.ExponentialBackoff(20*time.Millisecond, 100*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
 		opts.Workers = river.NewWorkers()
-		river.AddWorker(opts.Workers, worker)
+		river.AddWorker(opts.Workers, f.emailWorker(srv))
 		opts.Queues = map[string]int{email.Queue: 2}
 	}
+	f.queue = f.open(opts)
+	return f
+}
+
+// open opens another queue on the fixture's database, as another process would.
+func (f *fixture) open(opts reactors.QueueOptions) *reactors.Queue {
+	f.t.Helper()
 	var q *reactors.Queue
-	if engine == "postgres" {
-		q, err = reactors.OpenPostgresQueue(context.Background(), testpostgres.NewDatabase(t), opts)
+	var err error
+	if f.engine == "postgres" {
+		q, err = reactors.OpenPostgresQueue(context.Background(), f.dbURL, opts)
 	} else {
-		q, err = reactors.OpenQueue(context.Background(), filepath.Join(dir, "jobs.db"), opts)
+		q, err = reactors.OpenQueue(context.Background(), filepath.Join(f.dir, "jobs.db"), opts)
 	}
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
-	t.Cleanup(func() { q.Close(); log.Close() })
-	return &fixture{t: t, log: log, queue: q}
+	// Registered after the log's cleanup, so run before it.
+	f.t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// emailWorker sends the enrollment emails through srv, retrying within 100ms.
+func (f *fixture) emailWorker(srv *testsmtp.Server) *email.EnrollmentWorker {
+	f.t.Helper()
+	mailer, err := smtpmail.New(smtpmail.Config{URL: "smtp://" + srv.Addr(), From: "EduTrack <noreply@school.example>", RootCAs: srv.Roots(), Timeout: 2 * time.Second})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	public, _ := url.Parse("https://school.example/learn")
+	worker, err := email.NewEnrollmentWorker(f.log, mailer, public, reactors.ExponentialBackoff(20*time.Millisecond, 100*time.Millisecond))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return worker
 }
 
 // run runs fn until the test ends, or stop is called.
@@ -135,12 +158,13 @@ func (f *fixture) append(stream string, events ...any) eventstore.AppendResult {
 	return res
 }
 
-// enroll registers a learner and enrolls them in a course that exists already.
-func (f *fixture) enroll(id, name, addr, courseID string) {
+// enroll registers a learner and enrolls them in a course that exists already; it returns the
+// position of the enrollment.
+func (f *fixture) enroll(id, name, addr, courseID string) uint64 {
 	f.t.Helper()
 	now := time.Now()
 	f.append(user.StreamPrefix+id, user.Registered{UserID: id, Name: name, Email: addr, Role: "learner", At: now})
-	f.append(learner.StreamPrefix+id, learner.Enrolled{LearnerID: id, CourseID: courseID, At: now})
+	return f.append(learner.StreamPrefix+id, learner.Enrolled{LearnerID: id, CourseID: courseID, At: now}).Position
 }
 
 func (f *fixture) jobs() []*rivertype.JobRow {

@@ -21,6 +21,8 @@ type querier interface {
 	exec(ctx context.Context, query string, args ...any) (int64, error)
 	// queryRow runs a query; Scan returns an error matching sql.ErrNoRows when there is no row.
 	queryRow(ctx context.Context, query string, args ...any) interface{ Scan(dest ...any) error }
+	// query runs a query and calls row with the Scan of each row in turn.
+	query(ctx context.Context, query string, row func(scan func(dest ...any) error) error, args ...any) error
 }
 
 // store is the database of a queue.
@@ -48,6 +50,7 @@ type jobClient interface {
 	JobGet(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobRetry(ctx context.Context, id int64) (*rivertype.JobRow, error)
 	JobCancel(ctx context.Context, id int64) (*rivertype.JobRow, error)
+	Subscribe(kinds ...river.EventKind) (<-chan *river.Event, func())
 }
 
 // sqlQuerier runs statements through database/sql, on a *sql.DB or a *sql.Tx.
@@ -55,6 +58,7 @@ type sqlQuerier struct {
 	q interface {
 		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	}
 }
 
@@ -68,6 +72,20 @@ func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 
 func (s sqlQuerier) queryRow(ctx context.Context, query string, args ...any) interface{ Scan(dest ...any) error } {
 	return s.q.QueryRowContext(ctx, query, args...)
+}
+
+func (s sqlQuerier) query(ctx context.Context, query string, row func(scan func(dest ...any) error) error, args ...any) error {
+	rows, err := s.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 type sqlStore struct {
@@ -108,6 +126,7 @@ type pgxQuerier struct {
 	q interface {
 		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	}
 }
 
@@ -122,6 +141,20 @@ func (p pgxQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 // queryRow's Scan returns pgx.ErrNoRows, which matches sql.ErrNoRows.
 func (p pgxQuerier) queryRow(ctx context.Context, query string, args ...any) interface{ Scan(dest ...any) error } {
 	return p.q.QueryRow(ctx, query, args...)
+}
+
+func (p pgxQuerier) query(ctx context.Context, query string, row func(scan func(dest ...any) error) error, args ...any) error {
+	rows, err := p.q.Query(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 type pgxStore struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/reactors"
 	"github.com/edutrack/edutrack/reactors/email"
 	"github.com/edutrack/edutrack/reactors/email/smtpmail"
@@ -30,7 +31,7 @@ var emailBackoff = reactors.ExponentialBackoff(30*time.Second, time.Hour)
 // queue once the process has stopped.
 func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) {
 	owner := leaseOwner()
-	opts := reactors.QueueOptions{ID: owner, Logger: p.log}
+	opts := reactors.QueueOptions{ID: owner, Logger: p.log, Registerer: p.reg}
 	var triggers []reactors.Trigger
 	if p.cfg.smtp == nil {
 		p.log.Info("no SMTP server configured (EDUTRACK_SMTP_URL): enrollment emails are not enqueued")
@@ -58,6 +59,10 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 		return nil, err
 	}
 	p.readiness.Checks["job_queue"] = queue.Ping
+	p.readiness.Jobs = func(ctx context.Context) (observe.JobBacklog, error) {
+		b, err := queue.Backlog(ctx)
+		return observe.JobBacklog(b), err
+	}
 	jobsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), queue, p.log)
 	var reactor *reactors.Reactor
 	if p.cfg.roles.react {

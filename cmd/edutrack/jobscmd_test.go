@@ -79,6 +79,18 @@ func TestOperatorsCancelAndRetryAJobThroughTheCLI(t *testing.T) {
 				t.Fatalf("jobs list --state cancelled: %v\n%s", err, out)
 			}
 
+			// Nothing waits for a worker, and /readyz says so.
+			var ready struct {
+				Jobs *struct {
+					Available              *int     `json:"available"`
+					OldestAvailableSeconds *float64 `json:"oldestAvailableSeconds"`
+				} `json:"jobs"`
+			}
+			if r := s.do("GET", "/readyz", nil); r.status != http.StatusOK || json.Unmarshal(r.body, &ready) != nil || ready.Jobs == nil ||
+				ready.Jobs.Available == nil || *ready.Jobs.Available != 0 || ready.Jobs.OldestAvailableSeconds == nil {
+				t.Errorf("/readyz: %d %s; want the jobs' backlog, none available", r.status, r.body)
+			}
+
 			srv.Up()
 			if out, err := jobsCLI(t, s.base, "retry", id); err != nil || !strings.Contains(out, "is available") {
 				t.Fatalf("jobs retry %s: %v\n%s", id, err, out)

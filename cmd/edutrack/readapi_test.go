@@ -870,6 +870,10 @@ type readiness struct {
 		Lag      uint64 `json:"lag"`
 		Status   string `json:"status"`
 	} `json:"projections"`
+	Jobs *struct {
+		Available              int     `json:"available"`
+		OldestAvailableSeconds float64 `json:"oldestAvailableSeconds"`
+	} `json:"jobs"`
 }
 
 // checkCaughtUp checks that /readyz shows every check ok and both projections running at the log's
