@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +86,32 @@ func TestTwoWorkProcessesOnPostgresShareTheEmailsAndSendEachOnce(t *testing.T) {
 	}
 	if jobs != learners || completed != learners || by != 2 {
 		t.Errorf("%d jobs, %d completed, attempted by %d processes; want %d, all completed, by 2", jobs, completed, by, learners)
+	}
+}
+
+func TestPostgresSetting(t *testing.T) {
+	t.Parallel()
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	const u = "postgres://edutrack:s3cret@db.school.example:5432/edutrack?sslmode=verify-full"
+	cfg, err := loadConfig(nil, env(map[string]string{"EDUTRACK_POSTGRES_URL": u}), &strings.Builder{})
+	if err != nil || cfg.postgresURL != u {
+		t.Errorf("EDUTRACK_POSTGRES_URL: %q, %v; want it taken", cfg.postgresURL, err)
+	}
+	if cfg, err := loadConfig([]string{"--postgres-url", "postgresql://db/edutrack"}, env(nil), &strings.Builder{}); err != nil || cfg.postgresURL != "postgresql://db/edutrack" {
+		t.Errorf("--postgres-url: %q, %v; want it taken", cfg.postgresURL, err)
+	}
+	if cfg, err := loadConfig(nil, env(nil), &strings.Builder{}); err != nil || cfg.postgresURL != "" {
+		t.Errorf("without it: %q, %v; want jobs.db", cfg.postgresURL, err)
+	}
+	_, err = loadConfig(nil, env(map[string]string{"EDUTRACK_POSTGRES_URL": "mysql://u:s3cret@db/edutrack"}), &strings.Builder{})
+	if err == nil || !strings.Contains(err.Error(), "EDUTRACK_POSTGRES_URL") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("another scheme: %v; want it refused, naming the setting and not the password", err)
+	}
+	var help bytes.Buffer
+	if err := run(t.Context(), []string{"serve", "-h"}, env(map[string]string{"EDUTRACK_POSTGRES_URL": u}), &help, io.Discard, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(help.String(), "--postgres-url") || strings.Contains(help.String(), "s3cret") {
+		t.Errorf("serve -h shows no --postgres-url, or its password:\n%s", help.String())
 	}
 }

@@ -48,6 +48,7 @@ var (
 	sharedErr  error
 	sharedOnce sync.Once
 	sharedMu   sync.Mutex // guards stopping shared against a late start
+	wrapped    bool       // Main runs the tests: it stops the shared cluster after them
 )
 
 // Main wraps a test binary's run so that the cluster NewDatabase started is stopped after it:
@@ -57,6 +58,9 @@ func Main(m interface{ Run() int }) interface{ Run() int } { return mainRun{m} }
 type mainRun struct{ m interface{ Run() int } }
 
 func (r mainRun) Run() int {
+	sharedMu.Lock()
+	wrapped = true
+	sharedMu.Unlock()
 	code := r.m.Run()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
@@ -72,6 +76,10 @@ func (r mainRun) Run() int {
 func NewDatabase(t testing.TB) string {
 	t.Helper()
 	sharedMu.Lock()
+	if !wrapped {
+		sharedMu.Unlock()
+		t.Fatal("testpostgres: wrap the package's TestMain with testpostgres.Main, which stops the cluster after the tests")
+	}
 	sharedOnce.Do(func() { shared, sharedErr = start() })
 	sharedMu.Unlock()
 	if sharedErr != nil {
