@@ -3,6 +3,7 @@ package reactors
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,14 +41,15 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 // failures are of the jobs this process worked.
 type queueMetrics struct {
 	q        *Queue
+	log      *slog.Logger
 	jobs     *prometheus.Desc
 	oldest   *prometheus.Desc
 	latency  *prometheus.HistogramVec
 	failures *prometheus.CounterVec
 }
 
-func newQueueMetrics(q *Queue, reg prometheus.Registerer) (*queueMetrics, error) {
-	m := &queueMetrics{q: q,
+func newQueueMetrics(q *Queue, reg prometheus.Registerer, log *slog.Logger) (*queueMetrics, error) {
+	m := &queueMetrics{q: q, log: log,
 		jobs: prometheus.NewDesc("edutrack_jobs", "Jobs in the queue by kind and state, as the database has them (every process reports the same).",
 			[]string{"kind", "state"}, nil),
 		oldest: prometheus.NewDesc("edutrack_job_oldest_available_seconds",
@@ -76,18 +78,22 @@ func (m *queueMetrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *queueMetrics) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if counts, err := m.q.counts(ctx); err == nil {
-		for k, n := range counts {
-			ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(n), k.kind, k.state)
-		}
-	} else {
-		ch <- prometheus.NewInvalidMetric(m.jobs, err)
+	// A queue that does not answer leaves its gauges out of this scrape, rather than fail the
+	// whole scrape (and with it every other metric); its readiness check reports it.
+	counts, err := m.q.counts(ctx)
+	if err != nil {
+		m.log.Warn("count the jobs for /metrics", "err", err)
+		return
 	}
-	if b, err := m.q.Backlog(ctx); err == nil {
-		ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, b.OldestAvailableSeconds)
-	} else {
-		ch <- prometheus.NewInvalidMetric(m.oldest, err)
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(m.jobs, prometheus.GaugeValue, float64(n), k.kind, k.state)
 	}
+	b, err := m.q.Backlog(ctx)
+	if err != nil {
+		m.log.Warn("read the job backlog for /metrics", "err", err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(m.oldest, prometheus.GaugeValue, b.OldestAvailableSeconds)
 }
 
 type kindState struct{ kind, state string }

@@ -100,3 +100,20 @@ func TestTheQueueReportsItsJobsBacklogLatencyAndFailures(t *testing.T) {
 		}
 	})
 }
+
+func TestAQueueThatDoesNotAnswerLeavesItsGaugesOutOfTheScrape(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "sqlite", nil)
+	reg := prometheus.NewRegistry()
+	q := f.open(reactors.QueueOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg})
+	if got := metric(t, reg, "edutrack_job_oldest_available_seconds", nil); got != 0 {
+		t.Fatalf("edutrack_job_oldest_available_seconds = %v; want 0 with no job", got)
+	}
+	q.Close()
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("the scrape failed with the queue: %v", err)
+	}
+	if got := metric(t, reg, "edutrack_job_oldest_available_seconds", nil); got != -1 {
+		t.Errorf("edutrack_job_oldest_available_seconds = %v; want none", got)
+	}
+}

@@ -54,7 +54,7 @@ type Queue struct {
 func newQueue(store store, client jobClient, opts QueueOptions) (*Queue, error) {
 	q := &Queue{store: store, client: client, working: len(opts.Queues) > 0}
 	if opts.Registerer != nil {
-		m, err := newQueueMetrics(q, opts.Registerer)
+		m, err := newQueueMetrics(q, opts.Registerer, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
