@@ -29,12 +29,17 @@ func TestTwoWorkProcessesOnPostgresShareTheEmailsAndSendEachOnce(t *testing.T) {
 	srv := testsmtp.Start(t, testsmtp.Options{})
 	pgURL := testpostgres.NewDatabase(t)
 	dir := t.TempDir()
+	// buildEdutrack (projections_test.go) builds with -race when the test runs with it.
+	bin, err := buildEdutrack(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The reactor beside the event log, in this process; two work processes of their own,
+	// following the log's file read-only, as on one machine.
 	api := launch(t, dir, &logTracker{}, jobsEnv(srv, pgURL, "write,project,read,react"), func(string) bool { return false })
-	var workers []*server
+	var workers []*child
 	for range 2 {
-		w := launch(t, dir, &logTracker{}, jobsEnv(srv, pgURL, "work"), func(string) bool { return false })
-		w.early = true // it serves no write API to settle with
-		workers = append(workers, w)
+		workers = append(workers, startChild(t, bin, dir, jobsEnv(srv, pgURL, "work")))
 	}
 	// The server holds every email unanswered: each work process sends emailWorkers at once,
 	// so more held than that means both are sending.
