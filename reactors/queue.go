@@ -50,7 +50,7 @@ type Queue struct {
 	metrics *queueMetrics // nil without a Registerer
 }
 
-// newQueue is the queue over store and client, with its metrics registered on reg if not nil.
+// newQueue is the queue over store and client, its metrics registered on opts.Registerer if set.
 func newQueue(store store, client jobClient, opts QueueOptions) (*Queue, error) {
 	q := &Queue{store: store, client: client, working: len(opts.Queues) > 0}
 	if opts.Registerer != nil {
