@@ -13,3 +13,6 @@ func (q *Queue) TakeLease(ctx context.Context, name, owner string) error {
 	_, err := q.store.exec(ctx, `UPDATE reactor_leases SET owner = $1, token = token + 1 WHERE name = $2`, owner, name)
 	return err
 }
+
+// PoolSize is the most connections the queue's PostgreSQL pool opens.
+func (q *Queue) PoolSize() int32 { return q.store.(pgxStore).pool.Config().MaxConns }

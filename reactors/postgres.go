@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
@@ -28,8 +29,11 @@ func OpenPostgresQueue(ctx context.Context, url string, opts QueueOptions) (_ *Q
 		return nil, errors.New("the job queue's PostgreSQL URL does not parse")
 	}
 	// River holds a connection to listen for new jobs, and each worker takes one to finish its
-	// job: pgxpool's default of four per CPU is too few on a small machine.
-	poolCfg.MaxConns = max(poolCfg.MaxConns, 20)
+	// job: pgxpool's default of four per CPU is too few on a small machine. A URL that sets
+	// pool_max_conns (as a query parameter or a keyword) keeps its own.
+	if !strings.Contains(url, "pool_max_conns") {
+		poolCfg.MaxConns = max(poolCfg.MaxConns, 20)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("open the job queue on PostgreSQL: %w", err)
