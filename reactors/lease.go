@@ -28,15 +28,15 @@ type Lease struct {
 // acquire takes or renews lease name for owner for ttl. Held by another owner and not expired,
 // it returns that holder's lease and ErrLeaseHeld.
 func (q *Queue) acquire(ctx context.Context, name, owner string, ttl time.Duration) (_ Lease, err error) {
-	tx, err := q.db.BeginTx(ctx, nil)
+	tx, err := q.store.begin(ctx)
 	if err != nil {
 		return Lease{}, err
 	}
-	defer tx.Rollback()
+	defer tx.rollback(context.WithoutCancel(ctx))
 	now := time.Now()
 	var cur Lease
 	var expires int64
-	err = tx.QueryRowContext(ctx, `SELECT owner, token, expires_at FROM reactor_leases WHERE name = ?`, name).
+	err = tx.queryRow(ctx, `SELECT owner, token, expires_at FROM reactor_leases WHERE name = $1`, name).
 		Scan(&cur.Owner, &cur.Token, &expires)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -54,19 +54,26 @@ func (q *Queue) acquire(ctx context.Context, name, owner string, ttl time.Durati
 	if cur.Owner != owner {
 		l.Token++
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO reactor_leases (name, owner, token, expires_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at`,
-		name, l.Owner, l.Token, l.Expires.UnixNano()); err != nil {
+	// Only over the lease as read: PostgreSQL does not lock the row read, so another process
+	// may have taken the lease since, and then this changes nothing.
+	n, err := tx.exec(ctx, `INSERT INTO reactor_leases (name, owner, token, expires_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, token = excluded.token, expires_at = excluded.expires_at
+		WHERE reactor_leases.owner = $5 AND reactor_leases.token = $6`,
+		name, l.Owner, l.Token, l.Expires.UnixNano(), cur.Owner, cur.Token)
+	if err != nil {
 		return Lease{}, err
 	}
-	return l, tx.Commit()
+	if n != 1 {
+		return cur, ErrLeaseHeld
+	}
+	return l, tx.commit(ctx)
 }
 
 // release gives lease name up at once, if owner still holds it.
 func (q *Queue) release(name, owner string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := q.db.ExecContext(ctx, `UPDATE reactor_leases SET expires_at = 0 WHERE name = ? AND owner = ?`, name, owner)
+	_, err := q.store.exec(ctx, `UPDATE reactor_leases SET expires_at = 0 WHERE name = $1 AND owner = $2`, name, owner)
 	return err
 }
 

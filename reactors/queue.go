@@ -1,7 +1,8 @@
 // Package reactors turns events into jobs and runs them. The reactor follows the event log from
 // a checkpoint and, for each event a trigger cares about, inserts a job in the same transaction
 // that moves the checkpoint past it; workers, in any number of processes, run the jobs. The job
-// engine is River, on SQLite (jobs.db); the jobs themselves live in subpackages (email).
+// engine is River, on SQLite (jobs.db) or PostgreSQL; the jobs themselves live in subpackages
+// (email).
 package reactors
 
 import (
@@ -13,6 +14,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
@@ -30,23 +32,70 @@ type QueueOptions struct {
 	// PollInterval is how often a working process looks for jobs other processes inserted
 	// (default 1s); jobs this process inserts start at once.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// ID names this process in the jobs it works (their attempted_by); default River's, the
+	// host and the time the client started.
+	ID     string
+	Logger *slog.Logger
+	// Registerer takes the queue's metrics; nil for none.
+	Registerer prometheus.Registerer
 }
 
-// Queue is the job queue in jobs.db: River's tables, and the reactor's checkpoint and lease.
+// Queue is the job queue: River's tables, and the reactor's checkpoint and lease, in one
+// database (jobs.db, or PostgreSQL), so that the reactor moves its checkpoint in the
+// transaction that inserts its jobs.
 type Queue struct {
-	db      *sql.DB
-	client  *river.Client[*sql.Tx]
+	store   store
+	client  jobClient
 	working bool
+	metrics *queueMetrics // nil without a Registerer
 }
 
-// OpenQueue opens (creating, mode 0600) the job queue at path and brings its tables up to date.
-func OpenQueue(ctx context.Context, path string, opts QueueOptions) (_ *Queue, err error) {
+// newQueue is the queue over store and client, its metrics registered on opts.Registerer if set.
+func newQueue(store store, client jobClient, opts QueueOptions) (*Queue, error) {
+	q := &Queue{store: store, client: client, working: len(opts.Queues) > 0}
+	if opts.Registerer != nil {
+		m, err := newQueueMetrics(q, opts.Registerer, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+		q.metrics = m
+	}
+	return q, nil
+}
+
+// riverConfig checks opts and turns them into River's configuration.
+func riverConfig(opts QueueOptions) (*river.Config, error) {
 	if opts.Logger == nil {
 		return nil, errors.New("reactors: a logger is required")
 	}
 	if (opts.Workers == nil) != (len(opts.Queues) == 0) {
 		return nil, errors.New("reactors: workers and queues go together")
+	}
+	cfg := &river.Config{ID: opts.ID, Logger: libraryLog(opts.Logger), Workers: opts.Workers, FetchPollInterval: opts.PollInterval,
+		// A job still running after this was left by a worker that died (kill -9, a lost
+		// machine) and is run again; it must outlast every worker's Timeout (River's default
+		// is an hour, which leaves a certificate waiting that long).
+		RescueStuckJobsAfter: 10 * time.Minute,
+		// Kept a week, so an operator can see what was sent and retry what was discarded.
+		CompletedJobRetentionPeriod: 7 * 24 * time.Hour, DiscardedJobRetentionPeriod: 30 * 24 * time.Hour}
+	if cfg.FetchPollInterval <= 0 {
+		cfg.FetchPollInterval = time.Second
+	}
+	cfg.FetchCooldown = min(100*time.Millisecond, cfg.FetchPollInterval)
+	if len(opts.Queues) > 0 {
+		cfg.Queues = map[string]river.QueueConfig{}
+		for name, n := range opts.Queues {
+			cfg.Queues[name] = river.QueueConfig{MaxWorkers: n}
+		}
+	}
+	return cfg, nil
+}
+
+// OpenQueue opens (creating, mode 0600) the job queue at path and brings its tables up to date.
+func OpenQueue(ctx context.Context, path string, opts QueueOptions) (_ *Queue, err error) {
+	cfg, err := riverConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	// One connection: River runs many operations at once, which SQLite answers with
 	// SQLITE_BUSY even with a busy timeout; one connection serialises them in this process. The
@@ -80,40 +129,24 @@ func OpenQueue(ctx context.Context, path string, opts QueueOptions) (_ *Queue, e
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return nil, fmt.Errorf("create the reactor's tables: %w", err)
 	}
-	cfg := &river.Config{Logger: libraryLog(opts.Logger), Workers: opts.Workers, FetchPollInterval: opts.PollInterval,
-		// A job still running after this was left by a worker that died (kill -9, a lost
-		// machine) and is run again; it must outlast every worker's Timeout (River's default
-		// is an hour, which leaves a certificate waiting that long).
-		RescueStuckJobsAfter: 10 * time.Minute,
-		// Kept a week, so an operator can see what was sent and retry what was discarded.
-		CompletedJobRetentionPeriod: 7 * 24 * time.Hour, DiscardedJobRetentionPeriod: 30 * 24 * time.Hour}
-	if cfg.FetchPollInterval <= 0 {
-		cfg.FetchPollInterval = time.Second
-	}
-	cfg.FetchCooldown = min(100*time.Millisecond, cfg.FetchPollInterval)
-	if len(opts.Queues) > 0 {
-		cfg.Queues = map[string]river.QueueConfig{}
-		for name, n := range opts.Queues {
-			cfg.Queues[name] = river.QueueConfig{MaxWorkers: n}
-		}
-	}
 	client, err := river.NewClient(driver, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start the job client: %w", err)
 	}
-	return &Queue{db: db, client: client, working: len(opts.Queues) > 0}, nil
+	return newQueue(newSQLStore(db, client), client, opts)
 }
 
+// schema is the reactor's tables, in SQL that SQLite and PostgreSQL both take.
 const schema = `
 CREATE TABLE IF NOT EXISTS reactor_checkpoints (
 	name     TEXT PRIMARY KEY,
-	position INTEGER NOT NULL
+	position BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS reactor_leases (
 	name       TEXT PRIMARY KEY,
 	owner      TEXT NOT NULL,
-	token      INTEGER NOT NULL,
-	expires_at INTEGER NOT NULL -- unix nanoseconds
+	token      BIGINT NOT NULL,
+	expires_at BIGINT NOT NULL -- unix nanoseconds
 );`
 
 // Work runs the workers until ctx ends, then lets the jobs in hand finish (up to 10s, then
@@ -121,6 +154,19 @@ CREATE TABLE IF NOT EXISTS reactor_leases (
 func (q *Queue) Work(ctx context.Context) error {
 	if !q.working {
 		return errors.New("reactors: this queue was opened without workers")
+	}
+	if q.metrics != nil {
+		events, unsubscribe := q.client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+		stop, observed := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(observed)
+			q.metrics.observe(events, stop)
+		}()
+		defer func() {
+			close(stop)
+			<-observed
+			unsubscribe()
+		}()
 	}
 	if err := q.client.Start(ctx); err != nil {
 		return fmt.Errorf("start the workers: %w", err)
@@ -144,17 +190,11 @@ func (q *Queue) Jobs(ctx context.Context, kind string) ([]*rivertype.JobRow, err
 	return res.Jobs, nil
 }
 
-// Retry makes a job available again at once, a discarded one included.
-func (q *Queue) Retry(ctx context.Context, id int64) error {
-	_, err := q.client.JobRetry(ctx, id)
-	return err
-}
+// Ping checks that the queue's database answers.
+func (q *Queue) Ping(ctx context.Context) error { return q.store.ping(ctx) }
 
-// Ping checks that jobs.db answers.
-func (q *Queue) Ping(ctx context.Context) error { return q.db.PingContext(ctx) }
-
-// Close closes jobs.db; the workers must have stopped.
-func (q *Queue) Close() error { return q.db.Close() }
+// Close closes the queue's database; the workers must have stopped.
+func (q *Queue) Close() error { return q.store.close() }
 
 // libraryLog hands River's log lines to EduTrack's log as details: debug lines, and its errors
 // as warnings (a failing job is normal, and shows in the queue).

@@ -77,7 +77,7 @@ func (r *Reactor) Run(ctx context.Context) error {
 // Checkpoint is the position of the last event the reactor has turned into jobs.
 func (r *Reactor) Checkpoint(ctx context.Context) (uint64, error) {
 	var pos uint64
-	err := r.queue.db.QueryRowContext(ctx, `SELECT position FROM reactor_checkpoints WHERE name = ?`, r.opts.Name).Scan(&pos)
+	err := r.queue.store.queryRow(ctx, `SELECT position FROM reactor_checkpoints WHERE name = $1`, r.opts.Name).Scan(&pos)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -136,11 +136,21 @@ var unique = river.UniqueOpts{ByArgs: true, ByState: rivertype.JobStates()}
 // transaction: a crash before it commits leaves neither, after it both. The checkpoint moves
 // only while this process holds the lease of token, and only forward.
 func (r *Reactor) commit(ctx context.Context, token int64, after uint64, events []eventstore.RecordedEvent) error {
-	tx, err := r.queue.db.BeginTx(ctx, nil)
+	tx, err := r.queue.store.begin(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback()
+	defer tx.rollback(context.WithoutCancel(ctx))
+	// Writing the lease row checks it and, on PostgreSQL, locks it until the commit, so that no
+	// other process takes the lease while this transaction may still commit.
+	n, err := tx.exec(ctx, `UPDATE reactor_leases SET token = token WHERE name = $1 AND owner = $2 AND token = $3`,
+		r.opts.Name, r.opts.Owner, token)
+	if err != nil {
+		return fmt.Errorf("check the reactor lease: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("%w (lease %s, token %d)", ErrLeaseLost, r.opts.Name, token)
+	}
 	for _, e := range events {
 		for _, trigger := range r.triggers {
 			args, err := trigger(e)
@@ -150,7 +160,7 @@ func (r *Reactor) commit(ctx context.Context, token int64, after uint64, events 
 			if args == nil {
 				continue
 			}
-			res, err := r.queue.client.InsertTx(ctx, tx, args, &river.InsertOpts{UniqueOpts: unique})
+			res, err := tx.insert(ctx, args, &river.InsertOpts{UniqueOpts: unique})
 			if err != nil {
 				return fmt.Errorf("insert the %s job of event %s at %d: %w", args.Kind(), e.ID, e.Position, err)
 			}
@@ -160,17 +170,16 @@ func (r *Reactor) commit(ctx context.Context, token int64, after uint64, events 
 		}
 	}
 	last := events[len(events)-1].Position
-	res, err := tx.ExecContext(ctx, `INSERT INTO reactor_checkpoints (name, position)
-		SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM reactor_leases WHERE name = ?1 AND owner = ?3 AND token = ?4)
-		ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE position = ?5`,
-		r.opts.Name, last, r.opts.Owner, token, after)
+	n, err = tx.exec(ctx, `INSERT INTO reactor_checkpoints (name, position) VALUES ($1, $2)
+		ON CONFLICT (name) DO UPDATE SET position = excluded.position WHERE reactor_checkpoints.position = $3`,
+		r.opts.Name, last, after)
 	if err != nil {
 		return fmt.Errorf("move the reactor's checkpoint to %d: %w", last, err)
 	}
-	if n, err := res.RowsAffected(); err != nil || n != 1 {
+	if n != 1 {
 		return fmt.Errorf("%w (lease %s, token %d): the checkpoint was not at %d", ErrLeaseLost, r.opts.Name, token, after)
 	}
-	return tx.Commit()
+	return tx.commit(ctx)
 }
 
 // ExponentialBackoff waits base after the first failure and twice as long after each next, up

@@ -32,6 +32,7 @@ type config struct {
 	esdbURL         string // the KurrentDB/EventStoreDB event log, else the embedded one
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
+	postgresURL     string // the job queue on PostgreSQL, else jobs.db in the data dir
 	roles           roles
 	leaseTTL        time.Duration // how long the projector lease outlives its holder's last renewal
 	xapiHomePage    string
@@ -126,6 +127,9 @@ func (s settings) Validate() error {
 	}
 	if s.redisURL != "" && !hasAnyPrefix(s.redisURL, "redis://", "rediss://") {
 		add(errors.New("EDUTRACK_REDIS_URL: want a redis:// or rediss:// URL"))
+	}
+	if s.postgresURL != "" && !hasAnyPrefix(s.postgresURL, "postgres://", "postgresql://") {
+		add(errors.New("EDUTRACK_POSTGRES_URL: want a postgres:// or postgresql:// URL"))
 	}
 	if _, _, err := net.SplitHostPort(s.httpAddr); err != nil {
 		add(fmt.Errorf("EDUTRACK_HTTP_ADDR %q: %w", s.httpAddr, err))
@@ -244,7 +248,7 @@ func (s settings) config() (config, error) {
 	// Validate has parsed every setting once already, so the errors below are all nil, but
 	// for the key file's: it could have gone since.
 	c := config{httpAddr: s.httpAddr, dataDir: s.dataDir, esdbURL: s.esdbURL, mongoURI: s.mongoURI, redisURL: s.redisURL,
-		xapiHomePage: strings.TrimRight(s.xapiHomePage, "/")}
+		postgresURL: s.postgresURL, xapiHomePage: strings.TrimRight(s.xapiHomePage, "/")}
 	c.shutdownTimeout, _ = time.ParseDuration(s.shutdownTimeout)
 	c.consistencyWait, _ = time.ParseDuration(s.consistencyWait)
 	c.leaseTTL, _ = time.ParseDuration(s.leaseTTL)

@@ -9,9 +9,13 @@ import (
 	"github.com/riverqueue/river"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/reactors"
 	"github.com/edutrack/edutrack/reactors/email"
 	"github.com/edutrack/edutrack/reactors/email/smtpmail"
+	"github.com/edutrack/edutrack/reactors/jobsapi"
 )
 
 // emailWorkers is how many emails one work process sends at once.
@@ -22,11 +26,12 @@ const emailWorkers = 10
 // six hours before a job is discarded.
 var emailBackoff = reactors.ExponentialBackoff(30*time.Second, time.Hour)
 
-// jobs is the react and work roles: the job queue in jobs.db, the reactor that fills it while
-// this process holds the reactor lease, and the workers that empty it. closeJobs closes jobs.db
-// once the process has stopped.
+// jobs is the react and work roles: the job queue (openQueue), the reactor that fills it while
+// this process holds the reactor lease, and the workers that empty it. closeJobs closes the
+// queue once the process has stopped.
 func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) {
-	opts := reactors.QueueOptions{Logger: p.log}
+	owner := leaseOwner()
+	opts := reactors.QueueOptions{ID: owner, Logger: p.log, Registerer: p.reg}
 	var triggers []reactors.Trigger
 	if p.cfg.smtp == nil {
 		p.log.Info("no SMTP server configured (EDUTRACK_SMTP_URL): enrollment emails are not enqueued")
@@ -52,14 +57,19 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 	if triggers, err = p.certificates(&opts, triggers); err != nil {
 		return nil, err
 	}
-	queue, err := reactors.OpenQueue(ctx, filepath.Join(p.cfg.dataDir, "jobs.db"), opts)
+	queue, err := openQueue(ctx, p.cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	p.readiness.Checks["job_queue"] = queue.Ping
+	p.readiness.Jobs = func(ctx context.Context) (observe.JobBacklog, error) {
+		b, err := queue.Backlog(ctx)
+		return observe.JobBacklog(b), err
+	}
+	jobsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), queue, p.log)
 	var reactor *reactors.Reactor
 	if p.cfg.roles.react {
-		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: leaseOwner(), LeaseTTL: p.cfg.leaseTTL}, triggers...)
+		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: owner, LeaseTTL: p.cfg.leaseTTL}, triggers...)
 		if err != nil {
 			queue.Close()
 			return nil, err
@@ -76,6 +86,15 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 		return g.Wait()
 	})
 	return queue.Close, nil
+}
+
+// openQueue opens the job queue: on PostgreSQL when EDUTRACK_POSTGRES_URL names one, which
+// processes on many machines share, else in jobs.db in the data dir.
+func openQueue(ctx context.Context, cfg config, opts reactors.QueueOptions) (*reactors.Queue, error) {
+	if cfg.postgresURL != "" {
+		return reactors.OpenPostgresQueue(ctx, cfg.postgresURL, opts)
+	}
+	return reactors.OpenQueue(ctx, filepath.Join(cfg.dataDir, "jobs.db"), opts)
 }
 
 // errNoLog is the error of a role that needs the event log in a process that has none.

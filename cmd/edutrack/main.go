@@ -67,6 +67,7 @@ overrides.`,
 	root.AddCommand(
 		newServeCmd(getenv, serve),
 		newProjectionsCmd(getenv),
+		newJobsCmd(getenv),
 		newAuditCmd(getenv),
 		newHealthcheckCmd(getenv),
 		newTokenCmd(getenv),

@@ -41,7 +41,8 @@ func newProjectionsCmd(getenv func(string) string) *cobra.Command {
 	cmd.PersistentFlags().StringVar(&server, "server", defaultServer(getenv), "URL of the EduTrack process that runs the projections (EDUTRACK_ADMIN_URL)")
 	client := func() adminClient {
 		return adminClient{base: strings.TrimRight(server, "/") + "/v1/admin/projections", http: &http.Client{Timeout: 30 * time.Second},
-			token: func() (string, error) { return adminToken(getenv) }}
+			token:   func() (string, error) { return adminToken(getenv) },
+			missing: projections.ErrUnknownProjection, serves: "projection operations (is it a process with the project role?)"}
 	}
 	cmd.AddCommand(projectionsList(client), projectionsRebuild(client), projectionsDeadLetters(client),
 		projectionsSkip(client), projectionsRetry(client))
@@ -283,6 +284,10 @@ type adminClient struct {
 	base  string
 	http  *http.Client
 	token func() (string, error) // a fresh admin token for each call: following a rebuild can outlast one
+	// missing is the error of the admin API's own 404s; serves names its operations, for any
+	// other 404.
+	missing error
+	serves  string
 }
 
 var errUnreachable = errors.New("cannot reach the EduTrack server")
@@ -332,10 +337,10 @@ func (c adminClient) do(ctx context.Context, method, path string, body, out any)
 			Field  string `json:"field"`
 		}
 		detailed := json.Unmarshal(raw, &p) == nil && p.Detail != ""
-		// Only the admin API names a missing projection; any other 404 (EduTrack's own "no such
-		// route" among them) comes from a process that does not serve the admin API.
-		if resp.StatusCode == http.StatusNotFound && !strings.Contains(p.Detail, projections.ErrUnknownProjection.Error()) {
-			return fmt.Errorf("%s: %s serves no projection operations (is it a process with the project role?)", resp.Status, c.base)
+		// Only the admin API names what is missing; any other 404 (EduTrack's own "no such route"
+		// among them) comes from a process that does not serve the admin API.
+		if resp.StatusCode == http.StatusNotFound && !strings.Contains(p.Detail, c.missing.Error()) {
+			return fmt.Errorf("%s: %s serves no %s", resp.Status, c.base, c.serves)
 		}
 		if detailed {
 			if p.Field != "" {

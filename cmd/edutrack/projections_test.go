@@ -563,13 +563,17 @@ type child struct {
 
 var servingLine = regexp.MustCompile(`msg="edutrack serving" addr=(\S+)`)
 
-// startChild starts bin serving dir on a free port; the test's cleanup kills it if it still
-// runs.
-func startChild(t *testing.T, bin, dir string) *child {
+// startChild starts bin serving dir on a free port, with the settings of extra besides the
+// tests' own; the test's cleanup kills it if it still runs.
+func startChild(t *testing.T, bin, dir string, extra ...map[string]string) *child {
 	t.Helper()
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = os.Environ()
-	for k, v := range testEnv(dir) {
+	env := testEnv(dir)
+	for _, e := range extra {
+		maps.Copy(env, e)
+	}
+	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	// A killed process's projector lease must expire before the next one may project.

@@ -34,6 +34,7 @@ import (
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
+	"github.com/edutrack/edutrack/reactors/jobsapi"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/history"
 	streams "github.com/edutrack/edutrack/readapi/live"
@@ -875,6 +876,10 @@ type readiness struct {
 		Lag      uint64 `json:"lag"`
 		Status   string `json:"status"`
 	} `json:"projections"`
+	Jobs *struct {
+		Available              int     `json:"available"`
+		OldestAvailableSeconds float64 `json:"oldestAvailableSeconds"`
+	} `json:"jobs"`
 }
 
 // checkCaughtUp checks that /readyz shows every check ok and both projections running at the log's
@@ -1314,7 +1319,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"DELETE /v1/courses/{id}/enrollments/{learnerId}",
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
 			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
-			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}"} {
+			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}",
+			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1329,7 +1335,8 @@ func TestReadAPIOperations(t *testing.T) {
 }
 
 // servedRoutes lists the routes serve mounts, as "METHOD /pattern": those of the write and read
-// APIs, walked from their own Routes, and the operational ones serve adds.
+// APIs and of the jobs' admin API, walked from their own Routes, and the operational ones serve
+// adds.
 func servedRoutes(t *testing.T) []string {
 	t.Helper()
 	dir := t.TempDir()
@@ -1374,6 +1381,7 @@ func servedRoutes(t *testing.T) []string {
 	readAPI.PublicRoutes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
+	jobsapi.Routes(r, nil, log) // only walked
 	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)

@@ -62,7 +62,7 @@ func TestRun(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	for _, path := range []string{"serve", "projections", "projections list", "projections rebuild", "projections dead-letters",
-		"projections skip", "projections retry", "audit", "audit verify", "audit accept", "healthcheck", "token", "version", "completion", "completion bash"} {
+		"projections skip", "projections retry", "jobs", "jobs list", "jobs retry", "jobs cancel", "audit", "audit verify", "audit accept", "healthcheck", "token", "version", "completion", "completion bash"} {
 		for _, flag := range []string{"-h", "--help", "-help"} {
 			t.Run(strings.ReplaceAll(path+" "+flag, " ", "_"), func(t *testing.T) {
 				var stdout, stderr bytes.Buffer

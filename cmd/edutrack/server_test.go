@@ -23,10 +23,11 @@ import (
 	"github.com/edutrack/edutrack/eventstore/sqlitelog"
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/problem"
+	"github.com/edutrack/edutrack/internal/testpostgres"
 )
 
 // run starts the HTTP server, the log's writer and syncer; each test stops what it started.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(testpostgres.Main(m)) }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 

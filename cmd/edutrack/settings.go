@@ -26,6 +26,7 @@ type settings struct {
 	esdbURL         string
 	mongoURI        string
 	redisURL        string
+	postgresURL     string
 	xapiHomePage    string
 	roles           string
 	leaseTTL        string
@@ -90,6 +91,7 @@ func readSettings(getenv func(string) string) settings {
 	s.esdbURL = env("EDUTRACK_ESDB_URL")
 	s.mongoURI = env("EDUTRACK_MONGO_URI")
 	s.redisURL = env("EDUTRACK_REDIS_URL")
+	s.postgresURL = env("EDUTRACK_POSTGRES_URL")
 	s.xapiHomePage = env("EDUTRACK_XAPI_HOMEPAGE")
 	s.roles = env("EDUTRACK_ROLES")
 	s.leaseTTL = env("EDUTRACK_LEASE_TTL")
@@ -183,6 +185,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"esdb-url", &s.esdbURL, "KurrentDB/EventStoreDB connection string of the event log; empty keeps the embedded log (EDUTRACK_ESDB_URL, or _FILE)"},
 		{"mongo-uri", &s.mongoURI, "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)"},
 		{"redis-url", &s.redisURL, "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)"},
+		{"postgres-url", &s.postgresURL, "PostgreSQL URL of the job queue; empty keeps jobs.db in the data dir (EDUTRACK_POSTGRES_URL, or _FILE)"},
 		{"xapi-homepage", &s.xapiHomePage, "homePage of learner accounts and base of activity ids in xAPI exports (EDUTRACK_XAPI_HOMEPAGE)"},
 		{"roles", &s.roles, "roles this process runs: write, project, react, work, read (EDUTRACK_ROLES)"},
 		{"lease-ttl", &s.leaseTTL, "how long the projector lease outlives a dead holder; a waiting projector takes over within 4/3 of it (EDUTRACK_LEASE_TTL)"},

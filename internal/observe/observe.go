@@ -82,6 +82,17 @@ type Readiness struct {
 	NonCritical map[string]func(ctx context.Context) error
 	// Projections reports each projection run or followed by this process, if any.
 	Projections func(ctx context.Context) map[string]ProjectionState
+	// Jobs reports the job queue's backlog, in a process that opens the queue. A backlog never
+	// makes the process unready: another instance would not work it faster.
+	Jobs func(ctx context.Context) (JobBacklog, error)
+}
+
+// JobBacklog is how far the job workers are behind.
+type JobBacklog struct {
+	// Available is how many jobs are due and wait for a worker.
+	Available int `json:"available"`
+	// OldestAvailableSeconds is how long the job due longest has waited; 0 when none waits.
+	OldestAvailableSeconds float64 `json:"oldestAvailableSeconds"`
 }
 
 type checkResult struct {
@@ -103,6 +114,7 @@ type Report struct {
 	Status      string                     `json:"status"`
 	Checks      map[string]checkResult     `json:"checks"`
 	Projections map[string]ProjectionState `json:"projections,omitempty"`
+	Jobs        *JobBacklog                `json:"jobs,omitempty"`
 }
 
 // Evaluate runs the checks and reads the projections' states.
@@ -133,6 +145,12 @@ func (rd Readiness) Evaluate(ctx context.Context) Report {
 			if p.Status == "stalled" || p.Status == "ahead of the log" {
 				ok = false
 			}
+		}
+	}
+	if rd.Jobs != nil {
+		// A queue that does not answer fails its own check, in Checks.
+		if b, err := rd.Jobs(ctx); err == nil {
+			out.Jobs = &b
 		}
 	}
 	switch {

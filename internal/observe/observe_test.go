@@ -62,6 +62,20 @@ func TestReadiness(t *testing.T) {
 			observe.Readiness{Checks: map[string]func(context.Context) error{}, Projections: states("ahead of the log")},
 			http.StatusServiceUnavailable,
 			`{"status":"not ready","checks":{},"projections":{"courses":{"position":9,"head":9,"lag":0,"status":"running"},"learners":{"position":4,"head":9,"lag":5,"status":"ahead of the log"}}}`},
+		{"reports_the_job_backlog_and_stays_ready_however_long_it_is",
+			observe.Readiness{Checks: map[string]func(context.Context) error{"job_queue": ok},
+				Jobs: func(context.Context) (observe.JobBacklog, error) {
+					return observe.JobBacklog{Available: 12000, OldestAvailableSeconds: 3600.5}, nil
+				}},
+			http.StatusOK,
+			`{"status":"ready","checks":{"job_queue":{"status":"ok"}},"jobs":{"available":12000,"oldestAvailableSeconds":3600.5}}`},
+		{"leaves_the_job_backlog_out_when_the_queue_does_not_answer",
+			observe.Readiness{Checks: map[string]func(context.Context) error{"job_queue": down},
+				Jobs: func(context.Context) (observe.JobBacklog, error) {
+					return observe.JobBacklog{}, errors.New("disk on fire")
+				}},
+			http.StatusServiceUnavailable,
+			`{"status":"not ready","checks":{"job_queue":{"status":"failing","error":"disk on fire"}}}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

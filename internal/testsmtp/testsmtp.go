@@ -56,6 +56,8 @@ type Server struct {
 	l        net.Listener
 	messages []Message
 	arrived  chan struct{}
+	gate     chan struct{} // while not nil, messages wait for it to close before they are accepted
+	held     int
 }
 
 // Start starts a server on a free 127.0.0.1 port; it stops when the test ends.
@@ -148,7 +150,47 @@ func (s *Server) WaitMessages(n int, timeout time.Duration) []Message {
 	}
 }
 
+// Hold keeps each message that arrives from now on unanswered until Release, as a slow server
+// would: the clients sending them stay busy. It releases them when the test ends.
+func (s *Server) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate == nil {
+		s.gate = make(chan struct{})
+		s.t.Cleanup(s.Release)
+	}
+}
+
+// Held is how many messages wait to be answered.
+func (s *Server) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
+// Release accepts the messages held, and every next one at once.
+func (s *Server) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gate != nil {
+		close(s.gate)
+		s.gate = nil
+	}
+}
+
 func (s *Server) accept(m Message) {
+	s.mu.Lock()
+	gate := s.gate
+	if gate != nil {
+		s.held++
+	}
+	s.mu.Unlock()
+	if gate != nil {
+		<-gate
+		s.mu.Lock()
+		s.held--
+		s.mu.Unlock()
+	}
 	s.mu.Lock()
 	s.messages = append(s.messages, m)
 	s.mu.Unlock()
