@@ -190,6 +190,11 @@ func (q *Queue) Jobs(ctx context.Context, kind string) ([]*rivertype.JobRow, err
 	return res.Jobs, nil
 }
 
+// RiverClient is River's client of the queue, *river.Client[*sql.Tx] on SQLite or
+// *river.Client[pgx.Tx] on PostgreSQL, for River's web UI (jobsapi.NewUI), which reads and
+// operates the queue through it.
+func (q *Queue) RiverClient() any { return q.client }
+
 // Ping checks that the queue's database answers.
 func (q *Queue) Ping(ctx context.Context) error { return q.store.ping(ctx) }
 
