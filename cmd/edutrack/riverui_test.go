@@ -65,6 +65,12 @@ func TestAdminsOpenTheJobsUIInABrowser(t *testing.T) {
 				if r.status != http.StatusUnauthorized {
 					t.Errorf("a learner signing in: status %d; want 401: %s", r.status, r.body)
 				}
+				// Another site's form posting an admin's token (a sign-in forced on the admin's
+				// browser) is refused before the token is looked at.
+				r = s.send(http.MethodPost, "/admin/jobs/session", "", nil, "Authorization", "Bearer "+admin, "Sec-Fetch-Site", "cross-site")
+				if r.status != http.StatusForbidden {
+					t.Errorf("a cross-site sign-in: status %d; want 403: %s", r.status, r.body)
+				}
 			})
 
 			b := newBrowser(t)
