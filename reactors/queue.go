@@ -203,8 +203,12 @@ func (q *Queue) Close() error { return q.store.close() }
 
 // libraryLog hands River's log lines to EduTrack's log as details: debug lines, and its errors
 // as warnings (a failing job is normal, and shows in the queue).
-func libraryLog(log *slog.Logger) *slog.Logger {
-	return slog.New(demoted{log.Handler().WithAttrs([]slog.Attr{slog.String("library", "river")})})
+func libraryLog(log *slog.Logger) *slog.Logger { return LibraryLog(log, "river") }
+
+// LibraryLog hands the log lines of library (River, its web UI) to log as River's are: debug
+// lines, and its errors as warnings, each naming the library.
+func LibraryLog(log *slog.Logger, library string) *slog.Logger {
+	return slog.New(demoted{log.Handler().WithAttrs([]slog.Attr{slog.String("library", library)})})
 }
 
 type demoted struct{ slog.Handler }

@@ -105,7 +105,7 @@ const jobsUICookie = "edutrack_jobs_ui"
 // auth.CookieGate); everyone else gets 404. start runs the UI's background work until its
 // context ends.
 func (p *process) jobsUI(queue *reactors.Queue) (start func(context.Context) error, err error) {
-	ui, err := jobsapi.NewUI(queue.RiverClient(), p.log.With("library", "riverui"))
+	ui, err := jobsapi.NewUI(queue.RiverClient(), p.log)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/riverqueue/river"
 	"riverqueue.com/riverui"
 	"riverqueue.com/riverui/uiendpoints"
+
+	"github.com/edutrack/edutrack/reactors"
 )
 
 // UIPath is where River's web UI is served: its page, its assets and its API (UIPath+"api/").
@@ -30,6 +32,6 @@ func NewUI(client any, log *slog.Logger) (*riverui.Handler, error) {
 		return nil, fmt.Errorf("jobsapi: the jobs UI does not know River's client %T", client)
 	}
 	// Job arguments hold ids only, but a list without them is easier to read.
-	return riverui.NewHandler(&riverui.HandlerOpts{Endpoints: endpoints, Logger: log, Prefix: UIPath,
+	return riverui.NewHandler(&riverui.HandlerOpts{Endpoints: endpoints, Logger: reactors.LibraryLog(log, "riverui"), Prefix: UIPath,
 		JobListHideArgsByDefault: true})
 }
