@@ -190,6 +190,11 @@ func (q *Queue) Jobs(ctx context.Context, kind string) ([]*rivertype.JobRow, err
 	return res.Jobs, nil
 }
 
+// RiverClient is River's client of the queue, *river.Client[*sql.Tx] on SQLite or
+// *river.Client[pgx.Tx] on PostgreSQL, for River's web UI (jobsapi.NewUI), which reads and
+// operates the queue through it.
+func (q *Queue) RiverClient() any { return q.client }
+
 // Ping checks that the queue's database answers.
 func (q *Queue) Ping(ctx context.Context) error { return q.store.ping(ctx) }
 
@@ -198,8 +203,12 @@ func (q *Queue) Close() error { return q.store.close() }
 
 // libraryLog hands River's log lines to EduTrack's log as details: debug lines, and its errors
 // as warnings (a failing job is normal, and shows in the queue).
-func libraryLog(log *slog.Logger) *slog.Logger {
-	return slog.New(demoted{log.Handler().WithAttrs([]slog.Attr{slog.String("library", "river")})})
+func libraryLog(log *slog.Logger) *slog.Logger { return LibraryLog(log, "river") }
+
+// LibraryLog hands the log lines of library (River, its web UI) to log as River's are: debug
+// lines, and its errors as warnings, each naming the library.
+func LibraryLog(log *slog.Logger, library string) *slog.Logger {
+	return slog.New(demoted{log.Handler().WithAttrs([]slog.Attr{slog.String("library", library)})})
 }
 
 type demoted struct{ slog.Handler }

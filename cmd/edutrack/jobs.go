@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -67,6 +68,11 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 		return observe.JobBacklog(b), err
 	}
 	jobsapi.Routes(p.v1.With(auth.Restrict(p.log, domain.Admin)), queue, p.log)
+	startUI, err := p.jobsUI(queue)
+	if err != nil {
+		queue.Close()
+		return nil, err
+	}
 	var reactor *reactors.Reactor
 	if p.cfg.roles.react {
 		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: owner, LeaseTTL: p.cfg.leaseTTL}, triggers...)
@@ -77,6 +83,9 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 	}
 	p.workers = append(p.workers, func(ctx context.Context) error {
 		g, ctx := errgroup.WithContext(ctx)
+		if err := startUI(ctx); err != nil {
+			return err
+		}
 		if reactor != nil {
 			g.Go(func() error { return reactor.Run(ctx) })
 		}
@@ -86,6 +95,33 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 		return g.Wait()
 	})
 	return queue.Close, nil
+}
+
+// jobsUICookie names the cookie that admits an admin's browser to the jobs UI.
+const jobsUICookie = "edutrack_jobs_ui"
+
+// jobsUI mounts River's web UI at /admin/jobs/ for admins: they sign in at
+// /admin/jobs/session with their token, which a cookie of that path then carries (see
+// auth.CookieGate); everyone else gets 404. start runs the UI's background work until its
+// context ends.
+func (p *process) jobsUI(queue *reactors.Queue) (start func(context.Context) error, err error) {
+	ui, err := jobsapi.NewUI(queue.RiverClient(), p.log)
+	if err != nil {
+		return nil, err
+	}
+	gate, err := auth.NewCookieGate(p.authn, p.log, jobsUICookie, jobsapi.UIPath, domain.Admin)
+	if err != nil {
+		return nil, err
+	}
+	// The UI's own calls (retry, cancel, delete, pause) are same-origin fetches that carry the
+	// cookie. SameSite=Strict keeps it off requests from other sites, and the cross-origin
+	// check refuses their unsafe requests outright, for browsers that ignore SameSite.
+	r := p.public.With(http.NewCrossOriginProtection().Handler)
+	signIn := jobsapi.UIPath + "session"
+	r.Get(signIn, gate.SignInForm(signIn))
+	r.Post(signIn, gate.SignIn)
+	r.With(gate.Middleware).Handle(jobsapi.UIPath+"*", ui)
+	return ui.Start, nil
 }
 
 // openQueue opens the job queue: on PostgreSQL when EDUTRACK_POSTGRES_URL names one, which

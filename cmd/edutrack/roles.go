@@ -55,6 +55,7 @@ type process struct {
 	router    chi.Router // open to anyone
 	v1        chi.Router // behind the authenticator and the request budgets
 	public    chi.Router // /v1 routes that take no token: behind the budget of the address
+	authn     *auth.Authenticator
 	// readiness is served at /readyz once the roles have added to it.
 	readiness  observe.Readiness
 	positions  *projections.Positions
