@@ -43,11 +43,11 @@ type liveResult struct {
 	commands *result
 	late     int64
 
-	expected, delivered, missed, early int64
-	unwatched                          int64 // measured commands about a learner no stream follows
-	resyncs                            int64
-	ended                              int64 // streams the server ended, or that broke, before the phase closed them
-	firstEnd                           error
+	expected, delivered, superseded, missed, early int64
+	unwatched                                      int64 // measured commands about a learner no stream follows
+	resyncs                                        int64
+	ended                                          int64 // streams the server ended, or that broke, before the phase closed them
+	firstEnd                                       error
 	// each is the time from a command's answer to a message's arrival, for every stream of
 	// its learner; first and last, per command, to its first and its last stream; fromSend, to
 	// every stream but from when the command was sent.
@@ -240,11 +240,15 @@ func paceLive(ctx context.Context, res *liveResult, writers []*writeClient, know
 	return cmds, nil
 }
 
-// match times each measured command's message on every stream of its learner: the first
+// match times each measured command's change on every stream of its learner: the first
 // message there with an id past the learner's previous command. Each learner's commands come
-// from one writer, one at a time, so that message is this command's, unless its id is past
-// the command's position too: then the stream missed it (it was told to resync, or the phase
-// ended first). arrivals holds, per learner, each of its streams' arrivals in the order received.
+// from one writer, one at a time, so that is the command's own message, unless its id is past
+// the command's position too: then the command's message never came (the hub sends a document
+// once, and a later change of it, read before the earlier change was handed out, takes the
+// earlier's place), and that later message, whose document was read after it and so shows the
+// command's change, is when the change reached the client: superseded, and timed to it. A stream
+// with no such message missed the change. arrivals holds, per learner, each of its streams'
+// arrivals in the order received.
 func (res *liveResult) match(cmds []liveCommand, arrivals [][][]arrival) {
 	for _, c := range cmds {
 		if !c.measured {
@@ -257,11 +261,14 @@ func (res *liveResult) match(cmds []liveCommand, arrivals [][][]arrival) {
 		first, last := time.Duration(-1), time.Duration(-1)
 		for _, a := range arrivals[c.learner] {
 			i := sort.Search(len(a), func(i int) bool { return a[i].id > c.prev })
-			if i == len(a) || a[i].id > c.pos {
+			if i == len(a) {
 				res.missed++
 				continue
 			}
 			res.delivered++
+			if a[i].id > c.pos {
+				res.superseded++
+			}
 			took := a[i].at - c.acked
 			if took < 0 {
 				// The message came before the command's answer: delivered as it was appended.

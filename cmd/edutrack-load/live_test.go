@@ -38,42 +38,47 @@ func TestReadEvents(t *testing.T) {
 
 func TestMatchDeliveries(t *testing.T) {
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
-	// Learner 0 has two streams, learner 1 one, learner 2 none.
+	// Learner 0 has two streams, learner 1 one, learner 2 none, learner 3 one.
 	arrivals := [][][]arrival{
 		{
 			{{id: 10, at: ms(105)}, {id: 20, at: ms(230)}, {id: 40, at: ms(400)}},
-			{{id: 10, at: ms(140)}, {id: 40, at: ms(410)}}, // missed 20: it was told to resync
+			{{id: 10, at: ms(140)}, {id: 40, at: ms(410)}}, // 40's document stands in for 20's
 		},
 		{
 			{{id: 15, at: ms(150)}, {id: 31, at: ms(290)}},
 		},
 		nil,
+		{
+			{{id: 12, at: ms(50)}},
+		},
 	}
 	cmds := []liveCommand{
 		{learner: 0, prev: 5, pos: 10, sent: ms(90), acked: ms(100), measured: true},
 		{learner: 0, prev: 10, pos: 20, sent: ms(190), acked: ms(200), measured: true},
 		{learner: 0, prev: 20, pos: 40, sent: ms(380), acked: ms(390), measured: false}, // in the warmup
 		{learner: 1, prev: 5, pos: 15, sent: ms(120), acked: ms(160), measured: true},   // its message came first
-		{learner: 1, prev: 15, pos: 30, sent: ms(250), acked: ms(260), measured: true},  // 31 is a later change: missed
+		{learner: 1, prev: 15, pos: 30, sent: ms(250), acked: ms(260), measured: true},  // superseded by 31
 		{learner: 2, prev: 5, pos: 12, sent: ms(100), acked: ms(110), measured: true},
+		{learner: 3, prev: 12, pos: 20, sent: ms(290), acked: ms(300), measured: true}, // never came
 	}
 	res := &liveResult{each: newHistogram(), first: newHistogram(), last: newHistogram(), fromSend: newHistogram()}
 	res.match(cmds, arrivals)
 
-	got := map[string]int64{"delivered": res.delivered, "missed": res.missed, "early": res.early, "unwatched": res.unwatched,
-		"each": res.each.TotalCount(), "first": res.first.TotalCount(), "last": res.last.TotalCount()}
-	want := map[string]int64{"delivered": 4, "missed": 2, "early": 1, "unwatched": 1, "each": 4, "first": 3, "last": 3}
+	got := map[string]int64{"delivered": res.delivered, "superseded": res.superseded, "missed": res.missed, "early": res.early,
+		"unwatched": res.unwatched, "each": res.each.TotalCount(), "first": res.first.TotalCount(), "last": res.last.TotalCount()}
+	want := map[string]int64{"delivered": 6, "superseded": 2, "missed": 1, "early": 1, "unwatched": 1, "each": 6, "first": 4, "last": 4}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("counts (-want +got):\n%s", diff)
 	}
-	// Deliveries 5, 40, 30 and 0 (early) ms after the answer; from the sends 15, 50, 40 and 30.
+	// Deliveries 5, 40, 30, 210, 0 (early) and 30 ms after the answer; from the sends 15, 50, 40,
+	// 220, 30 and 40.
 	for _, c := range []struct {
 		name string
 		got  int64
 		want time.Duration
 	}{
-		{"each max", res.each.Max(), ms(40)}, {"first max", res.first.Max(), ms(30)}, {"last max", res.last.Max(), ms(40)},
-		{"last min", res.last.Min(), 0}, {"from send max", res.fromSend.Max(), ms(50)}, {"from send min", res.fromSend.Min(), ms(15)},
+		{"each max", res.each.Max(), ms(210)}, {"first max", res.first.Max(), ms(30)}, {"last max", res.last.Max(), ms(210)},
+		{"last min", res.last.Min(), 0}, {"from send max", res.fromSend.Max(), ms(220)}, {"from send min", res.fromSend.Min(), ms(15)},
 	} {
 		// The histograms keep 3 significant digits.
 		if w := c.want.Microseconds(); math.Abs(float64(c.got-w)) > float64(w)/100+1 {
@@ -164,7 +169,7 @@ func TestRunLive(t *testing.T) {
 				p.Requests, p.Errors, l.OpenFailed, l.Unwatched)
 		}
 		// Every command reaches the 2 or 3 streams of its learner.
-		if l.Delivered < 2*p.Requests || l.Delivered > 3*p.Requests || l.Missed != 0 || l.Ended != 0 {
+		if l.Delivered < 2*p.Requests || l.Delivered > 3*p.Requests || l.Missed != 0 || l.Superseded != 0 || l.Ended != 0 {
 			t.Errorf("%d delivered, %d missed, %d streams ended, for %d commands; want each on every stream of its learner",
 				l.Delivered, l.Missed, l.Ended, p.Requests)
 		}

@@ -75,6 +75,7 @@ type liveReport struct {
 	LateStarts       int64          `json:"lateStarts"`
 	Expected         int64          `json:"expectedMessages"`
 	Delivered        int64          `json:"delivered"`
+	Superseded       int64          `json:"superseded"`
 	Missed           int64          `json:"missed"`
 	BeforeAnswer     int64          `json:"beforeAnswer"`
 	Unwatched        int64          `json:"unwatchedCommands"`
@@ -111,7 +112,7 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 	p := newPhaseReport(phaseLive, res.commands, res.elapsed)
 	l := &liveReport{Streams: res.conns, Learners: learners, Opened: map[string]int{}, OpenFailed: res.refused.errors,
 		OpenStatuses: res.refused.statuses, OpenSeconds: res.openTook.Seconds(), TargetRate: r.LagRate, LateStarts: res.late,
-		Expected: res.expected, Delivered: res.delivered, Missed: res.missed, BeforeAnswer: res.early, Unwatched: res.unwatched,
+		Expected: res.expected, Delivered: res.delivered, Superseded: res.superseded, Missed: res.missed, BeforeAnswer: res.early, Unwatched: res.unwatched,
 		Resyncs: res.resyncs, Ended: res.ended, DeliveryMs: latencies(&result{latency: res.each}),
 		FirstMs: latencies(&result{latency: res.first}), LastMs: latencies(&result{latency: res.last}),
 		FromSendMs: latencies(&result{latency: res.fromSend}), ClientCPUSeconds: res.clientCPU.Seconds(), PacedSeconds: res.paced.Seconds()}
@@ -157,8 +158,9 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 	fmt.Fprintf(w, "  rate      %.1f/s (successful commands, over %s; target %g/s); %d started late\n", p.Rate,
 		res.elapsed.Round(time.Millisecond), l.TargetRate, l.LateStarts)
 	fmt.Fprintf(w, "  command   %s\n", p.LatencyMs)
-	fmt.Fprintf(w, "  messages  %d delivered of the measured commands' (each to every stream of its learner), %d missed, "+
-		"%d came before the command's answer; %d resyncs; %d streams ended by the server", l.Delivered, l.Missed, l.BeforeAnswer, l.Resyncs, l.Ended)
+	fmt.Fprintf(w, "  messages  %d changes delivered (each measured command's, to every stream of its learner), %d of them by a later "+
+		"message that superseded the command's own; %d missed; %d came before the command's answer; %d resyncs; %d streams ended by the server",
+		l.Delivered, l.Superseded, l.Missed, l.BeforeAnswer, l.Resyncs, l.Ended)
 	if l.FirstEnd != "" {
 		fmt.Fprintf(w, " (first: %s)", l.FirstEnd)
 	}
