@@ -152,8 +152,8 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 	return res, nil
 }
 
-// openStreams opens res.conns streams, the i-th on targets[i%len] following learners[i%len],
-// liveOpeners at a time. It returns them (nil where the opening failed, counted in res.refused),
+// openStreams opens res.conns streams, the i-th following learners[i%len] on the target
+// streamTarget names, liveOpeners at a time. It returns them (nil where the opening failed, counted in res.refused),
 // those of each learner, and the counter of messages they receive.
 func openStreams(ctx context.Context, res *liveResult, targets []*api, learners []string, start time.Time) ([]*stream, [][]*stream, *atomic.Int64) {
 	streams := make([]*stream, res.conns)
@@ -164,7 +164,7 @@ func openStreams(ctx context.Context, res *liveResult, targets []*api, learners 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			streams[i], errs[i] = openStream(ctx, targets[i%len(targets)].base, "learner:"+learners[i%len(learners)])
+			streams[i], errs[i] = openStream(ctx, targets[streamTarget(i, len(learners), len(targets))].base, "learner:"+learners[i%len(learners)])
 		})
 	}
 	wg.Wait()
@@ -178,11 +178,17 @@ func openStreams(ctx context.Context, res *liveResult, targets []*api, learners 
 			continue
 		}
 		s.received = received
-		res.opened[i%len(targets)]++
+		res.opened[streamTarget(i, len(learners), len(targets))]++
 		subscribers[i%len(learners)] = append(subscribers[i%len(learners)], s)
 	}
 	return streams, subscribers, received
 }
+
+// streamTarget is the target of the i-th of the streams over learners learners: in turn, and
+// shifted by one at each round of the learners, so that a learner's streams are spread over the
+// targets too (with an even number of learners, plain turns would put all of a learner's
+// streams on one target, and each would hand out the changes of its own half alone).
+func streamTarget(i, learners, targets int) int { return (i + i/learners) % targets }
 
 // paceLive paces the writers to cfg.lagRate commands per second in all, as runLag does, and
 // returns every command sent, in no particular order.

@@ -87,6 +87,28 @@ func TestMatchDeliveries(t *testing.T) {
 	}
 }
 
+func TestStreamTarget(t *testing.T) {
+	// 4 learners, 2 targets: 10 streams, learner i%4.
+	var got []int
+	perLearner := map[int]map[int]bool{}
+	for i := range 10 {
+		target := streamTarget(i, 4, 2)
+		got = append(got, target)
+		if perLearner[i%4] == nil {
+			perLearner[i%4] = map[int]bool{}
+		}
+		perLearner[i%4][target] = true
+	}
+	if diff := cmp.Diff([]int{0, 1, 0, 1, 1, 0, 1, 0, 0, 1}, got); diff != "" {
+		t.Errorf("targets (-want +got):\n%s", diff)
+	}
+	for l, targets := range perLearner {
+		if len(targets) != 2 {
+			t.Errorf("learner %d has streams on targets %v, want both", l, targets)
+		}
+	}
+}
+
 func TestParseServerSample(t *testing.T) {
 	at := func(delivered [4]float64, rss float64) string {
 		return fmt.Sprintf(`# TYPE process_resident_memory_bytes gauge
