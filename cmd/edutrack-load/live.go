@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,7 @@ type liveResult struct {
 // they are open (when the commands start), when the commands end, and after the grace.
 type serverWindow struct {
 	addr                       string
+	streams                    bool // false for the process that takes the commands and serves no streams
 	before, opened, ended, end serverSample
 	err                        error // why some of them could not be read
 }
@@ -74,11 +76,17 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 	start := time.Now()
 	res := &liveResult{conns: cfg.liveConns, opened: make([]int, len(targets)), refused: newResult(), commands: newResult(),
 		each: newHistogram(), first: newHistogram(), last: newHistogram(), fromSend: newHistogram()}
+	watched := targets
 	for _, t := range targets {
-		res.servers = append(res.servers, serverWindow{addr: t.base})
+		res.servers = append(res.servers, serverWindow{addr: t.base, streams: true})
+	}
+	// The process the commands go to, if it serves no streams, for its CPU.
+	if len(writers) > 0 && !slices.ContainsFunc(targets, func(t *api) bool { return t.base == writers[0].api.base }) {
+		watched = append(slices.Clip(watched), writers[0].api)
+		res.servers = append(res.servers, serverWindow{addr: writers[0].api.base})
 	}
 	scrape := func(at func(w *serverWindow) *serverSample) {
-		for i, t := range targets {
+		for i, t := range watched {
 			s, err := scrapeServer(ctx, t)
 			*at(&res.servers[i]) = s
 			if err != nil && res.servers[i].err == nil {

@@ -171,10 +171,10 @@ func TestRunLive(t *testing.T) {
 		t.Parallel()
 		fake := newFakeServer()
 		fake.live.resyncFirst = true
-		a, b := serve(t, fake, "a"), serve(t, fake, "b")
+		a, b, writes := serve(t, fake, "a"), serve(t, fake, "b"), serve(t, fake, "w")
 		var out bytes.Buffer
 		// Courses enough that every command appends, and so changes its learner's dashboard.
-		if err := run(t.Context(), append(liveRun(a.URL, a.URL, b.URL), "-courses", "20"), &out); err != nil {
+		if err := run(t.Context(), append(liveRun(writes.URL, a.URL, b.URL), "-courses", "20"), &out); err != nil {
 			t.Fatalf("run: %v\n%s", err, out.String())
 		}
 		t.Log("\n" + out.String())
@@ -211,6 +211,10 @@ func TestRunLive(t *testing.T) {
 				t.Errorf("server %s: delivery p99 within %v ms, want 5", s.Addr, s.DeliveryP99Within)
 			}
 			sent += s.Sent
+		}
+		// The fake's CPU grows with the log.
+		if l.Writer == nil || l.Writer.Addr != writes.URL || !(l.Writer.CPUCores > 0) {
+			t.Errorf("writer %+v, want the CPU of %s", l.Writer, writes.URL)
 		}
 		if sent < float64(l.Delivered) {
 			t.Errorf("the servers count %g messages sent, the client %d delivered", sent, l.Delivered)
@@ -329,10 +333,11 @@ func (f *fakeServer) stream(w http.ResponseWriter, r *http.Request) {
 }
 
 // liveMetrics writes what the live phase reads of server's /metrics: resident memory of
-// 50 MB plus 1,000 bytes a stream, and every message delivered within 5 ms. Called with f.mu held.
+// 50 MB plus 1,000 bytes a stream, a millisecond of CPU per command, and every message
+// delivered within 5 ms. Called with f.mu held.
 func (f *fakeServer) liveMetrics(w http.ResponseWriter, server string) {
 	open, sent := f.live.open[server], f.live.sent[server]
-	fmt.Fprintf(w, "process_resident_memory_bytes %d\nprocess_cpu_seconds_total 1.5\n", 50_000_000+1000*open)
+	fmt.Fprintf(w, "process_resident_memory_bytes %d\nprocess_cpu_seconds_total %g\n", 50_000_000+1000*open, float64(f.position)/1000)
 	fmt.Fprintf(w, "edutrack_live_connections %d\nedutrack_live_messages_sent_total{event=\"dashboards\"} %d\n", open, sent)
 	fmt.Fprintf(w, "edutrack_live_delivery_seconds_bucket{le=\"0.001\"} 0\nedutrack_live_delivery_seconds_bucket{le=\"0.005\"} %d\n", sent)
 	fmt.Fprintf(w, "edutrack_live_delivery_seconds_bucket{le=\"+Inf\"} %d\nedutrack_live_delivery_seconds_count %d\n", sent, sent)

@@ -89,6 +89,8 @@ type liveReport struct {
 	ClientCPUSeconds float64        `json:"clientCPUSeconds"`
 	PacedSeconds     float64        `json:"pacedSeconds"`
 	Servers          []liveServer   `json:"servers"`
+	// Writer is the process the commands went to, where it serves no streams: its CPU alone.
+	Writer *liveServer `json:"writer,omitempty"`
 }
 
 // liveServer is one read process, from its /metrics.
@@ -124,6 +126,13 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 	}
 	var quantiles [][2]float64
 	for i, s := range res.servers {
+		if !s.streams {
+			l.Writer = &liveServer{Addr: s.addr, CPUCores: (s.ended.cpu - s.opened.cpu) / res.paced.Seconds()}
+			if s.err != nil {
+				l.Writer.Error = s.err.Error()
+			}
+			continue
+		}
 		l.Opened[s.addr] = res.opened[i]
 		q50, q99 := 1000*deliveryQuantile(s.before, s.end, 0.5), 1000*deliveryQuantile(s.before, s.end, 0.99)
 		quantiles = append(quantiles, [2]float64{q50, q99})
@@ -183,6 +192,13 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 		if s.Error != "" {
 			fmt.Fprintf(w, "            (some metrics could not be read: %s)\n", s.Error)
 		}
+	}
+	if l.Writer != nil {
+		fmt.Fprintf(w, "  commands  %s: CPU %.2f cores while paced", l.Writer.Addr, l.Writer.CPUCores)
+		if l.Writer.Error != "" {
+			fmt.Fprintf(w, " (some metrics could not be read: %s)", l.Writer.Error)
+		}
+		fmt.Fprintln(w)
 	}
 }
 
