@@ -39,6 +39,8 @@ load: build
 LIVE_CONNS ?= 10000
 LIVE_RATE ?= 1000
 LIVE_ARGS ?= -duration 10s -warmup 2s
+# load-live can run the lag phase first (LIVE_PHASES=lag,live): visibility by polling, in the same run.
+LIVE_PHASES ?= live
 LIVE_ENV = EDUTRACK_LOG_LEVEL=warn EDUTRACK_AUTH=disabled EDUTRACK_RATE_LIMIT_IP=off EDUTRACK_RATE_LIMIT_USER=off \
 	EDUTRACK_LIVE_MAX_PER_USER=1000000 EDUTRACK_LIVE_MAX_PER_ADDRESS=1000000
 
@@ -46,7 +48,7 @@ LIVE_ENV = EDUTRACK_LOG_LEVEL=warn EDUTRACK_AUTH=disabled EDUTRACK_RATE_LIMIT_IP
 load-live: build
 	@dir=$$(mktemp -d); \
 	$(LIVE_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & pid=$$!; \
-	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases live -live-conns $(LIVE_CONNS) -lag-rate $(LIVE_RATE) $(LIVE_ARGS); rc=$$?; \
+	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases $(LIVE_PHASES) -live-conns $(LIVE_CONNS) -lag-rate $(LIVE_RATE) $(LIVE_ARGS); rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
 # One process writes and projects, two read processes serve the streams (half each), all on one

@@ -261,7 +261,9 @@ func paceLive(ctx context.Context, res *liveResult, writers []*writeClient, know
 // once, and a later change of it, read before the earlier change was handed out, takes the
 // earlier's place), and that later message, whose document was read after it and so shows the
 // command's change, is when the change reached the client: superseded, and timed to it. A stream
-// with no such message missed the change. arrivals holds, per learner, each of its streams'
+// with no such message missed the change, or got it early, in the message of the learner's
+// previous change whose document was read after this one, which the ids cannot show: the
+// documents are not read. arrivals holds, per learner, each of its streams'
 // arrivals in the order received.
 func (res *liveResult) match(cmds []liveCommand, arrivals [][][]arrival) {
 	for _, c := range cmds {

@@ -367,7 +367,11 @@ names, each for -warmup (not recorded) plus -duration:
            the time from its answer to its message on every stream of its learner (also to the
            first and the last of them), messages missed and resyncs; and each server's resident
            memory before and after the streams opened, its CPU and its edutrack_live_* metrics,
-           from its /metrics.
+           from its /metrics. A change is timed to the first message past the learner's
+           previous command; when that message is a later change's (the hub sends a document
+           once, and read it after the later change), the change is counted as superseded. One
+           with no such message within 5 s is missed, or came early, in an earlier change's
+           message whose document was read after it, which ids cannot show.
 
 The setup, run first if a write, reads or lag phase is asked for or -save-body is set, registers
 an instructor, -courses courses of -modules modules and -learners learners per client, and
