@@ -45,6 +45,7 @@ type liveResult struct {
 	late     int64
 
 	expected, delivered, superseded, missed, early int64
+	received                                       int64 // messages with an id, on every stream, over the whole phase
 	unwatched                                      int64 // measured commands about a learner no stream follows
 	resyncs                                        int64
 	ended                                          int64 // streams the server ended, or that broke, before the phase closed them
@@ -142,6 +143,7 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 		}
 	}
 	readers.Wait()
+	res.received = received.Load()
 
 	arrivals := make([][][]arrival, len(learners))
 	for l, subs := range subscribers {

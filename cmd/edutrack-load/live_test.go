@@ -216,8 +216,9 @@ func TestRunLive(t *testing.T) {
 		if l.Writer == nil || l.Writer.Addr != writes.URL || !(l.Writer.CPUCores > 0) {
 			t.Errorf("writer %+v, want the CPU of %s", l.Writer, writes.URL)
 		}
-		if sent < float64(l.Delivered) {
-			t.Errorf("the servers count %g messages sent, the client %d delivered", sent, l.Delivered)
+		// Every message the fake sent was received: the streams close after the last scrape.
+		if sent != float64(l.Received) || l.Received < l.Delivered {
+			t.Errorf("the servers count %g messages sent, the client received %d and delivered %d", sent, l.Received, l.Delivered)
 		}
 	})
 
@@ -321,13 +322,14 @@ func (f *fakeServer) stream(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case pos := <-ch:
+			// Counted before it is sent, so that no scrape misses a message the client has.
+			f.mu.Lock()
+			f.live.sent[server]++
+			f.mu.Unlock()
 			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", pos, documents.Dashboards, data)
 			if rc.Flush() != nil {
 				return
 			}
-			f.mu.Lock()
-			f.live.sent[server]++
-			f.mu.Unlock()
 		}
 	}
 }

@@ -74,6 +74,7 @@ type liveReport struct {
 	TargetRate       float64        `json:"targetRatePerSecond"`
 	LateStarts       int64          `json:"lateStarts"`
 	Expected         int64          `json:"expectedMessages"`
+	Received         int64          `json:"messagesReceived"`
 	Delivered        int64          `json:"delivered"`
 	Superseded       int64          `json:"superseded"`
 	Missed           int64          `json:"missed"`
@@ -114,7 +115,7 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 	p := newPhaseReport(phaseLive, res.commands, res.elapsed)
 	l := &liveReport{Streams: res.conns, Learners: learners, Opened: map[string]int{}, OpenFailed: res.refused.errors,
 		OpenStatuses: res.refused.statuses, OpenSeconds: res.openTook.Seconds(), TargetRate: r.LagRate, LateStarts: res.late,
-		Expected: res.expected, Delivered: res.delivered, Superseded: res.superseded, Missed: res.missed, BeforeAnswer: res.early, Unwatched: res.unwatched,
+		Expected: res.expected, Received: res.received, Delivered: res.delivered, Superseded: res.superseded, Missed: res.missed, BeforeAnswer: res.early, Unwatched: res.unwatched,
 		Resyncs: res.resyncs, Ended: res.ended, DeliveryMs: latencies(&result{latency: res.each}),
 		FirstMs: latencies(&result{latency: res.first}), LastMs: latencies(&result{latency: res.last}),
 		FromSendMs: latencies(&result{latency: res.fromSend}), ClientCPUSeconds: res.clientCPU.Seconds(), PacedSeconds: res.paced.Seconds()}
@@ -167,6 +168,7 @@ func (r *report) addLivePhase(w io.Writer, res *liveResult, learners int) {
 	fmt.Fprintf(w, "  rate      %.1f/s (successful commands, over %s; target %g/s); %d started late\n", p.Rate,
 		res.elapsed.Round(time.Millisecond), l.TargetRate, l.LateStarts)
 	fmt.Fprintf(w, "  command   %s\n", p.LatencyMs)
+	fmt.Fprintf(w, "  received  %d messages in all, on every stream over the whole phase\n", l.Received)
 	fmt.Fprintf(w, "  messages  %d changes delivered (each measured command's, to every stream of its learner), %d of them by a later "+
 		"message that superseded the command's own; %d missed; %d came before the command's answer; %d resyncs; %d streams ended by the server",
 		l.Delivered, l.Superseded, l.Missed, l.BeforeAnswer, l.Resyncs, l.Ended)
@@ -210,7 +212,7 @@ func bound(ms float64) string {
 	case math.IsInf(ms, 1):
 		return "+Inf"
 	}
-	return fmt.Sprintf("%g", ms)
+	return fmt.Sprintf("%.3g", ms)
 }
 
 // finite is v, or nil if it is NaN or infinite, which JSON cannot hold.
