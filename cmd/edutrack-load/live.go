@@ -106,7 +106,8 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 			readers.Go(func() { s.read(start, closing.Load) })
 		}
 	}
-	defer func() {
+	// Once the counts are in, or the phase fails; the readers then end.
+	closeAll := sync.OnceFunc(func() {
 		closing.Store(true)
 		for _, s := range streams {
 			if s != nil {
@@ -114,7 +115,8 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 			}
 		}
 		readers.Wait()
-	}()
+	})
+	defer closeAll()
 	if err := sleep(ctx, liveSettle); err != nil {
 		return nil, err
 	}
@@ -136,13 +138,7 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 		}
 	}
 	scrape(func(w *serverWindow) *serverSample { return &w.end })
-	closing.Store(true)
-	for _, s := range streams {
-		if s != nil {
-			s.close()
-		}
-	}
-	readers.Wait()
+	closeAll()
 	res.received = received.Load()
 
 	arrivals := make([][][]arrival, len(learners))
