@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test bench load lint build
+.PHONY: run test bench load load-live load-live-redis lint build
 
 build:
 	$(GO) build -o bin/edutrack ./cmd/edutrack
@@ -31,6 +31,39 @@ load: build
 	EDUTRACK_AUTH=disabled EDUTRACK_RATE_LIMIT_IP=off EDUTRACK_RATE_LIMIT_USER=off ./bin/edutrack serve & pid=$$!; \
 	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases healthz,write,reads,lag -duration 10s -warmup 2s; rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# Live updates under the load tool (BENCHMARKS.md, "Live updates"): LIVE_CONNS streams of
+# GET /v1/live while commands are paced at LIVE_RATE/s. The tool opens every stream from one
+# address as one user (with authentication disabled, every caller is the same admin), so the
+# per-user and per-address caps are raised past the streams opened; the buffer stays the default.
+LIVE_CONNS ?= 10000
+LIVE_RATE ?= 1000
+LIVE_ARGS ?= -duration 10s -warmup 2s
+# load-live can run the lag phase first (LIVE_PHASES=lag,live): visibility by polling, in the same run.
+LIVE_PHASES ?= live
+LIVE_ENV = EDUTRACK_LOG_LEVEL=warn EDUTRACK_AUTH=disabled EDUTRACK_RATE_LIMIT_IP=off EDUTRACK_RATE_LIMIT_USER=off \
+	EDUTRACK_LIVE_MAX_PER_USER=1000000 EDUTRACK_LIVE_MAX_PER_ADDRESS=1000000
+
+# One process with every role (the embedded default) serves the commands and every stream.
+load-live: build
+	@dir=$$(mktemp -d); \
+	$(LIVE_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & pid=$$!; \
+	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases $(LIVE_PHASES) -live-conns $(LIVE_CONNS) -lag-rate $(LIVE_RATE) $(LIVE_ARGS); rc=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# One process writes and projects, two read processes serve the streams (half each), all on one
+# data dir and a redis-server of their own on a free port, which carries the change feed and
+# the cache.
+load-live-redis: build
+	@dir=$$(mktemp -d); port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	redis-server --port $$port --bind 127.0.0.1 --save '' --appendonly no --dir $$dir >$$dir/redis.log & rpid=$$!; sleep 0.5; \
+	export $(LIVE_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_REDIS_URL=redis://127.0.0.1:$$port; \
+	EDUTRACK_ROLES=write,project EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & wpid=$$!; sleep 1; \
+	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:18081 ./bin/edutrack serve & r1=$$!; \
+	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:18082 ./bin/edutrack serve & r2=$$!; sleep 1; \
+	./bin/edutrack-load -addr http://127.0.0.1:18080 -live-addrs http://127.0.0.1:18081,http://127.0.0.1:18082 \
+		-phases live -live-conns $(LIVE_CONNS) -lag-rate $(LIVE_RATE) $(LIVE_ARGS); rc=$$?; \
+	kill $$r1 $$r2 $$wpid; wait $$r1 $$r2 $$wpid; kill $$rpid; wait $$rpid; rm -rf $$dir; exit $$rc
 
 # gofmt, go vet, staticcheck, the layering rules of internal/layering/rules.txt, and one
 # responsibility per file: no non-test Go file over 500 lines.

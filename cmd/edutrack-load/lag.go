@@ -47,7 +47,9 @@ func runLag(ctx context.Context, writers []*writeClient, rate float64, warmup, d
 		perClient[i] = newLagResult()
 		// Staggered, so the commands arrive evenly rather than all clients at once.
 		first := start.Add(interval * time.Duration(i) / time.Duration(len(writers)))
-		wg.Go(func() { pace(ctx, w, perClient[i], first, interval, measureFrom, end) })
+		wg.Go(func() {
+			perClient[i].late = pace(ctx, first, interval, measureFrom, end, func(measured bool) { visit(ctx, w, perClient[i], measured) })
+		})
 	}
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
@@ -63,10 +65,11 @@ func runLag(ctx context.Context, writers []*writeClient, rate float64, warmup, d
 	return total, nil
 }
 
-// pace starts one command every interval from next on. A command whose slot came while the
-// previous one was still running starts at once and counts as late, and the schedule goes on from
-// then: falling behind never turns into a burst.
-func pace(ctx context.Context, w *writeClient, r *lagResult, next time.Time, interval time.Duration, measureFrom, end time.Time) {
+// pace runs step once every interval from next on, telling it whether its slot is measured
+// (after measureFrom). A step whose slot came while the previous one was still running starts at
+// once and counts as late, and the schedule goes on from then: falling behind never turns into a
+// burst. It returns how many measured steps started late.
+func pace(ctx context.Context, next time.Time, interval time.Duration, measureFrom, end time.Time, step func(measured bool)) (lateStarts int64) {
 	timer := time.NewTimer(time.Until(next))
 	defer timer.Stop()
 	late := false
@@ -74,14 +77,14 @@ func pace(ctx context.Context, w *writeClient, r *lagResult, next time.Time, int
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
-			return
+			return lateStarts
 		}
 		started := time.Now()
 		measured := !started.Before(measureFrom)
 		if measured && late {
-			r.late++
+			lateStarts++
 		}
-		visit(ctx, w, r, measured)
+		step(measured)
 
 		next = next.Add(interval)
 		now := time.Now()
@@ -91,6 +94,7 @@ func pace(ctx context.Context, w *writeClient, r *lagResult, next time.Time, int
 		}
 		timer.Reset(time.Until(next))
 	}
+	return lateStarts
 }
 
 // visit sends one command and reads it back, recording both if measured.

@@ -318,7 +318,8 @@ func TestParseConfig(t *testing.T) {
 		}
 		want := config{addr: "http://127.0.0.1:8080", clients: 64, duration: 10 * time.Second,
 			warmup: 2 * time.Second, courses: 20, modules: 50, learners: 8, prefix: "r1732550000",
-			phases: []string{"healthz", "write"}, readMix: 0.5, zipfS: 1.1, lagRate: 1000}
+			phases: []string{"healthz", "write"}, readMix: 0.5, zipfS: 1.1, lagRate: 1000,
+			liveConns: 10000, liveAddrs: []string{"http://127.0.0.1:8080"}}
 		if diff := cmp.Diff(want, cfg, cmp.AllowUnexported(config{})); diff != "" {
 			t.Errorf("defaults (-want +got):\n%s", diff)
 		}
@@ -340,6 +341,9 @@ func TestParseConfig(t *testing.T) {
 		{"rejects_a_zipf_exponent_of_one", []string{"-zipf-s", "1"}, "-zipf-s"},
 		{"rejects_a_lag_rate_of_zero", []string{"-lag-rate", "0"}, "-lag-rate"},
 		{"rejects_stray_arguments", []string{"write"}, "unexpected arguments"},
+		{"rejects_zero_live_streams", []string{"-live-conns", "0"}, "-live-conns"},
+		{"rejects_a_live_address_that_is_not_plain_http", []string{"-live-addrs", "http://a:1,https://b:2"}, `-live-addrs "https://b:2"`},
+		{"rejects_a_live_address_with_a_path", []string{"-live-addrs", "http://a:1/v1"}, "-live-addrs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(tc.args, now)
@@ -348,6 +352,16 @@ func TestParseConfig(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("spreads_live_streams_over_the_addresses_given", func(t *testing.T) {
+		cfg, err := parseConfig([]string{"-live-addrs", " http://a:1/, http://b:2"}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff([]string{"http://a:1", "http://b:2"}, cfg.liveAddrs); diff != "" {
+			t.Errorf("live addresses (-want +got):\n%s", diff)
+		}
+	})
 
 	t.Run("rejects_a_prefix_that_makes_ids_too_long", func(t *testing.T) {
 		cfg, err := parseConfig([]string{"-prefix", strings.Repeat("a", 60)}, now)
@@ -573,6 +587,8 @@ type fakeServer struct {
 	// minPosition was not the position of the latest command about their learner.
 	minPositionReads   int64
 	positionMismatches []string
+
+	live fakeLive
 }
 
 type fakeCourse struct {
@@ -599,6 +615,7 @@ func newFakeServer() *fakeServer {
 		misses:   map[string]int64{},
 
 		lastPosition: map[string]int64{},
+		live:         newFakeLive(),
 	}
 	f.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -620,6 +637,7 @@ func newFakeServer() *fakeServer {
 	f.mux.HandleFunc("GET /v1/courses/{id}/stats", f.read(documents.Stats, f.stats))
 	f.mux.HandleFunc("GET /v1/courses/{id}/roster", f.read("", f.roster))
 	f.mux.HandleFunc("GET /v1/learners/{id}/dashboard", f.read(documents.Dashboards, f.dashboard))
+	f.mux.HandleFunc("GET /v1/live", f.stream)
 	f.mux.HandleFunc("GET /metrics", f.metrics)
 	return f
 }
@@ -672,6 +690,9 @@ func (f *fakeServer) handle(status int, route func(*http.Request) (fakeOK, *fake
 			}
 			for _, key := range ok.changed {
 				delete(f.cache, key)
+			}
+			if ok.learner != "" && slices.Contains(ok.changed, documents.Dashboards+":"+ok.learner) {
+				f.announce(ok.learner, f.position)
 			}
 		}
 		position := f.position
@@ -1102,7 +1123,7 @@ func (f *fakeServer) roster(r *http.Request) ([]byte, *fakeProblem) {
 
 // metrics answers the cache counters in the Prometheus text format, as client_golang writes
 // them, between other metrics.
-func (f *fakeServer) metrics(w http.ResponseWriter, _ *http.Request) {
+func (f *fakeServer) metrics(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -1117,6 +1138,7 @@ func (f *fakeServer) metrics(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "edutrack_cache_misses_total{read_model=%q} %s\n", model, strconv.FormatFloat(float64(f.misses[model]), 'g', -1, 64))
 	}
 	fmt.Fprintf(w, "# TYPE edutrack_http_requests_in_flight gauge\nedutrack_http_requests_in_flight 1\n")
+	f.liveMetrics(w, fakeServerName(r))
 }
 
 // cacheTotals is the fake's cache counters, summed over read models.

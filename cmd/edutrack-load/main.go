@@ -35,9 +35,10 @@ const (
 	phaseReads   = "reads"
 	phaseStatic  = "static"
 	phaseLag     = "lag"
+	phaseLive    = "live"
 )
 
-var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag}
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -56,9 +57,12 @@ type config struct {
 	json     bool
 	readMix  float64 // share of course-detail reads in the reads phase; the rest are dashboards
 	zipfS    float64
-	lagRate  float64 // commands per second of the lag phase, over all clients
-	static   string  // the URL the static phase GETs
-	saveBody string  // where the setup writes a course detail body, if set
+	lagRate  float64 // commands per second of the lag and live phases, over all clients
+	// liveConns is how many streams the live phase opens, spread over liveAddrs (default addr).
+	liveConns int
+	liveAddrs []string
+	static    string // the URL the static phase GETs
+	saveBody  string // where the setup writes a course detail body, if set
 }
 
 func (c config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -118,7 +122,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// write phase sends fresh commands too.
 	var writers []*writeClient
 	var known uint64 // the highest log position any command answered
-	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.saveBody != "" {
+	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.has(phaseLive) || cfg.saveBody != "" {
 		started := time.Now()
 		if known, err = setup(ctx, api, fx); err != nil {
 			return fmt.Errorf("setup: %w", err)
@@ -147,6 +151,14 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 				return fmt.Errorf("%s phase: %w", name, err)
 			}
 			rep.settled(stdout, known, time.Since(started))
+		}
+
+		if name == phaseLive {
+			known = max(known, lastPosition(writers))
+			if err := runLivePhase(ctx, stdout, rep, writers, fx, known, cfg); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			continue
 		}
 
 		var clients []client
@@ -233,8 +245,8 @@ func saveBody(ctx context.Context, api *api, fx fixture, pos uint64, path string
 
 func parseConfig(args []string, now time.Time) (config, error) {
 	cfg := config{}
-	var phases string
-	fs := newFlagSet(&cfg, &phases, now)
+	var phases, liveAddrs string
+	fs := newFlagSet(&cfg, &phases, &liveAddrs, now)
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -290,6 +302,7 @@ func parseConfig(args []string, now time.Time) (config, error) {
 			cfg.phases = append(cfg.phases, p)
 		}
 	}
+	problems = append(problems, parseLiveFlags(&cfg, liveAddrs)...)
 	if cfg.static != "" {
 		u, err := url.Parse(cfg.static)
 		switch {
@@ -307,7 +320,7 @@ func parseConfig(args []string, now time.Time) (config, error) {
 	return cfg, nil
 }
 
-func newFlagSet(cfg *config, phases *string, now time.Time) *flag.FlagSet {
+func newFlagSet(cfg *config, phases, liveAddrs *string, now time.Time) *flag.FlagSet {
 	fs := flag.NewFlagSet("edutrack-load", flag.ContinueOnError)
 	fs.StringVar(&cfg.addr, "addr", "http://127.0.0.1:8080", "base `URL` of the EduTrack server; with -static-url, the only hosts the tool sends to")
 	fs.IntVar(&cfg.clients, "clients", 64, "concurrent clients, each sending one request at a time")
@@ -323,7 +336,9 @@ func newFlagSet(cfg *config, phases *string, now time.Time) *flag.FlagSet {
 	fs.BoolVar(&cfg.json, "json", false, "also print the report as JSON")
 	fs.Float64Var(&cfg.readMix, "read-mix", 0.5, "share of the reads phase's GETs that ask for a course detail, from 0 to 1; the rest ask for a dashboard")
 	fs.Float64Var(&cfg.zipfS, "zipf-s", 1.1, "exponent s of the Zipf distribution the reads phase draws ids from, above 1; higher is hotter")
-	fs.Float64Var(&cfg.lagRate, "lag-rate", 1000, "commands per second the lag phase sends, spread evenly over the clients")
+	fs.Float64Var(&cfg.lagRate, "lag-rate", 1000, "commands per second the lag and live phases send, spread evenly over the clients")
+	fs.IntVar(&cfg.liveConns, "live-conns", 10000, "live streams (GET /v1/live) the live phase opens, each following one learner")
+	fs.StringVar(liveAddrs, "live-addrs", "", "comma-separated base `URLs` of the read processes the live phase opens its streams on, in turn (default -addr)")
 	fs.StringVar(&cfg.static, "static-url", "", "`URL` the static phase GETs, such as nginx serving the file -save-body wrote")
 	fs.StringVar(&cfg.saveBody, "save-body", "", "after the setup, write the first course's detail, as the read API answers it, to `PATH`")
 	return fs
@@ -347,18 +362,29 @@ names, each for -warmup (not recorded) plus -duration:
            answered, and report that GET's latency: the time from append to visible in the read
            model, plus one round trip. Commands that start late because the client was still busy
            are counted, not sent in a burst; a 503 is "not visible within the wait".
+  live     -live-conns streams of GET /v1/live over -live-addrs, each following one learner
+           (learner:<id>, the learners in turn), then commands paced as in lag; for each command,
+           the time from its answer to its message on every stream of its learner (also to the
+           first and the last of them), messages missed and resyncs; and each server's resident
+           memory before and after the streams opened, its CPU and its edutrack_live_* metrics,
+           from its /metrics. A change is timed to the first message past the learner's
+           previous command; when that message is a later change's (the hub sends a document
+           once, and read it after the later change), the change is counted as superseded. One
+           with no such message within 5 s is missed, or came early, in an earlier change's
+           message whose document was read after it, which ids cannot show.
 
 The setup, run first if a write, reads or lag phase is asked for or -save-body is set, registers
 an instructor, -courses courses of -modules modules and -learners learners per client, and
 enrolls each learner in up to 3 courses with a module or two completed. Phases that read wait
 first until the read models show every command sent so far.
 
-The tool sends to -addr, and in the static phase to -static-url, and nowhere else. It exits
-non-zero if any request of the write, reads or lag phase failed.
+The tool sends to -addr, in the static phase to -static-url, in the live phase to -live-addrs,
+and nowhere else. It exits non-zero if any request of the write, reads, lag or live phase
+failed, or a live stream could not be opened.
 
 Flags:
 `)
-	fs := newFlagSet(&config{}, new(string), time.Now())
+	fs := newFlagSet(&config{}, new(string), new(string), time.Now())
 	fs.SetOutput(w)
 	fs.PrintDefaults()
 }

@@ -20,11 +20,12 @@ const (
 	opCourseDetail
 	opDashboard
 	opStatic
+	opLive
 	opCount
 )
 
 func (o op) String() string {
-	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static"}[o]
+	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream"}[o]
 }
 
 // A client is one of a phase's concurrent callers. It sends one request at a time; the phase

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"strconv"
-	"strings"
 )
 
 // readSeed is the second half of every read client's random source; the first is the client's
@@ -112,42 +108,22 @@ func cacheCounters(ctx context.Context, api *api) (cacheCount, error) {
 // parseCacheCounters sums the cache counters in Prometheus text exposition format.
 func parseCacheCounters(text string) (cacheCount, error) {
 	var c cacheCount
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, rest, _ := strings.Cut(line, " ")
-		if i := strings.IndexByte(line, '{'); i >= 0 && i < len(name) {
-			// Label values may hold spaces; the value follows the closing brace.
-			name = line[:i]
-			j := strings.LastIndexByte(line, '}')
-			if j < 0 {
-				return cacheCount{}, fmt.Errorf("metrics line %q: no closing brace", line)
-			}
-			rest = line[j+1:]
-		}
-		var into *float64
+	err := eachSample(text, func(name, _ string, v float64) error {
 		switch name {
 		case cacheHitsMetric:
-			into = &c.hits
+			c.hits += v
 		case cacheMissesMetric:
-			into = &c.misses
+			c.misses += v
 		default:
-			continue
+			return nil
 		}
-		// A timestamp may follow the value.
-		fields := strings.Fields(rest)
-		if len(fields) == 0 {
-			return cacheCount{}, fmt.Errorf("metrics line %q: no value", line)
+		if v < 0 {
+			return fmt.Errorf("metrics: %s is negative: %g", name, v)
 		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil || math.IsNaN(v) || v < 0 {
-			return cacheCount{}, fmt.Errorf("metrics line %q: value %q", line, fields[0])
-		}
-		*into += v
+		return nil
+	})
+	if err != nil {
+		return cacheCount{}, err
 	}
-	return c, sc.Err()
+	return c, nil
 }

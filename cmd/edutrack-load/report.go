@@ -66,6 +66,7 @@ type phaseReport struct {
 	BytesPerResponse float64          `json:"bytesPerResponse,omitempty"`
 	Cache            *cacheReport     `json:"cache,omitempty"`
 	Lag              *lagReport       `json:"lag,omitempty"`
+	Live             *liveReport      `json:"live,omitempty"`
 }
 
 // cacheReport is the read API's cache over the measured time of the reads phase, summed over
@@ -235,6 +236,9 @@ func (r *report) title(name string) string {
 	case phaseLag:
 		return fmt.Sprintf("lag (EnrollStudent + CompleteModule paced at %g/s, each followed by GET its learner's dashboard?minPosition=<its position>)",
 			r.LagRate)
+	case phaseLive:
+		return fmt.Sprintf("live (%d streams of GET /v1/live; EnrollStudent + CompleteModule paced at %g/s, each timed to its message on the streams of its learner)",
+			r.cfg.liveConns, r.LagRate)
 	}
 	return name
 }
@@ -387,6 +391,10 @@ func (r *report) failures() error {
 	if p, ok := r.phase(phaseLag); ok && (p.Errors > 0 || p.Lag.ReadErrors > 0) {
 		errs = append(errs, fmt.Errorf("lag phase: %d of %d commands and %d of %d reads failed, %d of them not visible within the wait",
 			p.Errors, p.Requests, p.Lag.ReadErrors, p.Lag.Reads, p.Lag.NotVisible))
+	}
+	if p, ok := r.phase(phaseLive); ok && (p.Errors > 0 || p.Live.OpenFailed > 0) {
+		errs = append(errs, fmt.Errorf("live phase: %d of %d commands failed, %d of %d streams could not be opened",
+			p.Errors, p.Requests, p.Live.OpenFailed, p.Live.Streams))
 	}
 	return errors.Join(errs...)
 }
