@@ -57,6 +57,10 @@ func (f *feed) decode(recorded []eventstore.RecordedEvent) []Event {
 func (f *feed) run(ctx context.Context, after uint64) {
 	f.mu.Lock()
 	f.start, f.end = after, after
+	// A projection that asked before the feed knew where it starts waits on the window; one
+	// behind it must learn now that it reads the log for itself, since on a quiet log no
+	// event would ever wake it.
+	f.broadcast()
 	f.mu.Unlock()
 	for ctx.Err() == nil {
 		sub, err := f.log.Subscribe(ctx, f.end)

@@ -139,7 +139,11 @@ func waitLive(t *testing.T, client *http.Client, base, name string, gen int) pro
 			t.Fatalf("waiting for generation %d of %s: %+v", gen, name, st)
 		}
 	}
-	t.Fatalf("generation %d of %s not live within 2 minutes: %+v (%v)", gen, name, st, err)
+	var rebuild any
+	if st.Rebuild != nil {
+		rebuild = *st.Rebuild
+	}
+	t.Fatalf("generation %d of %s not live within 2 minutes: %+v, rebuild %+v (%v)", gen, name, st, rebuild, err)
 	return st
 }
 
@@ -725,6 +729,18 @@ func TestRebuild(t *testing.T) {
 		t.Logf("killed at rebuild position %d of %d", killedAt, sch.head)
 
 		c = startChild(t, bin, dir)
+		resumed := c
+		t.Cleanup(func() {
+			if t.Failed() {
+				var lines []string
+				for line := range strings.Lines(resumed.logs.String()) {
+					if !strings.Contains(line, "msg=request ") {
+						lines = append(lines, line)
+					}
+				}
+				t.Logf("the resumed process's log, but for its access lines:\n%s", strings.Join(lines[max(0, len(lines)-200):], ""))
+			}
+		})
 		// Until the runner has started (after the killed process's lease ran out), the
 		// projection reports itself starting, at generation 0.
 		var first projections.State
