@@ -53,12 +53,12 @@ func (s settings) blobProblems() []error {
 			isS3 = true
 			problems = append(problems, s3URLProblems(u)...)
 		case err != nil || u.Scheme != "file" || u.Host != "" || !strings.HasPrefix(u.Path, "/"):
-			problems = append(problems, fmt.Errorf("EDUTRACK_BLOB_URL %q: want a directory as file:///absolute/path, or a bucket as s3://bucket?region=...",
+			problems = append(problems, fmt.Errorf("EDUTRACK_BLOB_URL %q: want a directory as file:///absolute/path, or a bucket as s3://bucket?region=eu-west-1",
 				redacted(s.blobURL)))
 		}
 	}
 	if (s.s3AccessKeyID == "") != (s.s3SecretAccessKey == "") {
-		problems = append(problems, errors.New("EDUTRACK_S3_ACCESS_KEY_ID and EDUTRACK_S3_SECRET_ACCESS_KEY: set both, or neither to use the AWS SDK's own (AWS_ACCESS_KEY_ID, a role)"))
+		problems = append(problems, errors.New("EDUTRACK_S3_ACCESS_KEY_ID and EDUTRACK_S3_SECRET_ACCESS_KEY: set both, or neither for the keys the AWS SDK finds itself, such as AWS_ACCESS_KEY_ID or a role"))
 	} else if s.s3AccessKeyID != "" && !isS3 {
 		problems = append(problems, errors.New("EDUTRACK_S3_ACCESS_KEY_ID: set, but EDUTRACK_BLOB_URL is not an s3:// bucket"))
 	}
