@@ -132,7 +132,8 @@ func TestServeIssuesCertificatesOnS3(t *testing.T) {
 }
 
 // While the S3 store is down the process stays ready, the store degraded, and the certificate
-// waits; once the store is back the job's next attempt issues it.
+// waits; once the store is back the job's next attempt issues it. A PDF asked for while the
+// store is down is a 503.
 func TestCertificatesWaitForS3(t *testing.T) {
 	t.Parallel()
 	srv := tests3.Start(t)
@@ -169,6 +170,11 @@ func TestCertificatesWaitForS3(t *testing.T) {
 	checkPDF(t, s, id, url)
 	if status, check := readyBlobStore(t, s); status != http.StatusOK || check != "ok" {
 		t.Errorf("/readyz with the store back: %d, blob_store %q; want 200 and ok", status, check)
+	}
+	// Down again: the PDF's route says to come back later.
+	srv.Stop()
+	if a := get(t, s, url); a.status != http.StatusServiceUnavailable || a.header.Get("Retry-After") == "" {
+		t.Errorf("GET %s with the store down: %d %v; want 503 with Retry-After", url, a.status, a.header)
 	}
 	s.stop()
 }
