@@ -335,6 +335,11 @@ func (s *Server) run() error {
 		_ = cmd.Process.Kill()
 		<-exited
 		s.transport.CloseIdleConnections()
+		// weed puts a unix socket beside each gRPC port in /tmp whatever TMPDIR says, and leaves
+		// it there when killed.
+		for name, port := range map[string]int{"master": p.masterGRPC, "volume": p.volumeGRPC, "filer": p.filerGRPC, "s3": p.s3GRPC} {
+			_ = os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, port))
+		}
 	}
 
 	deadline := time.Now().Add(60 * time.Second)
