@@ -12,9 +12,10 @@ run:
 	$(GO) run ./cmd/edutrack serve
 
 # The whole suite, as CI runs it. .ci/deps first installs what the tests need (redis-server,
-# promtool, chromium, postgresql) where it is missing; the tests start their own servers on free ports.
+# promtool, chromium, postgresql, SeaweedFS's weed) where it is missing; the tests start their own
+# servers on free ports.
 test:
-	@eval "$$(bash .ci/deps)"; export EDUTRACK_PROMTOOL EDUTRACK_CHROMIUM EDUTRACK_PG_BIN; \
+	@eval "$$(bash .ci/deps)"; export EDUTRACK_PROMTOOL EDUTRACK_CHROMIUM EDUTRACK_PG_BIN EDUTRACK_WEED; \
 	$(GO) test -race -timeout 30m -count=1 ./...
 
 # Go benchmarks of the event log (durable appends) and of rebuilds; see BENCHMARKS.md.

@@ -33,10 +33,22 @@ var certificateBackoff = reactors.ExponentialBackoff(10*time.Second, 2*time.Hour
 
 // blobBucket is the bucket of the certificates' PDFs, opened at the first call and closed with
 // the process. A directory: created private (0700), so the PDFs in it are the owner's alone
-// whatever their own mode, and written through temporary files beside them, never in /tmp.
-func (p *process) blobBucket() (*blob.Bucket, error) {
+// whatever their own mode, and written through temporary files beside them, never in /tmp. A
+// bucket of an S3-compatible store: a readiness check reports it degraded when it does not
+// answer (the certificates wait for it; nothing else does).
+func (p *process) blobBucket(ctx context.Context) (*blob.Bucket, error) {
 	if p.bucket != nil {
 		return p.bucket, nil
+	}
+	if p.cfg.blobS3 != nil {
+		b, closeIdle, err := s3Bucket(ctx, p.cfg.blobS3)
+		if err != nil {
+			return nil, fmt.Errorf("EDUTRACK_BLOB_URL %s: %w", p.cfg.blobS3.url.Redacted(), err)
+		}
+		p.bucket = b
+		p.closers = append(p.closers, b.Close, closeIdle)
+		p.readiness.NonCritical["blob_store"] = blobCheck(b)
+		return b, nil
 	}
 	dir := p.blobDir()
 	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, DirFileMode: 0o700, NoTempDir: true})
@@ -46,6 +58,16 @@ func (p *process) blobBucket() (*blob.Bucket, error) {
 	p.bucket = b
 	p.closers = append(p.closers, b.Close)
 	return b, nil
+}
+
+// certificateBucket is where the certificate jobs write: the bucket, made to keep each file
+// private when it is a directory.
+func (p *process) certificateBucket(ctx context.Context) (certificate.Bucket, error) {
+	b, err := p.blobBucket(ctx)
+	if err != nil || p.cfg.blobS3 != nil {
+		return b, err
+	}
+	return privateFiles{b, p.blobDir()}, nil
 }
 
 func (p *process) blobDir() string {
@@ -79,7 +101,7 @@ func (b privateFiles) WriteAll(ctx context.Context, key string, data []byte, opt
 // certificates adds the certificate trigger to triggers and the certificate worker to opts,
 // where this process works and can append to the log; elsewhere the jobs wait for a process
 // that can.
-func (p *process) certificates(opts *reactors.QueueOptions, triggers []reactors.Trigger) ([]reactors.Trigger, error) {
+func (p *process) certificates(ctx context.Context, opts *reactors.QueueOptions, triggers []reactors.Trigger) ([]reactors.Trigger, error) {
 	if p.cfg.noCertificates {
 		p.log.Info("certificates are off (EDUTRACK_CERTIFICATES): completed courses get none")
 		return triggers, nil
@@ -96,11 +118,11 @@ func (p *process) certificates(opts *reactors.QueueOptions, triggers []reactors.
 		p.log.Info("this process cannot append to the event log: it leaves certificate jobs to one that can")
 		return triggers, nil
 	}
-	bucket, err := p.blobBucket()
+	bucket, err := p.certificateBucket(ctx)
 	if err != nil {
 		return nil, err
 	}
-	o := certificate.Options{Streams: p.events, Bucket: privateFiles{bucket, p.blobDir()}, Issuer: issuer{handler}, PublicURL: p.publicURL(),
+	o := certificate.Options{Streams: p.events, Bucket: bucket, Issuer: issuer{handler}, PublicURL: p.publicURL(),
 		Backoff: certificateBackoff}
 	if p.cfg.smtp != nil {
 		if o.Mailer, err = p.mailer(); err != nil {

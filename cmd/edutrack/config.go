@@ -45,6 +45,8 @@ type config struct {
 	// blobDir is the directory of the blob bucket (certificates' PDFs); empty: blobs in the
 	// data dir.
 	blobDir string
+	// blobS3 is the bucket of an S3-compatible store instead, when EDUTRACK_BLOB_URL is s3://.
+	blobS3 *s3Config
 	// noCertificates is EDUTRACK_CERTIFICATES=off: the reactor passes completions by.
 	noCertificates bool
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
@@ -284,8 +286,9 @@ func (s settings) config() (config, error) {
 	if s.publicURL != "" {
 		c.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
 	}
-	if s.blobURL != "" {
-		u, _ := url.Parse(s.blobURL)
+	if u, _ := url.Parse(s.blobURL); s.blobURL != "" && u.Scheme == "s3" {
+		c.blobS3 = &s3Config{url: u, accessKeyID: s.s3AccessKeyID, secretAccessKey: s.s3SecretAccessKey}
+	} else if s.blobURL != "" {
 		c.blobDir = u.Path
 	}
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
@@ -444,23 +447,3 @@ func parseLimit(s string) (ratelimit.Limit, error) {
 // writeTimeout bounds the writing of an answer; the request timeout stays below it, so that a
 // request that runs out of time still gets its 503.
 const writeTimeout = 30 * time.Second
-
-// blobProblems are the problems of the blob storage settings. Only a directory (file://) is
-// supported so far; s3:// comes with the S3 adapter.
-func (s settings) blobProblems() []error {
-	var problems []error
-	if s.certificates != "on" && s.certificates != "off" {
-		problems = append(problems, fmt.Errorf("EDUTRACK_CERTIFICATES %q: want on or off", s.certificates))
-	}
-	if s.blobURL != "" {
-		if u, err := url.Parse(s.blobURL); err != nil || u.Scheme != "file" || u.Host != "" || !strings.HasPrefix(u.Path, "/") {
-			problems = append(problems, fmt.Errorf("EDUTRACK_BLOB_URL %q: want a directory as file:///absolute/path", redacted(s.blobURL)))
-		}
-	}
-	if s.publicURL != "" && s.smtpURL == "" {
-		if u, err := url.Parse(s.publicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			problems = append(problems, fmt.Errorf("EDUTRACK_PUBLIC_URL %q: want an http(s) URL where learners reach EduTrack, such as https://learn.school.example", s.publicURL))
-		}
-	}
-	return problems
-}

@@ -55,7 +55,7 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 			opts.Queues = map[string]int{email.Queue: emailWorkers}
 		}
 	}
-	if triggers, err = p.certificates(&opts, triggers); err != nil {
+	if triggers, err = p.certificates(ctx, &opts, triggers); err != nil {
 		return nil, err
 	}
 	queue, err := openQueue(ctx, p.cfg, opts)

@@ -196,7 +196,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
-	bucket, err := p.blobBucket()
+	bucket, err := p.blobBucket(ctx)
 	if err != nil {
 		return err
 	}

@@ -294,6 +294,16 @@ func TestLoadConfig(t *testing.T) {
 				publicURL: &url.URL{Scheme: "https", Host: "learn.school.example"}},
 		},
 		{
+			name: "reads a bucket of an S3-compatible store and its keys",
+			env: map[string]string{"EDUTRACK_BLOB_URL": "s3://certificates?region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true",
+				"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
+			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
+				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second},
+				blobS3: &s3Config{url: &url.URL{Scheme: "s3", Host: "certificates", RawQuery: "region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true"},
+					accessKeyID: "id", secretAccessKey: "secret"}},
+		},
+		{
 			name: "lets flags override the environment",
 			env:  map[string]string{"EDUTRACK_HTTP_ADDR": "127.0.0.1:9000", "EDUTRACK_DATA_DIR": "/srv/edutrack"},
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
@@ -415,9 +425,21 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"is inside the data dir", "EDUTRACK_JWT_KEY:"},
 		},
 		{
-			name:    "refuses a blob URL that is no directory, and a public URL that is no web address",
-			env:     map[string]string{"EDUTRACK_BLOB_URL": "s3://certificates", "EDUTRACK_PUBLIC_URL": "ftp://school.example"},
-			wantErr: []string{"EDUTRACK_BLOB_URL \"s3://certificates\"", "EDUTRACK_PUBLIC_URL \"ftp://school.example\""},
+			name:    "refuses a blob URL that is no directory nor bucket, and a public URL that is no web address",
+			env:     map[string]string{"EDUTRACK_BLOB_URL": "gs://certificates", "EDUTRACK_PUBLIC_URL": "ftp://school.example"},
+			wantErr: []string{"EDUTRACK_BLOB_URL \"gs://certificates\"", "EDUTRACK_PUBLIC_URL \"ftp://school.example\""},
+		},
+		{
+			name: "refuses a bucket URL with keys, a path, a parameter s3blob lacks or a bad value, and half a key pair",
+			env: map[string]string{"EDUTRACK_BLOB_URL": "s3://id:secret@certificates/pdfs?region=eu-west-1&use_path_style=yes&acl=public&endpoint=seaweedfs:8333",
+				"EDUTRACK_S3_ACCESS_KEY_ID": "id"},
+			wantErr: []string{"keys go in EDUTRACK_S3_ACCESS_KEY_ID", "the bucket's name as host and no path", `unknown parameter "acl"`,
+				`parameter "use_path_style": want true or false`, `endpoint "seaweedfs:8333"`, "EDUTRACK_S3_ACCESS_KEY_ID and EDUTRACK_S3_SECRET_ACCESS_KEY: set both"},
+		},
+		{
+			name:    "refuses S3 keys without a bucket to use them on",
+			env:     map[string]string{"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
+			wantErr: []string{"EDUTRACK_S3_ACCESS_KEY_ID: set, but EDUTRACK_BLOB_URL is not an s3:// bucket"},
 		},
 		{
 			name:    "refuses a data dir that holds the anchor key's default place",
@@ -442,7 +464,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}, s3Config{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

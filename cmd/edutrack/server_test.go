@@ -24,10 +24,11 @@ import (
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/internal/testpostgres"
+	"github.com/edutrack/edutrack/internal/tests3"
 )
 
 // run starts the HTTP server, the log's writer and syncer; each test stops what it started.
-func TestMain(m *testing.M) { goleak.VerifyTestMain(testpostgres.Main(m)) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(tests3.Main(testpostgres.Main(m))) }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 

@@ -55,6 +55,8 @@ type settings struct {
 	smtpURL, smtpFrom, publicURL string
 	// blobURL is the bucket of the certificates' PDFs; empty: blobs under the data dir.
 	blobURL string
+	// The keys to an s3:// bucket, when not the AWS SDK's own; no flags, as jwtKey.
+	s3AccessKeyID, s3SecretAccessKey string
 	// certificates is on or off: whether completed courses get a certificate.
 	certificates string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
@@ -126,6 +128,8 @@ func readSettings(getenv func(string) string) settings {
 	s.smtpPassword = env("EDUTRACK_SMTP_PASSWORD")
 	s.publicURL = env("EDUTRACK_PUBLIC_URL")
 	s.blobURL = env("EDUTRACK_BLOB_URL")
+	s.s3AccessKeyID = env("EDUTRACK_S3_ACCESS_KEY_ID")
+	s.s3SecretAccessKey = env("EDUTRACK_S3_SECRET_ACCESS_KEY")
 	s.certificates = env("EDUTRACK_CERTIFICATES")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
@@ -211,7 +215,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"smtp-from", &s.smtpFrom, "sender of the emails, such as 'EduTrack <noreply@school.example>' (EDUTRACK_SMTP_FROM)"},
 		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' and certificates' links (EDUTRACK_PUBLIC_URL)"},
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
-		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
+		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {
