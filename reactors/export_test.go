@@ -1,6 +1,9 @@
 package reactors
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SetCheckpoint moves the reactor's checkpoint, as a crash that lost its last commits would.
 func (q *Queue) SetCheckpoint(ctx context.Context, name string, pos uint64) error {
@@ -16,3 +19,9 @@ func (q *Queue) TakeLease(ctx context.Context, name, owner string) error {
 
 // PoolSize is the most connections the queue's PostgreSQL pool opens.
 func (q *Queue) PoolSize() int32 { return q.store.(pgxStore).pool.Config().MaxConns }
+
+// HoldLease takes lease name for owner for ttl, as a process that then died would have.
+func (q *Queue) HoldLease(ctx context.Context, name, owner string, ttl time.Duration) error {
+	_, err := q.acquire(ctx, name, owner, ttl)
+	return err
+}

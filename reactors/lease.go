@@ -69,6 +69,22 @@ func (q *Queue) acquire(ctx context.Context, name, owner string, ttl time.Durati
 	return l, tx.commit(ctx)
 }
 
+// lease reads lease name; held is false when nobody ever took it.
+func (q *Queue) lease(ctx context.Context, name string) (_ Lease, held bool, _ error) {
+	var l Lease
+	var expires int64
+	err := q.store.queryRow(ctx, `SELECT owner, token, expires_at FROM reactor_leases WHERE name = $1`, name).
+		Scan(&l.Owner, &l.Token, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Lease{}, false, nil
+	}
+	if err != nil {
+		return Lease{}, false, err
+	}
+	l.Expires = time.Unix(0, expires)
+	return l, true, nil
+}
+
 // release gives lease name up at once, if owner still holds it.
 func (q *Queue) release(name, owner string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -38,6 +38,10 @@ type ReactorOptions struct {
 	Batch int
 	// RetryDelay is the first pause after a failed batch, doubled up to a minute (default 1s).
 	RetryDelay time.Duration
+	// Gone, when set, tells whether the process that a lease's owner names has ended (a crash of
+	// a process of this machine): its lease is then released at start, so that a restart reacts
+	// at once instead of waiting out LeaseTTL. The token still moves on with the next holder.
+	Gone func(owner string) bool
 }
 
 // Reactor follows the event log and inserts the jobs its triggers ask for.
@@ -71,7 +75,23 @@ func NewReactor(log Log, queue *Queue, logger *slog.Logger, opts ReactorOptions,
 
 // Run reacts while this process holds the reactor lease, until ctx ends.
 func (r *Reactor) Run(ctx context.Context) error {
+	if r.opts.Gone != nil {
+		r.freeGoneHolder(ctx)
+	}
 	return r.queue.holdLease(ctx, r.opts.Name, r.opts.Owner, r.opts.LeaseTTL, r.logger, r.react)
+}
+
+// freeGoneHolder releases the reactor lease if a process that has ended holds it.
+func (r *Reactor) freeGoneHolder(ctx context.Context) {
+	l, held, err := r.queue.lease(ctx, r.opts.Name)
+	if err != nil || !held || l.Owner == r.opts.Owner || !l.Expires.After(time.Now()) || !r.opts.Gone(l.Owner) {
+		return
+	}
+	if err := r.queue.release(r.opts.Name, l.Owner); err != nil {
+		r.logger.Warn("release the reactor lease of a process that ended", "holder", l.Owner, "err", err)
+		return
+	}
+	r.logger.Info("released the reactor lease of a process of this machine that no longer runs", "holder", l.Owner)
 }
 
 // Checkpoint is the position of the last event the reactor has turned into jobs.

@@ -75,7 +75,7 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 	}
 	var reactor *reactors.Reactor
 	if p.cfg.roles.react {
-		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: owner, LeaseTTL: p.cfg.leaseTTL}, triggers...)
+		reactor, err = reactors.NewReactor(p.events, queue, p.log, reactors.ReactorOptions{Owner: owner, LeaseTTL: p.cfg.leaseTTL, Gone: goneLocalProcess}, triggers...)
 		if err != nil {
 			queue.Close()
 			return nil, err

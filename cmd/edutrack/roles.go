@@ -286,16 +286,22 @@ func freeDeadHolder(ctx context.Context, store readstore.Store, name string, log
 		// Nobody held it; the probe's lease has expired already, so this changes nothing.
 		return
 	}
-	host, _ := os.Hostname()
-	parts := strings.Split(l.Owner, "/")
-	if !errors.Is(err, readstore.ErrLeaseHeld) || len(parts) != 3 || parts[0] != host {
-		return
-	}
-	pid, err := strconv.Atoi(parts[1])
-	if err != nil || pid <= 0 || pid == os.Getpid() || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+	if !errors.Is(err, readstore.ErrLeaseHeld) || !goneLocalProcess(l.Owner) {
 		return
 	}
 	if err := store.ReleaseLease(ctx, name, l.Owner); err == nil {
 		log.Info("released the projector lease of a process of this machine that no longer runs", "holder", l.Owner)
 	}
+}
+
+// goneLocalProcess tells whether a lease owner (as leaseOwner names it) was a process of this
+// machine that no longer runs. A holder elsewhere, alive, or this process is never gone.
+func goneLocalProcess(owner string) bool {
+	host, _ := os.Hostname()
+	parts := strings.Split(owner, "/")
+	if len(parts) != 3 || parts[0] != host {
+		return false
+	}
+	pid, err := strconv.Atoi(parts[1])
+	return err == nil && pid > 0 && pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
