@@ -144,13 +144,15 @@ func (b *browser) waitForPage(path, want string) {
 			text, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 		}
 		cancel()
-		if err != nil {
-			b.t.Fatalf("read the page: %v", err)
-		}
-		if strings.Contains(at, path) && strings.Contains(text, want) {
+		// A read that a navigation interrupts (the sign-in's redirect, the UI routing itself)
+		// is tried again: the page is still loading, and only the deadline ends the wait.
+		if err == nil && strings.Contains(at, path) && strings.Contains(text, want) {
 			return
 		}
 		if time.Now().After(deadline) {
+			if err != nil {
+				b.t.Fatalf("read the page: %v", err)
+			}
 			b.mu.Lock()
 			thrown := strings.Join(b.thrown, "\n")
 			b.mu.Unlock()
