@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var completedAt = time.Date(2026, 5, 4, 13, 14, 15, 0, time.UTC)
 
 func TestRenderIsTheSameBytesForTheSameContent(t *testing.T) {
-	c := certificate.Content{CertificateID: "c1", LearnerName: "Ada Lovelace", CourseTitle: "Go & You", Instructor: "Grace Hopper",
+	c := certificate.Content{CertificateID: "c1", LearnerName: "Zoë Lovelace", CourseTitle: "Go & You (part 1)", Instructor: "Grace Hopper",
 		CompletedAt: completedAt, VerificationURL: "https://school.example/v1/certificates/c1"}
 	for _, compress := range []bool{true, false} {
 		a, err := certificate.Render(c, compress)
@@ -54,12 +55,52 @@ func TestRenderIsTheSameBytesForTheSameContent(t *testing.T) {
 		}
 	}
 	plain, _ := certificate.Render(c, false)
-	for _, want := range []string{"(Ada Lovelace)", "(Go & You)", "(taught by Grace Hopper)", "(on 4 May 2026)", "(Certificate c1)",
+	// In the core font, as Windows-1252 writes it.
+	for _, want := range []string{"(Zo\xeb Lovelace)", "(Go & You \\(part 1\\))", "(taught by Grace Hopper)", "(on 4 May 2026)", "(Certificate c1)",
 		"(Verify it at https://school.example/v1/certificates/c1)", "/CreationDate (D:20260504131415)"} {
 		if !bytes.Contains(plain, []byte(want)) {
-			t.Errorf("the PDF lacks %s", want)
+			t.Errorf("the PDF lacks %q", want)
 		}
 	}
+}
+
+// A name that Windows-1252 cannot write prints as it is written, in an embedded Unicode font,
+// not as question marks.
+func TestRenderWritesNamesInOtherScripts(t *testing.T) {
+	c := certificate.Content{CertificateID: "c2", LearnerName: "Łukasz Дмитриев", CourseTitle: "Αλγόριθμοι (part 1)", Instructor: "Grace Hopper",
+		CompletedAt: completedAt, VerificationURL: "https://school.example/v1/certificates/c2"}
+	a, err := certificate.Render(c, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Łukasz Дмитриев", "Αλγόριθμοι (part 1)", "taught by Grace Hopper", "on 4 May 2026",
+		"Certificate c2", "Verify it at https://school.example/v1/certificates/c2"} {
+		if !bytes.Contains(a, pdfText(want)) {
+			t.Errorf("the PDF lacks %q", want)
+		}
+	}
+	if b, _ := certificate.Render(c, false); !bytes.Equal(a, b) {
+		t.Error("two renderings differ")
+	}
+}
+
+// pdfText is s as an uncompressed PDF shows it in an embedded Unicode font: a string of its
+// UTF-16BE code units, with the bytes a PDF string escapes escaped.
+func pdfText(s string) []byte {
+	var out []byte
+	for _, u := range utf16.Encode([]rune(s)) {
+		for _, b := range []byte{byte(u >> 8), byte(u)} {
+			switch b {
+			case '(', ')', '\\':
+				out = append(out, '\\', b)
+			case '\r':
+				out = append(out, '\\', 'r')
+			default:
+				out = append(out, b)
+			}
+		}
+	}
+	return append(append([]byte("("), out...), ')')
 }
 
 // world is an event log with a course that ada completed, a job queue, a file bucket and the
