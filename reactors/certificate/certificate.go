@@ -21,6 +21,7 @@ import (
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/reactors/email"
+	"github.com/edutrack/edutrack/reactors/logfacts"
 )
 
 // Args is the job that issues the certificate of one completion. It carries ids only: names and
@@ -103,9 +104,7 @@ type Issuer interface {
 
 // Streams is what the worker reads of the event log: the learner's stream and account, the
 // course and its instructor's account.
-type Streams interface {
-	ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error)
-}
+type Streams = logfacts.Streams
 
 // Backoff says when a failed job is tried again.
 type Backoff func(attempt int) time.Duration

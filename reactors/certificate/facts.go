@@ -9,9 +9,8 @@ import (
 
 	"github.com/riverqueue/river"
 
-	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
-	"github.com/edutrack/edutrack/domain/user"
+	"github.com/edutrack/edutrack/reactors/logfacts"
 )
 
 // facts is what a certificate says, read from the log when the job runs.
@@ -36,14 +35,15 @@ func (w *Worker) read(ctx context.Context, a Args) (facts, error) {
 	if f.completedAt, f.issued, err = w.completion(ctx, a); err != nil {
 		return f, err
 	}
-	if f.learner, err = w.person(ctx, a.LearnerID); err != nil {
+	if f.learner, err = logfacts.Account(ctx, w.streams, a.LearnerID); err != nil {
 		return f, err
 	}
-	var instructorID string
-	if f.courseTitle, instructorID, err = w.course(ctx, a.CourseID); err != nil {
+	c, err := logfacts.CourseOf(ctx, w.streams, a.CourseID)
+	if err != nil {
 		return f, err
 	}
-	who, err := w.person(ctx, instructorID)
+	f.courseTitle = c.Title
+	who, err := logfacts.Account(ctx, w.streams, c.InstructorID)
 	if err != nil {
 		return f, err
 	}
@@ -79,65 +79,4 @@ func (w *Worker) completion(ctx context.Context, a Args) (at time.Time, issued b
 		return at, false, river.JobCancel(fmt.Errorf("learner %s: no completion %s", a.LearnerID, a.EventID))
 	}
 	return at, issued, nil
-}
-
-// person is a user's name and address as their account's events leave them.
-func (w *Worker) person(ctx context.Context, id string) (mail.Address, error) {
-	events, err := w.streams.ReadStream(ctx, user.StreamPrefix+id, 1, 0)
-	if err != nil {
-		return mail.Address{}, fmt.Errorf("read the account of %s: %w", id, err)
-	}
-	if len(events) == 0 {
-		return mail.Address{}, river.JobCancel(fmt.Errorf("user %s: no such account", id))
-	}
-	var who mail.Address
-	for _, e := range events {
-		var err error
-		switch e.Type {
-		case (user.Registered{}).EventType():
-			var ev user.Registered
-			err = json.Unmarshal(e.Data, &ev)
-			who = mail.Address{Name: ev.Name, Address: ev.Email}
-		case (user.NameChanged{}).EventType():
-			var ev user.NameChanged
-			err = json.Unmarshal(e.Data, &ev)
-			who.Name = ev.Name
-		case (user.EmailChanged{}).EventType():
-			var ev user.EmailChanged
-			err = json.Unmarshal(e.Data, &ev)
-			who.Address = ev.Email
-		}
-		if err != nil {
-			return mail.Address{}, fmt.Errorf("decode %s of %s: %w", e.Type, id, err)
-		}
-	}
-	return who, nil
-}
-
-// course is the course's title and instructor as its events leave them.
-func (w *Worker) course(ctx context.Context, id string) (title, instructorID string, err error) {
-	events, err := w.streams.ReadStream(ctx, course.StreamPrefix+id, 1, 0)
-	if err != nil {
-		return "", "", fmt.Errorf("read course %s: %w", id, err)
-	}
-	if len(events) == 0 {
-		return "", "", river.JobCancel(fmt.Errorf("course %s: no such course", id))
-	}
-	for _, e := range events {
-		var err error
-		switch e.Type {
-		case (course.Created{}).EventType():
-			var ev course.Created
-			err = json.Unmarshal(e.Data, &ev)
-			title, instructorID = ev.Title, ev.InstructorID
-		case (course.DetailsUpdated{}).EventType():
-			var ev course.DetailsUpdated
-			err = json.Unmarshal(e.Data, &ev)
-			title = ev.Title
-		}
-		if err != nil {
-			return "", "", fmt.Errorf("decode %s of course %s: %w", e.Type, id, err)
-		}
-	}
-	return title, instructorID, nil
 }

@@ -8,17 +8,15 @@ import (
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
-	"net/mail"
 	"net/url"
 	texttemplate "text/template"
 	"time"
 
 	"github.com/riverqueue/river"
 
-	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
-	"github.com/edutrack/edutrack/domain/user"
 	"github.com/edutrack/edutrack/eventstore"
+	"github.com/edutrack/edutrack/reactors/logfacts"
 )
 
 // EnrollmentArgs is the job that confirms an enrollment by email. It carries ids only: the
@@ -61,9 +59,7 @@ func OnEnrolled(e eventstore.RecordedEvent) (river.JobArgs, error) {
 }
 
 // Streams is what the worker reads of the event log: the learner's account and the course.
-type Streams interface {
-	ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error)
-}
+type Streams = logfacts.Streams
 
 // Backoff says when a failed job is tried again.
 type Backoff func(attempt int) time.Duration
@@ -110,14 +106,18 @@ func (w *EnrollmentWorker) Timeout(*river.Job[EnrollmentArgs]) time.Duration { r
 
 // Message renders the email of args.
 func (w *EnrollmentWorker) Message(ctx context.Context, kind string, args EnrollmentArgs) (Message, error) {
-	who, err := w.learner(ctx, args.LearnerID)
+	who, err := logfacts.Account(ctx, w.streams, args.LearnerID)
 	if err != nil {
 		return Message{}, err
 	}
-	title, err := w.courseTitle(ctx, args.CourseID)
+	if who.Address == "" {
+		return Message{}, river.JobCancel(fmt.Errorf("learner %s: %w", args.LearnerID, ErrNoRecipient))
+	}
+	c, err := logfacts.CourseOf(ctx, w.streams, args.CourseID)
 	if err != nil {
 		return Message{}, err
 	}
+	title := c.Title
 	link := w.publicURL.JoinPath("courses", args.CourseID).String()
 	subject := "You are enrolled in " + title
 	if args.Resumed {
@@ -144,68 +144,3 @@ var (
 	textTemplates = texttemplate.Must(texttemplate.ParseFS(templateFiles, "templates/*.txt"))
 	htmlTemplates = htmltemplate.Must(htmltemplate.ParseFS(templateFiles, "templates/*.html"))
 )
-
-// learner is the learner's name and address as their account's events leave them.
-func (w *EnrollmentWorker) learner(ctx context.Context, id string) (mail.Address, error) {
-	events, err := w.streams.ReadStream(ctx, user.StreamPrefix+id, 1, 0)
-	if err != nil {
-		return mail.Address{}, fmt.Errorf("read the account of learner %s: %w", id, err)
-	}
-	var who mail.Address
-	for _, e := range events {
-		var err error
-		switch e.Type {
-		case (user.Registered{}).EventType():
-			var ev user.Registered
-			err = json.Unmarshal(e.Data, &ev)
-			who = mail.Address{Name: ev.Name, Address: ev.Email}
-		case (user.NameChanged{}).EventType():
-			var ev user.NameChanged
-			err = json.Unmarshal(e.Data, &ev)
-			who.Name = ev.Name
-		case (user.EmailChanged{}).EventType():
-			var ev user.EmailChanged
-			err = json.Unmarshal(e.Data, &ev)
-			who.Address = ev.Email
-		}
-		if err != nil {
-			return mail.Address{}, fmt.Errorf("decode %s of learner %s: %w", e.Type, id, err)
-		}
-	}
-	if len(events) == 0 {
-		return mail.Address{}, river.JobCancel(fmt.Errorf("learner %s: no such account", id))
-	}
-	if who.Address == "" {
-		return mail.Address{}, river.JobCancel(fmt.Errorf("learner %s: %w", id, ErrNoRecipient))
-	}
-	return who, nil
-}
-
-// courseTitle is the course's title as its events leave it.
-func (w *EnrollmentWorker) courseTitle(ctx context.Context, id string) (string, error) {
-	events, err := w.streams.ReadStream(ctx, course.StreamPrefix+id, 1, 0)
-	if err != nil {
-		return "", fmt.Errorf("read course %s: %w", id, err)
-	}
-	title := ""
-	for _, e := range events {
-		var err error
-		switch e.Type {
-		case (course.Created{}).EventType():
-			var ev course.Created
-			err = json.Unmarshal(e.Data, &ev)
-			title = ev.Title
-		case (course.DetailsUpdated{}).EventType():
-			var ev course.DetailsUpdated
-			err = json.Unmarshal(e.Data, &ev)
-			title = ev.Title
-		}
-		if err != nil {
-			return "", fmt.Errorf("decode %s of course %s: %w", e.Type, id, err)
-		}
-	}
-	if len(events) == 0 {
-		return "", river.JobCancel(fmt.Errorf("course %s: no such course", id))
-	}
-	return title, nil
-}
