@@ -57,7 +57,8 @@ func (s *sink) accept(data []byte, t time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	kind, _, ok := strings.Cut(id, ".")
+	local, _, _ := strings.Cut(id, "@")
+	kind, _, ok := strings.Cut(local, ".")
 	if !ok || kind == "" {
 		s.bad++
 		return
