@@ -19,8 +19,13 @@ const (
 	kindCertificateEmail = "certificate"
 )
 
-// jobsWait bounds each wait of the jobs phase for emails or certificates to arrive.
-const jobsWait = 3 * time.Minute
+// jobsWait bounds each wait of the jobs phase for emails or certificates to arrive, and
+// jobsStall ends it sooner once none has arrived for that long: longer than the server's first
+// retry of a failed email (30 s).
+const (
+	jobsWait  = 3 * time.Minute
+	jobsStall = 45 * time.Second
+)
 
 // metricsEvery is how often the jobs phase reads the certificate jobs completed from /metrics.
 const metricsEvery = 50 * time.Millisecond
@@ -112,7 +117,7 @@ func runJobsPhase(ctx context.Context, stdout io.Writer, rep *report, api *api, 
 	})
 	res.enrollAcked = time.Now()
 	res.enrolled = len(jf.learners)
-	sk.waitCount(kindEnrollmentEmail, len(jf.learners), jobsWait, ctx.Done())
+	sk.waitCount(kindEnrollmentEmail, len(jf.learners), jobsWait, jobsStall, ctx.Done())
 	res.emails, res.emailDups = sk.arrivals(kindEnrollmentEmail)
 
 	// Certificates: the burst's and the idle part's learners complete every module but the last,
@@ -154,15 +159,19 @@ func runJobsPhase(ctx context.Context, stdout io.Writer, rep *report, api *api, 
 	if after, err := scrapeJobs(ctx, api); err == nil {
 		res.cpuAfter, res.cpuDone = after.cpu, time.Now()
 	}
-	sk.waitCount(kindCertificateEmail, len(burst), jobsWait, ctx.Done())
+	sk.waitCount(kindCertificateEmail, len(burst), jobsWait, jobsStall, ctx.Done())
 	res.certEmails = sk.count(kindCertificateEmail)
 	_, res.certEmailDups = sk.arrivals(kindCertificateEmail)
 
 	// Idle: one completion at a time, from its answer to the certificate on the dashboard.
-	time.Sleep(time.Second)
-	for _, id := range idle {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for i, id := range idle {
+		// A second first, for the burst's last jobs to end; then a pause between two.
+		wait := idleGap
+		if i == 0 {
+			wait = time.Second
+		}
+		if err := pause(ctx, wait); err != nil {
+			return err
 		}
 		took, ok, err := idleCertificate(ctx, api, jf, id)
 		errs.see(err)
@@ -171,11 +180,22 @@ func runJobsPhase(ctx context.Context, stdout io.Writer, rep *report, api *api, 
 		} else {
 			res.idleMissed++
 		}
-		time.Sleep(idleGap)
 	}
 	res.commandErrors, res.firstError = errs.get()
 	rep.addJobsPhase(stdout, res, sk.unreadable())
 	return nil
+}
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // jobsSetup registers the phase's instructor and learners and creates and publishes its course.
@@ -238,20 +258,25 @@ func (c *commandErrors) get() (int64, string) {
 }
 
 // pollCertificates reads the certificate jobs completed every metricsEvery until they reach
-// want, jobsWait passes or ctx ends, and returns what it read.
+// want, jobsWait passes, none completes for jobsStall (certificates off) or ctx ends, and
+// returns what it read.
 func pollCertificates(ctx context.Context, api *api, want int) []countSample {
 	var out []countSample
 	deadline := time.Now().Add(jobsWait)
+	moved := time.Now()
 	t := time.NewTicker(metricsEvery)
 	defer t.Stop()
 	for {
 		if s, err := scrapeJobs(ctx, api); err == nil {
+			if len(out) == 0 || out[len(out)-1].n != s.certificates {
+				moved = time.Now()
+			}
 			out = append(out, countSample{at: time.Now(), n: s.certificates})
 			if s.certificates >= want {
 				return out
 			}
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || time.Since(moved) > jobsStall {
 			return out
 		}
 		select {

@@ -33,7 +33,7 @@ func TestSink(t *testing.T) {
 	send("") // no Message-ID
 	send("Message-ID: <nodot@load.test>\r\n")
 
-	if got := sk.waitCount(kindEnrollmentEmail, 2, time.Second, nil); got != 2 {
+	if got := sk.waitCount(kindEnrollmentEmail, 2, time.Second, time.Second, nil); got != 2 {
 		t.Errorf("enrollment emails = %d, want 2", got)
 	}
 	arrivals, dups := sk.arrivals(kindEnrollmentEmail)
@@ -49,9 +49,14 @@ func TestSink(t *testing.T) {
 	if got := sk.unreadable(); got != 2 {
 		t.Errorf("unreadable = %d, want 2", got)
 	}
-	// A count that never comes ends at the timeout with what arrived.
-	if got := sk.waitCount(kindCertificateEmail, 5, 50*time.Millisecond, nil); got != 1 {
+	// A count that never comes ends at the timeout, or once nothing arrives for the stall, with
+	// what arrived.
+	if got := sk.waitCount(kindCertificateEmail, 5, 50*time.Millisecond, time.Minute, nil); got != 1 {
 		t.Errorf("waitCount past its timeout = %d, want 1", got)
+	}
+	started := time.Now()
+	if got := sk.waitCount(kindCertificateEmail, 5, time.Minute, 100*time.Millisecond, nil); got != 1 || time.Since(started) > 10*time.Second {
+		t.Errorf("waitCount past its stall = %d after %s, want 1 within 10s", got, time.Since(started))
 	}
 }
 

@@ -2,7 +2,8 @@
 // EnrollStudent + CompleteModule mix), hot reads of the read API with their cache hit rate, and
 // how long an append takes to show in a read model; each compared, in the same run, with a
 // baseline: GET /healthz of the same server, or a static server such as nginx serving the same
-// bytes.
+// bytes. Also live streams, and the jobs: enrollment emails, to an SMTP sink of its own, and
+// certificates.
 package main
 
 import (
@@ -405,7 +406,8 @@ first until the read models show every command sent so far.
 
 The tool sends to -addr, in the static phase to -static-url, in the live phase to -live-addrs,
 and nowhere else. It exits non-zero if any request of the write, reads, lag or live phase
-failed, or a live stream could not be opened.
+failed, a live stream could not be opened, or in the jobs phase a command failed, an email or a
+certificate did not arrive, or an email arrived twice.
 
 Flags:
 `)

@@ -93,19 +93,23 @@ func (s *sink) unreadable() int {
 	return s.bad
 }
 
-// waitCount waits until n distinct messages of kind arrived, or timeout passed; it returns how
-// many did.
-func (s *sink) waitCount(kind string, n int, timeout time.Duration, done <-chan struct{}) int {
+// waitCount waits until n distinct messages of kind arrived, timeout passed, or none arrived
+// for stall (a server with no SMTP URL, or pointed elsewhere, sends nothing); it returns how many
+// did.
+func (s *sink) waitCount(kind string, n int, timeout, stall time.Duration, done <-chan struct{}) int {
 	deadline := time.Now().Add(timeout)
+	got, moved := s.count(kind), time.Now()
 	for {
-		got := s.count(kind)
-		if got >= n || time.Now().After(deadline) {
+		if got >= n || time.Now().After(deadline) || time.Since(moved) > stall {
 			return got
 		}
 		select {
 		case <-done:
 			return got
 		case <-time.After(20 * time.Millisecond):
+		}
+		if c := s.count(kind); c != got {
+			got, moved = c, time.Now()
 		}
 	}
 }
