@@ -100,6 +100,11 @@ func runJobsPhase(ctx context.Context, stdout io.Writer, rep *report, api *api, 
 	}
 	defer sk.close()
 	jf := newJobsFixture(cfg)
+	for _, id := range []string{jf.fx.instructor, jf.learners[len(jf.learners)-1]} {
+		if !idPattern.MatchString(id) {
+			return fmt.Errorf("id %q does not match %s: shorten -prefix", id, idPattern)
+		}
+	}
 	started := time.Now()
 	if err := jobsSetup(ctx, api, jf); err != nil {
 		return fmt.Errorf("setup: %w", err)

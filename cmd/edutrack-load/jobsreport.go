@@ -15,6 +15,7 @@ type jobsReport struct {
 	Emails       rateReport `json:"enrollmentEmails"`
 	EmailDups    int        `json:"enrollmentEmailDuplicates"`
 	EnrollRate   float64    `json:"enrollCommandsPerSecond"`
+	CompleteRate float64    `json:"completeCommandsPerSecond"`
 	Certificates rateReport `json:"certificates"`
 	CertEmails   int        `json:"certificateEmails"`
 	CertEmailDup int        `json:"certificateEmailDuplicates"`
@@ -130,6 +131,7 @@ func (r *report) addJobsPhase(w io.Writer, res *jobsResult, unreadable int) {
 		Emails:       arrivalRates(res.emails, res.enrollSent, res.enrolled),
 		EmailDups:    res.emailDups,
 		EnrollRate:   perSecond(res.enrolled, res.enrollAcked.Sub(res.enrollSent)),
+		CompleteRate: perSecond(r.cfg.jobsCertificates, res.completeAcked.Sub(res.completeSent)),
 		Certificates: sampledRates(res.certSamples, res.certStart, r.cfg.jobsCertificates, res.completeSent),
 		CertEmails:   res.certEmails,
 		CertEmailDup: res.certEmailDups,
@@ -148,8 +150,8 @@ func (r *report) addJobsPhase(w io.Writer, res *jobsResult, unreadable int) {
 		j.Emails.Got, j.Emails.Want, j.Emails.Seconds, j.EnrollRate, j.EmailDups)
 	fmt.Fprintf(w, "                     %.0f/s from the first enrollment, %.0f/s first to last, %.0f/s steady (10th-90th percentile)\n",
 		j.Emails.FromStart, j.Emails.FirstToLast, j.Emails.Steady)
-	fmt.Fprintf(w, "  certificates       %d of %d issued in %.2fs (jobs completed, read from /metrics every %s)\n",
-		j.Certificates.Got, j.Certificates.Want, j.Certificates.Seconds, metricsEvery)
+	fmt.Fprintf(w, "  certificates       %d of %d issued in %.2fs (completions sent at %.0f/s; jobs completed, read from /metrics every %s)\n",
+		j.Certificates.Got, j.Certificates.Want, j.Certificates.Seconds, j.CompleteRate, metricsEvery)
 	fmt.Fprintf(w, "                     %.0f/s from the first completion, %.0f/s first to last, %.0f/s steady (10th-90th percentile)\n",
 		j.Certificates.FromStart, j.Certificates.FirstToLast, j.Certificates.Steady)
 	fmt.Fprintf(w, "                     server CPU %.2f cores meanwhile; %d congratulation emails, %d duplicate Message-IDs\n",
