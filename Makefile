@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test bench load load-live load-live-redis lint build
+.PHONY: run test bench load load-live load-live-redis load-jobs load-jobs-pg lint build
 
 build:
 	$(GO) build -o bin/edutrack ./cmd/edutrack
@@ -65,6 +65,39 @@ load-live-redis: build
 	./bin/edutrack-load -addr http://127.0.0.1:18080 -live-addrs http://127.0.0.1:18081,http://127.0.0.1:18082 \
 		-phases live -live-conns $(LIVE_CONNS) -lag-rate $(LIVE_RATE) $(LIVE_ARGS); rc=$$?; \
 	kill $$r1 $$r2 $$wpid; wait $$r1 $$r2 $$wpid; kill $$rpid; wait $$rpid; rm -rf $$dir; exit $$rc
+
+# Emails and certificates under the load tool (BENCHMARKS.md, "Jobs and certificates"): the
+# server mails to the SMTP sink the tool runs on JOBS_SMTP (nothing listens there until the
+# phase starts, and no email is queued before it), issues certificates (on by default) into its
+# data dir, and runs every role. JOBS_ARGS sizes the phase.
+JOBS_SMTP ?= 127.0.0.1:18025
+JOBS_ARGS ?= -jobs-emails 2000 -jobs-certificates 1000 -jobs-idle 100
+JOBS_ENV = EDUTRACK_LOG_LEVEL=warn EDUTRACK_AUTH=disabled EDUTRACK_RATE_LIMIT_IP=off EDUTRACK_RATE_LIMIT_USER=off \
+	EDUTRACK_SMTP_URL=smtp://$(JOBS_SMTP) EDUTRACK_SMTP_FROM='EduTrack <noreply@load.edutrack.test>' \
+	EDUTRACK_PUBLIC_URL=http://load.edutrack.test EDUTRACK_CERTIFICATES=on
+
+# The embedded default: the job queue in jobs.db beside events.db.
+load-jobs: build
+	@dir=$$(mktemp -d); \
+	$(JOBS_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & pid=$$!; \
+	sleep 1; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases jobs -smtp-listen $(JOBS_SMTP) $(JOBS_ARGS); rc=$$?; \
+	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# The same with the job queue on PostgreSQL: a cluster of the run's own (initdb into the temp dir,
+# its settings the defaults, durable commits included) on a free port, run as the postgres user
+# when make runs as root, which initdb refuses. EDUTRACK_PG_BIN is where initdb and postgres are.
+EDUTRACK_PG_BIN ?= /usr/lib/postgresql/15/bin
+load-jobs-pg: build
+	@dir=$$(mktemp -d); chmod 755 $$dir; mkdir $$dir/pg; as=; \
+	if [ $$(id -u) = 0 ]; then chown postgres $$dir/pg; as="runuser -u postgres --"; fi; \
+	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	$$as $(EDUTRACK_PG_BIN)/initdb -D $$dir/pg/data -U edutrack --auth=trust -E UTF8 --locale=C >$$dir/initdb.log || exit 1; \
+	$$as $(EDUTRACK_PG_BIN)/postgres -D $$dir/pg/data -p $$port -c listen_addresses=127.0.0.1 \
+		-c unix_socket_directories=$$dir/pg -c max_connections=200 >$$dir/postgres.log 2>&1 & gpid=$$!; sleep 2; \
+	$(JOBS_ENV) EDUTRACK_POSTGRES_URL="postgres://edutrack@127.0.0.1:$$port/postgres?sslmode=disable" \
+	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & pid=$$!; \
+	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:18080 -phases jobs -smtp-listen $(JOBS_SMTP) $(JOBS_ARGS); rc=$$?; \
+	kill $$pid; wait $$pid; kill $$gpid; wait $$gpid; rm -rf $$dir; exit $$rc
 
 # gofmt, go vet, staticcheck, the layering rules of internal/layering/rules.txt, and one
 # responsibility per file: no non-test Go file over 500 lines.

@@ -319,7 +319,8 @@ func TestParseConfig(t *testing.T) {
 		want := config{addr: "http://127.0.0.1:8080", clients: 64, duration: 10 * time.Second,
 			warmup: 2 * time.Second, courses: 20, modules: 50, learners: 8, prefix: "r1732550000",
 			phases: []string{"healthz", "write"}, readMix: 0.5, zipfS: 1.1, lagRate: 1000,
-			liveConns: 10000, liveAddrs: []string{"http://127.0.0.1:8080"}}
+			liveConns: 10000, liveAddrs: []string{"http://127.0.0.1:8080"},
+			smtpListen: "127.0.0.1:2525", jobsEmails: 2000, jobsCertificates: 1000, jobsIdle: 100}
 		if diff := cmp.Diff(want, cfg, cmp.AllowUnexported(config{})); diff != "" {
 			t.Errorf("defaults (-want +got):\n%s", diff)
 		}

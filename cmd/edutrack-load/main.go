@@ -2,7 +2,8 @@
 // EnrollStudent + CompleteModule mix), hot reads of the read API with their cache hit rate, and
 // how long an append takes to show in a read model; each compared, in the same run, with a
 // baseline: GET /healthz of the same server, or a static server such as nginx serving the same
-// bytes.
+// bytes. Also live streams, and the jobs: enrollment emails, to an SMTP sink of its own, and
+// certificates.
 package main
 
 import (
@@ -36,9 +37,10 @@ const (
 	phaseStatic  = "static"
 	phaseLag     = "lag"
 	phaseLive    = "live"
+	phaseJobs    = "jobs"
 )
 
-var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive}
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -63,6 +65,12 @@ type config struct {
 	liveAddrs []string
 	static    string // the URL the static phase GETs
 	saveBody  string // where the setup writes a course detail body, if set
+	// The jobs phase: where its SMTP sink listens, how many learners enroll (each an email), how
+	// many of them complete the course at once, and how many one at a time.
+	smtpListen       string
+	jobsEmails       int
+	jobsCertificates int
+	jobsIdle         int
 }
 
 func (c config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -156,6 +164,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if name == phaseLive {
 			known = max(known, lastPosition(writers))
 			if err := runLivePhase(ctx, stdout, rep, writers, fx, known, cfg); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			continue
+		}
+		if name == phaseJobs {
+			if err := runJobsPhase(ctx, stdout, rep, api, cfg); err != nil {
 				return fmt.Errorf("%s phase: %w", name, err)
 			}
 			continue
@@ -303,6 +317,7 @@ func parseConfig(args []string, now time.Time) (config, error) {
 		}
 	}
 	problems = append(problems, parseLiveFlags(&cfg, liveAddrs)...)
+	problems = append(problems, checkJobsFlags(cfg)...)
 	if cfg.static != "" {
 		u, err := url.Parse(cfg.static)
 		switch {
@@ -341,6 +356,10 @@ func newFlagSet(cfg *config, phases, liveAddrs *string, now time.Time) *flag.Fla
 	fs.StringVar(liveAddrs, "live-addrs", "", "comma-separated base `URLs` of the read processes the live phase opens its streams on, in turn (default -addr)")
 	fs.StringVar(&cfg.static, "static-url", "", "`URL` the static phase GETs, such as nginx serving the file -save-body wrote")
 	fs.StringVar(&cfg.saveBody, "save-body", "", "after the setup, write the first course's detail, as the read API answers it, to `PATH`")
+	fs.StringVar(&cfg.smtpListen, "smtp-listen", "127.0.0.1:2525", "`host:port` the jobs phase's SMTP sink listens on: the server's EDUTRACK_SMTP_URL")
+	fs.IntVar(&cfg.jobsEmails, "jobs-emails", 2000, "learners the jobs phase enrolls, each an enrollment email")
+	fs.IntVar(&cfg.jobsCertificates, "jobs-certificates", 1000, "of them, how many complete the course at once, each a certificate")
+	fs.IntVar(&cfg.jobsIdle, "jobs-idle", 100, "of the rest, how many complete it one at a time, each timed to its certificate")
 	return fs
 }
 
@@ -372,6 +391,13 @@ names, each for -warmup (not recorded) plus -duration:
            once, and read it after the later change), the change is counted as superseded. One
            with no such message within 5 s is missed, or came early, in an earlier change's
            message whose document was read after it, which ids cannot show.
+  jobs     its own course and -jobs-emails learners; needs the server's EDUTRACK_SMTP_URL at
+           the SMTP sink the tool runs on -smtp-listen, and certificates on. Each learner
+           enrolls (-clients at once): enrollment emails a second at the sink, Message-IDs
+           checked unique. Then -jobs-certificates of them complete the course at once:
+           certificates a second, counted as edutrack_jobs{kind="certificate",state="completed"}
+           from /metrics, and the server's CPU meanwhile. Then -jobs-idle others, one at a
+           time: from the completion's answer to the certificate on the learner's dashboard.
 
 The setup, run first if a write, reads or lag phase is asked for or -save-body is set, registers
 an instructor, -courses courses of -modules modules and -learners learners per client, and
@@ -380,7 +406,8 @@ first until the read models show every command sent so far.
 
 The tool sends to -addr, in the static phase to -static-url, in the live phase to -live-addrs,
 and nowhere else. It exits non-zero if any request of the write, reads, lag or live phase
-failed, or a live stream could not be opened.
+failed, a live stream could not be opened, or in the jobs phase a command failed, an email or a
+certificate did not arrive, or an email arrived twice.
 
 Flags:
 `)

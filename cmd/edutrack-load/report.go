@@ -67,6 +67,7 @@ type phaseReport struct {
 	Cache            *cacheReport     `json:"cache,omitempty"`
 	Lag              *lagReport       `json:"lag,omitempty"`
 	Live             *liveReport      `json:"live,omitempty"`
+	Jobs             *jobsReport      `json:"jobs,omitempty"`
 }
 
 // cacheReport is the read API's cache over the measured time of the reads phase, summed over
@@ -239,6 +240,9 @@ func (r *report) title(name string) string {
 	case phaseLive:
 		return fmt.Sprintf("live (%d streams of GET /v1/live; EnrollStudent + CompleteModule paced at %g/s, each timed to its message on the streams of its learner)",
 			r.cfg.liveConns, r.LagRate)
+	case phaseJobs:
+		return fmt.Sprintf("jobs (%d enrollments, each an email; %d course completions at once, each a certificate; then %d one at a time)",
+			r.cfg.jobsEmails, r.cfg.jobsCertificates, r.cfg.jobsIdle)
 	}
 	return name
 }
@@ -395,6 +399,9 @@ func (r *report) failures() error {
 	if p, ok := r.phase(phaseLive); ok && (p.Errors > 0 || p.Live.OpenFailed > 0) {
 		errs = append(errs, fmt.Errorf("live phase: %d of %d commands failed, %d of %d streams could not be opened",
 			p.Errors, p.Requests, p.Live.OpenFailed, p.Live.Streams))
+	}
+	if p, ok := r.phase(phaseJobs); ok {
+		errs = append(errs, jobsFailures(p.Jobs))
 	}
 	return errors.Join(errs...)
 }
