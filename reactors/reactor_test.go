@@ -98,15 +98,20 @@ func (f *fixture) open(opts reactors.QueueOptions) *reactors.Queue {
 	return q
 }
 
-// emailWorker sends the enrollment emails through srv, retrying within 100ms.
-func (f *fixture) emailWorker(srv *testsmtp.Server) *email.EnrollmentWorker {
+// emailWorker sends the enrollment emails through srv, retrying within 100ms, or as backoff
+// says when one is given.
+func (f *fixture) emailWorker(srv *testsmtp.Server, backoff ...email.Backoff) *email.EnrollmentWorker {
 	f.t.Helper()
 	mailer, err := smtpmail.New(smtpmail.Config{URL: "smtp://" + srv.Addr(), From: "EduTrack <noreply@school.example>", RootCAs: srv.Roots(), Timeout: 2 * time.Second})
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	public, _ := url.Parse("https://school.example/learn")
-	worker, err := email.NewEnrollmentWorker(f.log, mailer, public, reactors.ExponentialBackoff(20*time.Millisecond, 100*time.Millisecond))
+	retry := email.Backoff(reactors.ExponentialBackoff(20*time.Millisecond, 100*time.Millisecond))
+	if len(backoff) > 0 {
+		retry = backoff[0]
+	}
+	worker, err := email.NewEnrollmentWorker(f.log, mailer, public, retry)
 	if err != nil {
 		f.t.Fatal(err)
 	}
