@@ -206,7 +206,7 @@ func TestEnrollingSendsOneEmail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := smtpmailParse(t, msgs[0].Data)
+		got := testsmtp.Parse(t, msgs[0].Data)
 		for field, want := range map[string]string{
 			"Message-Id": "<enrollment_email." + events[0].ID.String() + "@school.example>",
 			"Subject":    "You are enrolled in Go & You",

@@ -2,9 +2,6 @@ package smtpmail_test
 
 import (
 	"context"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/mail"
 	"strings"
 	"testing"
@@ -90,7 +87,7 @@ func TestSendWritesBothBodiesAndTheHeaders(t *testing.T) {
 	if got.From != "noreply@school.example" {
 		t.Errorf("envelope sender %q", got.From)
 	}
-	parts := Parse(t, got.Data)
+	parts := testsmtp.Parse(t, got.Data)
 	want := map[string]string{"Message-Id": "<enrollment_email.0b7e@school.example>", "Subject": "You are enrolled in Go",
 		"text/plain": "Hello Ada, plain", "text/html": "<p>Hello Ada, html</p>", "To": `"Ada Lovelace" <ada@school.example>`}
 	if diff := cmp.Diff(want, parts); diff != "" {
@@ -130,37 +127,4 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q) took it; want an error", raw)
 		}
 	}
-}
-
-// Parse reads the headers a test checks and the body of each part of a message.
-func Parse(t *testing.T, data []byte) map[string]string {
-	t.Helper()
-	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := new(mime.WordDecoder)
-	subject, _ := dec.DecodeHeader(msg.Header.Get("Subject"))
-	out := map[string]string{"Message-Id": msg.Header.Get("Message-Id"), "Subject": subject, "To": msg.Header.Get("To")}
-	mediaType, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
-	if err != nil || !strings.HasPrefix(mediaType, "multipart/") {
-		t.Fatalf("content type %q: want multipart", msg.Header.Get("Content-Type"))
-	}
-	r := multipart.NewReader(msg.Body, params["boundary"])
-	for {
-		p, err := r.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		b, err := io.ReadAll(p) // multipart decodes quoted-printable itself
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[ct] = strings.TrimSpace(strings.ReplaceAll(string(b), "\r\n", "\n"))
-	}
-	return out
 }

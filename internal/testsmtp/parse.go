@@ -1,4 +1,4 @@
-package reactors_test
+package testsmtp
 
 import (
 	"io"
@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// smtpmailParse reads the headers a test checks and the body of each part of a message.
-func smtpmailParse(t *testing.T, data []byte) map[string]string {
+// Parse reads the headers a test checks (Message-Id, Subject decoded, To) and the body of
+// each part of a multipart message, keyed by the part's media type.
+func Parse(t testing.TB, data []byte) map[string]string {
 	t.Helper()
 	msg, err := mail.ReadMessage(strings.NewReader(string(data)))
 	if err != nil {
