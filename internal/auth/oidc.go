@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -163,6 +164,7 @@ type jwks struct {
 	mu      sync.RWMutex
 	keys    map[string]publicKey
 	fetched time.Time
+	gen     uint64 // counts the fetches that changed keys, so tokens verified before are checked again
 
 	// fetchMu lets one fetch run at a time; lastTry, under it, spaces them by minRefresh.
 	fetchMu sync.Mutex
@@ -175,50 +177,58 @@ var (
 	errKeyAlg     = errors.New("token's alg does not fit its key")
 )
 
-func (s *jwks) key(ctx context.Context, t *jwt.Token) (any, error) {
+func (s *jwks) key(ctx context.Context, t *jwt.Token) (any, uint64, error) {
 	kid, _ := t.Header["kid"].(string)
 	if kid == "" {
-		return nil, errNoKid
+		return nil, 0, errNoKid
 	}
-	k, ok, stale := s.lookup(kid)
+	k, gen, ok, stale := s.lookup(kid)
 	switch {
 	case !ok:
 		// A kid we lack may be a key the provider has just rotated in: wait for one fetch.
 		s.fetchMu.Lock()
 		s.tryRefresh(ctx)
 		s.fetchMu.Unlock()
-		k, ok, _ = s.lookup(kid)
+		k, gen, ok, _ = s.lookup(kid)
 	case stale && s.fetchMu.TryLock():
 		// Old keys still verify while one request refreshes them; the others do not wait.
 		s.tryRefresh(ctx)
 		s.fetchMu.Unlock()
-		k, ok, _ = s.lookup(kid)
+		k, gen, ok, _ = s.lookup(kid)
 	}
 	if !ok {
-		return nil, errUnknownKid
+		return nil, 0, errUnknownKid
 	}
 	alg := t.Method.Alg()
 	if k.alg != "" && k.alg != alg {
-		return nil, errKeyAlg
+		return nil, 0, errKeyAlg
 	}
 	switch key := k.key.(type) {
 	case *rsa.PublicKey:
 		if alg == jwt.SigningMethodRS256.Alg() {
-			return key, nil
+			return key, gen, nil
 		}
 	case *ecdsa.PublicKey:
 		if alg == jwt.SigningMethodES256.Alg() && key.Curve == elliptic.P256() {
-			return key, nil
+			return key, gen, nil
 		}
 	}
-	return nil, errKeyAlg
+	return nil, 0, errKeyAlg
 }
 
-func (s *jwks) lookup(kid string) (k publicKey, ok, stale bool) {
+func (s *jwks) lookup(kid string) (k publicKey, gen uint64, ok, stale bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, ok = s.keys[kid]
-	return k, ok, s.now().Sub(s.fetched) > s.maxAge
+	return k, s.gen, ok, s.now().Sub(s.fetched) > s.maxAge
+}
+
+// current implements keySource. Keys past MaxKeyAge are not fresh, so a token verified with
+// them takes the full check, which fetches them again.
+func (s *jwks) current() (uint64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen, s.now().Sub(s.fetched) <= s.maxAge
 }
 
 // tryRefresh fetches the set unless the last try was too recent; the caller holds fetchMu. A
@@ -245,9 +255,31 @@ func (s *jwks) refresh(ctx context.Context) error {
 		return fmt.Errorf("auth: OIDC keys: %w", err)
 	}
 	s.mu.Lock()
+	if !sameKeys(s.keys, keys) {
+		s.gen++
+	}
 	s.keys, s.fetched = keys, s.now()
 	s.mu.Unlock()
 	return nil
+}
+
+// sameKeys reports whether two key sets hold the same keys under the same kids, pinned to the
+// same algorithms.
+func sameKeys(a, b map[string]publicKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for kid, ka := range a {
+		kb, ok := b[kid]
+		if !ok || ka.alg != kb.alg {
+			return false
+		}
+		eq, ok := ka.key.(interface{ Equal(crypto.PublicKey) bool })
+		if !ok || !eq.Equal(kb.key) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseJWKS returns the signing keys of a JSON Web Key Set that EduTrack can use, by kid. Keys

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net/http"
@@ -66,6 +67,11 @@ type Options struct {
 	// MaxKeyAge is how long fetched keys are used before they are fetched again, so a key the
 	// provider withdrew stops being accepted (default 1h). Unused by NewVerifier.
 	MaxKeyAge time.Duration
+
+	// VerifiedTokens is how many verified tokens to remember, so that the same token is not
+	// checked again on every request until it expires or its key changes (default
+	// DefaultVerifiedTokens; negative remembers none).
+	VerifiedTokens int
 }
 
 func (o *Options) defaults() error {
@@ -84,13 +90,20 @@ func (o *Options) defaults() error {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.VerifiedTokens == 0 {
+		o.VerifiedTokens = DefaultVerifiedTokens
+	}
 	return nil
 }
 
 // keySource finds the key that should have signed a token. It runs before the signature is
 // checked, so it must trust nothing in the token but use the header to pick a key.
 type keySource interface {
-	key(ctx context.Context, t *jwt.Token) (any, error)
+	// key returns the key and the generation of the key set it was found in.
+	key(ctx context.Context, t *jwt.Token) (key any, gen uint64, err error)
+	// current returns the generation of the keys in use, and false when they are due to be
+	// fetched again: a token checked with them must then be checked again.
+	current() (gen uint64, fresh bool)
 }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
@@ -98,6 +111,7 @@ type Verifier struct {
 	parser    *jwt.Parser
 	keys      keySource
 	roleClaim string
+	verified  *verified // nil when none are remembered
 }
 
 // NewVerifier returns a Verifier of HS256 tokens signed with key (at least MinKeyLen bytes),
@@ -116,6 +130,13 @@ func newVerifier(keys keySource, methods []string, opts Options) (*Verifier, err
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
+	var vt *verified
+	if opts.VerifiedTokens > 0 {
+		var err error
+		if vt, err = newVerified(opts.VerifiedTokens, opts.Now); err != nil {
+			return nil, err
+		}
+	}
 	return &Verifier{
 		// The method list is the defence against alg "none" and against an HS256 token signed
 		// with an RSA public key: the parser refuses any other alg before it looks up a key.
@@ -131,39 +152,69 @@ func newVerifier(keys keySource, methods []string, opts Options) (*Verifier, err
 		),
 		keys:      keys,
 		roleClaim: opts.RoleClaim,
+		verified:  vt,
 	}, nil
 }
 
 // Verify returns the caller a token names, or an error wrapping ErrInvalidToken. ctx bounds any
-// key fetch the token causes.
+// key fetch the token causes. A token verified before is answered from memory until its exp, as
+// long as the keys it was verified with are still the keys in use.
 func (v *Verifier) Verify(ctx context.Context, token string) (domain.Actor, error) {
 	if len(token) > maxTokenLen {
 		return domain.Actor{}, fmt.Errorf("%w: longer than %d bytes", ErrInvalidToken, maxTokenLen)
 	}
+	if v.verified == nil {
+		a, _, err := v.verify(ctx, token)
+		return a, err
+	}
+	sum := sha256.Sum256([]byte(token))
+	if gen, fresh := v.keys.current(); fresh {
+		if a, ok := v.verified.get(sum, gen); ok {
+			return a, nil
+		}
+	}
+	a, t, err := v.verify(ctx, token)
+	if err != nil {
+		return domain.Actor{}, err
+	}
+	v.verified.add(sum, t)
+	return a, nil
+}
+
+// verify checks token in full: its signature, with the key it names, and its claims.
+func (v *Verifier) verify(ctx context.Context, token string) (domain.Actor, verifiedToken, error) {
 	claims := jwt.MapClaims{}
+	var gen uint64
 	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		// RFC 7515 section 4.1.11: extensions we do not understand must not be ignored.
 		if _, ok := t.Header["crit"]; ok {
 			return nil, errCrit
 		}
-		return v.keys.key(ctx, t)
+		k, g, err := v.keys.key(ctx, t)
+		gen = g
+		return k, err
 	})
 	if err != nil {
-		return domain.Actor{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return domain.Actor{}, verifiedToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	sub, err := claims.GetSubject()
 	if err != nil || !validSubject(sub) {
-		return domain.Actor{}, fmt.Errorf("%w: %w", ErrInvalidToken, errNoSubject)
+		return domain.Actor{}, verifiedToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, errNoSubject)
 	}
 	name, ok := claims[v.roleClaim].(string)
 	if !ok {
-		return domain.Actor{}, fmt.Errorf("%w: %w", ErrInvalidToken, errNoRole)
+		return domain.Actor{}, verifiedToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, errNoRole)
 	}
 	role, err := domain.ParseRole(name)
 	if err != nil {
-		return domain.Actor{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return domain.Actor{}, verifiedToken{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return domain.Actor{UserID: sub, Role: role}, nil
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil { // the parser requires exp; this only keeps a nil from passing
+		return domain.Actor{}, verifiedToken{}, fmt.Errorf("%w: no exp", ErrInvalidToken)
+	}
+	a := domain.Actor{UserID: sub, Role: role}
+	return a, verifiedToken{actor: a, exp: exp.Time, gen: gen}, nil
 }
 
 // validSubject accepts printable ASCII up to maxSubjectLen, as OpenID Connect requires of sub;
@@ -183,12 +234,15 @@ func validSubject(s string) bool {
 // hmacKey is the deployment's own signing key.
 type hmacKey []byte
 
-func (k hmacKey) key(_ context.Context, t *jwt.Token) (any, error) {
+func (k hmacKey) key(_ context.Context, t *jwt.Token) (any, uint64, error) {
 	if t.Method != jwt.SigningMethodHS256 {
-		return nil, fmt.Errorf("unexpected signing method %s", t.Method.Alg())
+		return nil, 0, fmt.Errorf("unexpected signing method %s", t.Method.Alg())
 	}
-	return []byte(k), nil
+	return []byte(k), 0, nil
 }
+
+// current implements keySource: the key never changes while the process runs.
+func (hmacKey) current() (uint64, bool) { return 0, true }
 
 // Claims is what Mint puts in a token.
 type Claims struct {
