@@ -4,6 +4,8 @@
 package documents
 
 import (
+	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -184,4 +186,45 @@ func Rate(part, whole int) float64 {
 		return 0
 	}
 	return float64(part) / float64(whole)
+}
+
+// Snapshots of long streams, which asOf starts from instead of a stream's first event. Only the
+// history reads them, from the store (never the cache); they are served to no client.
+const (
+	SnapshotsProjection = "snapshots" // Snapshots, SnapshotIndex
+	Snapshots           = "snapshots" // Snapshot, id SnapshotID
+	SnapshotIndex       = "snapshot_index"
+)
+
+// SnapshotEvery is the stream version interval of snapshots: the state after events 100, 200,
+// ... of a learner or course stream, so asOf replays fewer than 100 events of each stream it reads.
+const SnapshotEvery = 100
+
+// Snapshot is a replay's state of a stream after the event at Version, the aggregate's own
+// State as JSON. Hash is that event's hash in the log's chain: a snapshot stands for the events
+// up to it only while the log still holds that hash there.
+type Snapshot struct {
+	Stream     string          `json:"stream"`
+	Version    uint64          `json:"version"`
+	Position   uint64          `json:"position"`
+	RecordedAt int64           `json:"recordedAt"` // of the event at Version, in Unix nanoseconds
+	Hash       []byte          `json:"hash"`
+	State      json.RawMessage `json:"state"`
+}
+
+// SnapshotList is the index document of a stream's snapshots, id the stream: which versions
+// have one, oldest first, and when their events were recorded, so asOf picks one with one read.
+type SnapshotList struct {
+	Taken []SnapshotRef `json:"taken"`
+}
+
+// SnapshotRef names one snapshot of a SnapshotList.
+type SnapshotRef struct {
+	Version    uint64 `json:"version"`
+	RecordedAt int64  `json:"recordedAt"`
+}
+
+// SnapshotID is the id of stream's snapshot at version.
+func SnapshotID(stream string, version uint64) string {
+	return stream + "@" + strconv.FormatUint(version, 10)
 }

@@ -176,6 +176,14 @@ func (a *API) knownLearner(r *http.Request, id string) error {
 	return nil
 }
 
+// has reports whether stream's events are decoded here already.
+func (c *replayCache) has(stream string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[stream]
+	return ok
+}
+
 // upTo returns the events of stream recorded up to asOf, decoded.
 func (c *replayCache) upTo(ctx context.Context, stream string, asOf time.Time) ([]replayedEvent, error) {
 	c.mu.Lock()
@@ -269,14 +277,25 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	l := learner.New(id)
-	pos, err := replay(r.Context(), a.streams, learner.StreamPrefix+id, at, l)
+	pos, err := a.replayAsOf(r.Context(), learner.StreamPrefix+id, at, l, func(state json.RawMessage) (aggregate, error) {
+		var s learner.State
+		err := json.Unmarshal(state, &s)
+		l = learner.Restore(id, s)
+		return l, err
+	})
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
 	for _, en := range l.Enrollments() {
 		c := course.New(en.CourseID)
-		if _, err := replay(r.Context(), a.streams, course.StreamPrefix+en.CourseID, at, c); err != nil {
+		_, err := a.replayAsOf(r.Context(), course.StreamPrefix+en.CourseID, at, c, func(state json.RawMessage) (aggregate, error) {
+			var s course.State
+			err := json.Unmarshal(state, &s)
+			c = course.Restore(en.CourseID, s)
+			return c, err
+		})
+		if err != nil {
 			return readhttp.Reply{}, err
 		}
 		done := 0
