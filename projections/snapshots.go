@@ -98,21 +98,20 @@ func (p Snapshots) Apply(ctx context.Context, tx *Tx, e Event) error {
 	if err != nil {
 		return err
 	}
-	snap := documents.Snapshot{Stream: e.StreamID, Version: e.Version, Position: e.Position,
-		RecordedAt: e.RecordedAt.UnixNano(), Hash: e.Hash, State: state}
 	id := documents.SnapshotID(e.StreamID, e.Version)
-	var old documents.Snapshot
+	var old json.RawMessage
 	if _, err := tx.Get(ctx, documents.Snapshots, id, &old); err != nil {
 		return err
 	}
-	if err := tx.Put(documents.Snapshots, id, snap); err != nil {
+	if err := tx.Put(documents.Snapshots, id, state); err != nil {
 		return err
 	}
 	var list documents.SnapshotList
 	if _, err := tx.Get(ctx, documents.SnapshotIndex, e.StreamID, &list); err != nil {
 		return err
 	}
-	list.Taken = append(list.Taken, documents.SnapshotRef{Version: e.Version, RecordedAt: snap.RecordedAt})
+	list.Taken = append(list.Taken, documents.SnapshotRef{Version: e.Version, Position: e.Position,
+		RecordedAt: e.RecordedAt.UnixNano(), Hash: e.Hash})
 	return tx.Put(documents.SnapshotIndex, e.StreamID, list)
 }
 

@@ -4,7 +4,6 @@
 package documents
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 	"time"
@@ -200,28 +199,24 @@ const (
 // ... of a learner or course stream, so asOf replays fewer than 100 events of each stream it reads.
 const SnapshotEvery = 100
 
-// Snapshot is a replay's state of a stream after the event at Version, the aggregate's own
-// State as JSON. Hash is that event's hash in the log's chain: a snapshot stands for the events
-// up to it only while the log still holds that hash there.
-type Snapshot struct {
-	Stream     string          `json:"stream"`
-	Version    uint64          `json:"version"`
-	Position   uint64          `json:"position"`
-	RecordedAt int64           `json:"recordedAt"` // of the event at Version, in Unix nanoseconds
-	Hash       []byte          `json:"hash"`
-	State      json.RawMessage `json:"state"`
-}
+// A snapshot document (collection Snapshots) is a replay's state of a stream after the event
+// at one version: the aggregate's own State, as the JSON object it is. What it stands for is in
+// its stream's SnapshotList.
 
 // SnapshotList is the index document of a stream's snapshots, id the stream: which versions
-// have one, oldest first, and when their events were recorded, so asOf picks one with one read.
+// have one, oldest first, so asOf picks one with one read.
 type SnapshotList struct {
 	Taken []SnapshotRef `json:"taken"`
 }
 
-// SnapshotRef names one snapshot of a SnapshotList.
+// SnapshotRef describes one snapshot: the event at Version after which it was taken, its
+// position, when it was recorded (Unix nanoseconds), and its hash in the log's chain. A snapshot
+// stands for the events up to it only while the log still holds that hash there.
 type SnapshotRef struct {
 	Version    uint64 `json:"version"`
+	Position   uint64 `json:"position"`
 	RecordedAt int64  `json:"recordedAt"`
+	Hash       []byte `json:"hash"`
 }
 
 // SnapshotID is the id of stream's snapshot at version.

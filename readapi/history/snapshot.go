@@ -25,12 +25,12 @@ type aggregate interface{ Apply(domain.Event) }
 func (a *API) replayAsOf(ctx context.Context, stream string, asOf time.Time, fresh aggregate,
 	restore func(state json.RawMessage) (aggregate, error)) (uint64, error) {
 	if !a.streams.has(stream) {
-		snap, rest, ok, err := a.fromSnapshot(ctx, stream, asOf)
+		snap, state, rest, ok, err := a.fromSnapshot(ctx, stream, asOf)
 		if err != nil {
 			return 0, err
 		}
 		if ok {
-			agg, err := restore(snap.State)
+			agg, err := restore(state)
 			if err != nil {
 				return 0, fmt.Errorf("restore %s from its snapshot at version %d: %w", stream, snap.Version, err)
 			}
@@ -54,42 +54,46 @@ func (a *API) replayAsOf(ctx context.Context, stream string, asOf time.Time, fre
 // first event, so asOf answers what the log now holds, as it did before snapshots; a snapshot
 // is never a copy of the past that outlives the log's. A log that keeps no chain (KurrentDB)
 // has no hash to compare, so its streams are always replayed whole.
-func (a *API) fromSnapshot(ctx context.Context, stream string, asOf time.Time) (documents.Snapshot, []replayedEvent, bool, error) {
-	var snap documents.Snapshot
+func (a *API) fromSnapshot(ctx context.Context, stream string, asOf time.Time) (snap documents.SnapshotRef, state json.RawMessage, rest []replayedEvent, ok bool, err error) {
 	var list documents.SnapshotList
 	if ok, err := a.snapshotDoc(ctx, documents.SnapshotIndex, stream, &list); !ok || err != nil {
-		return snap, nil, false, err
+		return snap, nil, nil, false, err
 	}
 	// Recorded times only grow along a stream, as the cut of a full replay also assumes.
 	n := sort.Search(len(list.Taken), func(i int) bool { return time.Unix(0, list.Taken[i].RecordedAt).After(asOf) })
 	if n == 0 {
-		return snap, nil, false, nil
+		return snap, nil, nil, false, nil
 	}
-	if ok, err := a.snapshotDoc(ctx, documents.Snapshots, documents.SnapshotID(stream, list.Taken[n-1].Version), &snap); !ok || err != nil {
-		return snap, nil, false, err
+	snap = list.Taken[n-1]
+	doc, err := a.learners.Get(ctx, documents.Snapshots, documents.SnapshotID(stream, snap.Version))
+	if errors.Is(err, readstore.ErrNotFound) {
+		return snap, nil, nil, false, nil
+	}
+	if err != nil {
+		return snap, nil, nil, false, err
 	}
 	recorded, err := a.log.ReadStream(ctx, stream, snap.Version, 0)
 	if err != nil {
-		return snap, nil, false, err
+		return snap, nil, nil, false, err
 	}
 	if len(recorded) == 0 || recorded[0].Version != snap.Version || recorded[0].Position != snap.Position ||
 		recorded[0].Hash == nil || !bytes.Equal(recorded[0].Hash, snap.Hash) {
 		a.logger.WarnContext(ctx, "a snapshot does not match the event log: the stream is replayed from its first event",
 			"stream", stream, "version", snap.Version)
-		return snap, nil, false, nil
+		return snap, nil, nil, false, nil
 	}
-	rest := make([]replayedEvent, 0, len(recorded)-1)
+	rest = make([]replayedEvent, 0, len(recorded)-1)
 	for _, re := range recorded[1:] {
 		if re.RecordedAt.After(asOf) {
 			break
 		}
 		ev, err := a.streams.codec.Decode(re.Type, re.Data)
 		if err != nil {
-			return snap, nil, false, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
+			return snap, nil, nil, false, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
 		}
 		rest = append(rest, replayedEvent{id: re.ID, version: re.Version, at: re.RecordedAt, position: re.Position, event: ev})
 	}
-	return snap, rest, true, nil
+	return snap, doc.Body, rest, true, nil
 }
 
 // snapshotDoc reads one document of the snapshots read model into v, and reports whether it
