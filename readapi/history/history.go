@@ -84,6 +84,7 @@ type API struct {
 	logger      *slog.Logger
 	opts        Options
 	streams     *replayCache
+	based       *basedCache
 }
 
 // New returns the history API over the event log.
@@ -103,7 +104,8 @@ func New(log Log, learners Learners, positions readhttp.Positions, logger *slog.
 	}
 	return &API{log: log, learners: learners, logger: logger, opts: opts,
 		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits},
-		streams:     &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}}}, nil
+		streams:     &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}},
+		based:       &basedCache{max: 2_000, entries: map[string]*based{}}}, nil
 }
 
 // Routes mounts the learner history on r, behind an authenticator that puts the caller in each
@@ -277,11 +279,9 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	l := learner.New(id)
-	pos, err := a.replayAsOf(r.Context(), learner.StreamPrefix+id, at, l, func(state json.RawMessage) (aggregate, error) {
-		var s learner.State
-		err := json.Unmarshal(state, &s)
+	pos, err := replayAsOf(r.Context(), a, learner.StreamPrefix+id, at, l, func(s learner.State) aggregate {
 		l = learner.Restore(id, s)
-		return l, err
+		return l
 	})
 	if err != nil {
 		return readhttp.Reply{}, err
@@ -289,11 +289,9 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
 	for _, en := range l.Enrollments() {
 		c := course.New(en.CourseID)
-		_, err := a.replayAsOf(r.Context(), course.StreamPrefix+en.CourseID, at, c, func(state json.RawMessage) (aggregate, error) {
-			var s course.State
-			err := json.Unmarshal(state, &s)
+		_, err := replayAsOf(r.Context(), a, course.StreamPrefix+en.CourseID, at, c, func(s course.State) aggregate {
 			c = course.Restore(en.CourseID, s)
-			return c, err
+			return c
 		})
 		if err != nil {
 			return readhttp.Reply{}, err

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
 )
@@ -19,23 +21,24 @@ type aggregate interface{ Apply(domain.Event) }
 
 // replayAsOf builds stream's aggregate as recorded at asOf and returns the position of its last
 // event by then (0 if none). fresh is the aggregate with nothing applied; restore makes one from
-// a snapshot's state. A stream this process has decoded already is replayed from memory;
+// a snapshot's state. A stream this process has decoded whole already is replayed from memory;
 // otherwise from its latest snapshot recorded by then, when the log still vouches for it, and
-// from its first event when there is none.
-func (a *API) replayAsOf(ctx context.Context, stream string, asOf time.Time, fresh aggregate,
-	restore func(state json.RawMessage) (aggregate, error)) (uint64, error) {
+// from its first event when there is none. The snapshot a stream last started from is kept
+// decoded, with the events after it, so the next question about it reads only newer events.
+func replayAsOf[S any](ctx context.Context, a *API, stream string, asOf time.Time, fresh aggregate,
+	restore func(S) aggregate) (uint64, error) {
 	if !a.streams.has(stream) {
-		snap, state, rest, ok, err := a.fromSnapshot(ctx, stream, asOf)
+		b, err := a.based.get(ctx, a, stream, asOf, func(state json.RawMessage) (any, error) {
+			var s S
+			return s, json.Unmarshal(state, &s)
+		})
 		if err != nil {
 			return 0, err
 		}
-		if ok {
-			agg, err := restore(state)
-			if err != nil {
-				return 0, fmt.Errorf("restore %s from its snapshot at version %d: %w", stream, snap.Version, err)
-			}
-			last := snap.Position
-			for _, e := range rest {
+		if b != nil {
+			agg := restore(b.state.(S))
+			last := b.ref.Position
+			for _, e := range b.upTo(asOf) {
 				agg.Apply(e.event)
 				last = e.position
 			}
@@ -43,6 +46,97 @@ func (a *API) replayAsOf(ctx context.Context, stream string, asOf time.Time, fre
 		}
 	}
 	return replay(ctx, a.streams, stream, asOf, fresh)
+}
+
+// basedCache keeps, for each stream asOf started from a snapshot, that snapshot decoded and the
+// events after it, caught up by version on each use like replayCache's streams.
+type basedCache struct {
+	mu      sync.Mutex
+	entries map[string]*based
+	max     int // streams kept
+}
+
+type based struct {
+	ref     documents.SnapshotRef
+	state   any // the decoded State, never changed: Restore copies what it keeps
+	version uint64
+	events  []replayedEvent // after ref.Version, up to version
+}
+
+// upTo returns b's events recorded up to asOf.
+func (b *based) upTo(asOf time.Time) []replayedEvent {
+	n := sort.Search(len(b.events), func(i int) bool { return b.events[i].at.After(asOf) })
+	return b.events[:n:n]
+}
+
+// get returns stream's snapshot to start asOf from, with its events caught up, or nil when none
+// can be used. A kept one serves any asOf from its instant on; an earlier asOf looks for an
+// earlier snapshot.
+func (c *basedCache) get(ctx context.Context, a *API, stream string, asOf time.Time, decode func(json.RawMessage) (any, error)) (*based, error) {
+	c.mu.Lock()
+	b := c.entries[stream]
+	c.mu.Unlock()
+	if b != nil && !time.Unix(0, b.ref.RecordedAt).After(asOf) {
+		more, err := a.log.ReadStream(ctx, stream, b.version+1, 0)
+		if err != nil {
+			return nil, err
+		}
+		events, err := a.decodeAll(stream, more)
+		if err != nil {
+			return nil, err
+		}
+		nb := &based{ref: b.ref, state: b.state, version: b.version, events: append(b.events[:len(b.events):len(b.events)], events...)}
+		if len(events) > 0 {
+			nb.version = events[len(events)-1].version
+		}
+		c.put(stream, nb)
+		return nb, nil
+	}
+	ref, body, recorded, ok, err := a.fromSnapshot(ctx, stream, asOf)
+	if err != nil || !ok {
+		return nil, err
+	}
+	state, err := decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("decode the snapshot of %s at version %d: %w", stream, ref.Version, err)
+	}
+	events, err := a.decodeAll(stream, recorded)
+	if err != nil {
+		return nil, err
+	}
+	nb := &based{ref: ref, state: state, version: ref.Version, events: events}
+	if len(events) > 0 {
+		nb.version = events[len(events)-1].version
+	}
+	c.put(stream, nb)
+	return nb, nil
+}
+
+func (c *basedCache) put(stream string, b *based) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[stream]; !ok && len(c.entries) >= c.max {
+		for k := range c.entries { // random eviction: map order is random
+			delete(c.entries, k)
+			if len(c.entries) < c.max/2 {
+				break
+			}
+		}
+	}
+	c.entries[stream] = b
+}
+
+// decodeAll decodes events of stream read from the log.
+func (a *API) decodeAll(stream string, recorded []eventstore.RecordedEvent) ([]replayedEvent, error) {
+	out := make([]replayedEvent, 0, len(recorded))
+	for _, re := range recorded {
+		ev, err := a.streams.codec.Decode(re.Type, re.Data)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
+		}
+		out = append(out, replayedEvent{id: re.ID, version: re.Version, at: re.RecordedAt, position: re.Position, event: ev})
+	}
+	return out, nil
 }
 
 // fromSnapshot finds stream's latest snapshot whose last event was recorded by asOf, and reads
@@ -54,7 +148,7 @@ func (a *API) replayAsOf(ctx context.Context, stream string, asOf time.Time, fre
 // first event, so asOf answers what the log now holds, as it did before snapshots; a snapshot
 // is never a copy of the past that outlives the log's. A log that keeps no chain (KurrentDB)
 // has no hash to compare, so its streams are always replayed whole.
-func (a *API) fromSnapshot(ctx context.Context, stream string, asOf time.Time) (snap documents.SnapshotRef, state json.RawMessage, rest []replayedEvent, ok bool, err error) {
+func (a *API) fromSnapshot(ctx context.Context, stream string, asOf time.Time) (snap documents.SnapshotRef, state json.RawMessage, after []eventstore.RecordedEvent, ok bool, err error) {
 	var list documents.SnapshotList
 	if ok, err := a.snapshotDoc(ctx, documents.SnapshotIndex, stream, &list); !ok || err != nil {
 		return snap, nil, nil, false, err
@@ -82,18 +176,7 @@ func (a *API) fromSnapshot(ctx context.Context, stream string, asOf time.Time) (
 			"stream", stream, "version", snap.Version)
 		return snap, nil, nil, false, nil
 	}
-	rest = make([]replayedEvent, 0, len(recorded)-1)
-	for _, re := range recorded[1:] {
-		if re.RecordedAt.After(asOf) {
-			break
-		}
-		ev, err := a.streams.codec.Decode(re.Type, re.Data)
-		if err != nil {
-			return snap, nil, nil, false, fmt.Errorf("replay %s at version %d: %w", stream, re.Version, err)
-		}
-		rest = append(rest, replayedEvent{id: re.ID, version: re.Version, at: re.RecordedAt, position: re.Position, event: ev})
-	}
-	return snap, doc.Body, rest, true, nil
+	return snap, doc.Body, recorded[1:], true, nil
 }
 
 // snapshotDoc reads one document of the snapshots read model into v, and reports whether it

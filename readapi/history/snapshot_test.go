@@ -120,12 +120,17 @@ func TestAsOfFromSnapshots(t *testing.T) {
 		t.Helper()
 		answers = map[time.Time]string{}
 		replayed := newAPI(t, log, plain) // one process, as an auditor stepping through dates
+		stepping := newAPI(t, log, snapped)
 		counting := &countingLog{Log: log, whole: map[string]int{}}
 		for _, at := range instants {
 			want, wantTag := askAsOf(t, replayed, at)
 			got, gotTag := askAsOf(t, newAPI(t, counting, snapped), at) // a fresh process each time
 			if got != want || gotTag != wantTag {
 				t.Fatalf("asOf %s from snapshots:\n%s %s\nfrom a full replay:\n%s %s", at.Format(time.RFC3339Nano), gotTag, got, wantTag, want)
+			}
+			// One process keeps the snapshot it started from, and serves later instants from it.
+			if got, gotTag := askAsOf(t, stepping, at); got != want || gotTag != wantTag {
+				t.Fatalf("asOf %s from a kept snapshot:\n%s %s\nfrom a full replay:\n%s %s", at.Format(time.RFC3339Nano), gotTag, got, wantTag, want)
 			}
 			answers[at] = got
 		}
