@@ -139,8 +139,9 @@ func (a *API) decodeAll(stream string, recorded []eventstore.RecordedEvent) ([]r
 	return out, nil
 }
 
-// fromSnapshot finds stream's latest snapshot whose last event was recorded by asOf, and reads
-// and decodes the events after it up to asOf. ok is false when there is none to use.
+// fromSnapshot finds stream's latest snapshot whose last event was recorded by asOf, and returns
+// its reference, its state as stored, and the events after it. ok is false when there is none
+// to use.
 //
 // A snapshot stands for the events up to its version only while the log holds the same hash at
 // that version. If an event before it was rewritten and the chain recomputed (which the anchors
