@@ -22,8 +22,9 @@ import (
 // longHistory appends bob's long history, one commit at a time so that its events carry many
 // recorded times: two courses that keep gaining modules while he works through them, a
 // withdrawal and a return, disclosures and a certificate. It returns the recorded times of bob's
-// and the courses' events.
-func longHistory(t *testing.T, log *sqlitelog.Log) []time.Time {
+// and the courses' events, and among them those of the events just before, at and after a
+// version that is a multiple of every.
+func longHistory(t *testing.T, log *sqlitelog.Log, every uint64) (times, boundaries []time.Time) {
 	t.Helper()
 	put := appender(t, log)
 	at := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC)
@@ -65,7 +66,6 @@ func longHistory(t *testing.T, log *sqlitelog.Log) []time.Time {
 	add(bob, learner.CertificateIssued{LearnerID: "bob", CourseID: "go", CertificateID: "cert", At: at})
 	add(course.StreamPrefix+"rust", course.Archived{CourseID: "rust", At: at})
 
-	var times []time.Time
 	for _, s := range []string{bob, course.StreamPrefix + "go", course.StreamPrefix + "rust"} {
 		evs, err := log.ReadStream(context.Background(), s, 1, 0)
 		if err != nil {
@@ -73,10 +73,13 @@ func longHistory(t *testing.T, log *sqlitelog.Log) []time.Time {
 		}
 		for _, e := range evs {
 			times = append(times, e.RecordedAt)
+			if v := e.Version % every; v == 0 || v == 1 || v == every-1 {
+				boundaries = append(boundaries, e.RecordedAt)
+			}
 		}
 	}
 	slices.SortFunc(times, time.Time.Compare)
-	return slices.CompactFunc(times, time.Time.Equal)
+	return slices.CompactFunc(times, time.Time.Equal), boundaries
 }
 
 // countingLog counts the reads of whole streams, from their first event: the replays that
@@ -103,19 +106,26 @@ func TestAsOfFromSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	times := longHistory(t, log)
+	const every = 50
+	times, boundaries := longHistory(t, log, every)
 	plain := openStore(t, filepath.Join(dir, "read.db"))
 	defer plain.Close()
 	snapped := openStore(t, filepath.Join(dir, "snapshots.db"))
 	defer snapped.Close()
-	projectSnapshots(t, log, snapped, projections.Snapshots{Every: 50})
+	projectSnapshots(t, log, snapped, projections.Snapshots{Every: every})
 
-	instants := []time.Time{times[0].Add(-time.Hour), times[len(times)-1].Add(time.Hour)}
-	for i, at := range times {
-		if i%6 == 0 || i > len(times)-8 {
-			instants = append(instants, at.Add(-time.Nanosecond), at, at.Add(time.Nanosecond))
-		}
+	// Every instant around a snapshot's event, and a sample of the others: the race detector
+	// makes each question slow.
+	var sample []time.Time
+	for i := 0; i < len(times); i += len(times) / 25 {
+		sample = append(sample, times[i])
 	}
+	instants := slices.Concat([]time.Time{times[0].Add(-time.Hour), times[len(times)-1].Add(time.Hour)}, sample)
+	for _, at := range slices.Concat(boundaries, times[len(times)-3:]) {
+		instants = append(instants, at.Add(-time.Nanosecond), at, at.Add(time.Nanosecond))
+	}
+	slices.SortFunc(instants[2:], time.Time.Compare)
+	instants = slices.CompactFunc(instants, time.Time.Equal)
 	compare := func(t *testing.T, log history.Log) (answers map[time.Time]string, whole map[string]int) {
 		t.Helper()
 		answers = map[time.Time]string{}
