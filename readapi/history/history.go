@@ -287,15 +287,13 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
-	for _, en := range l.Enrollments() {
-		c := course.New(en.CourseID)
-		_, err := replayAsOf(r.Context(), a, course.StreamPrefix+en.CourseID, at, c, func(s course.State) aggregate {
-			c = course.Restore(en.CourseID, s)
-			return c
-		})
-		if err != nil {
-			return readhttp.Reply{}, err
-		}
+	enrollments := l.Enrollments()
+	courses, err := replayCourses(r.Context(), a, enrollments, at)
+	if err != nil {
+		return readhttp.Reply{}, err
+	}
+	for i, en := range enrollments {
+		c := courses[i]
 		done := 0
 		for _, m := range en.CompletedModules {
 			if c.HasModule(m) {

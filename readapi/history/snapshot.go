@@ -10,7 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/domain/course"
+	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/eventstore"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
@@ -46,6 +50,27 @@ func replayAsOf[S any](ctx context.Context, a *API, stream string, asOf time.Tim
 		}
 	}
 	return replay(ctx, a.streams, stream, asOf, fresh)
+}
+
+// replayCourses builds the course of each enrollment as recorded at asOf. The courses are
+// independent streams, so they are read a few at a time, as many as the log has read
+// connections by default.
+func replayCourses(ctx context.Context, a *API, enrollments []learner.Enrollment, asOf time.Time) ([]*course.Course, error) {
+	courses := make([]*course.Course, len(enrollments))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i, en := range enrollments {
+		g.Go(func() error {
+			c := course.New(en.CourseID)
+			_, err := replayAsOf(ctx, a, course.StreamPrefix+en.CourseID, asOf, c, func(s course.State) aggregate {
+				c = course.Restore(en.CourseID, s)
+				return c
+			})
+			courses[i] = c
+			return err
+		})
+	}
+	return courses, g.Wait()
 }
 
 // basedCache keeps, for each stream asOf started from a snapshot, that snapshot decoded and the
