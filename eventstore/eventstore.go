@@ -96,6 +96,9 @@ type RecordedEvent struct {
 	Type       string
 	Data       []byte
 	Metadata   Metadata
+	// Hash is the event's hash in its stream's chain where the store keeps one (the embedded
+	// log), else nil. Equal hashes at one version vouch for the same events up to it.
+	Hash []byte
 }
 
 // AppendResult is the stream version and global position of an append's last event.

@@ -113,7 +113,7 @@ func waitCaughtUp(t *testing.T, client *http.Client, base string, head uint64) {
 		if last, err = projectionStates(client, base); err != nil {
 			continue
 		}
-		done := len(last) == 2
+		done := len(last) == 3 // courses, learners, snapshots
 		for _, st := range last {
 			done = done && st.Position >= head && st.Rebuild == nil && st.Status == projections.StatusRunning
 		}
@@ -151,6 +151,7 @@ func waitLive(t *testing.T, client *http.Client, base, name string, gen int) pro
 var (
 	coursesV  = strconv.Itoa(projections.Courses{}.Version())
 	learnersV = strconv.Itoa(projections.Learners{}.Version())
+	snapsV    = strconv.Itoa(projections.Snapshots{}.Version())
 )
 
 func TestProjectionsCommand(t *testing.T) {
@@ -165,7 +166,7 @@ func TestProjectionsCommand(t *testing.T) {
 	}
 	head := strconv.FormatUint(s.log.pos, 10)
 
-	t.Run("lists_both_projections_running_at_the_head", func(t *testing.T) {
+	t.Run("lists_every_projection_running_at_the_head", func(t *testing.T) {
 		stdout, stderr, err := projectionsCLI(t, s.base, "list")
 		if err != nil || stderr != "" {
 			t.Fatalf("list: %v, stderr %q", err, stderr)
@@ -177,6 +178,7 @@ func TestProjectionsCommand(t *testing.T) {
 		want := [][]string{
 			{"courses", coursesV, "1", head, head, "0", "running", "0", "-"},
 			{"learners", learnersV, "1", head, head, "0", "running", "0", "-"},
+			{"snapshots", snapsV, "1", head, head, "0", "running", "0", "-"},
 		}
 		if diff := cmp.Diff(want, rows); diff != "" {
 			t.Errorf("list (-want +got):\n%s\n%s", diff, stdout)
@@ -189,12 +191,12 @@ func TestProjectionsCommand(t *testing.T) {
 			t.Fatalf("list -json: %v", err)
 		}
 		states := decodeStrict[[]projections.State](t, []byte(stdout))
-		if len(states) != 2 {
-			t.Fatalf("list -json: %d states, want 2: %s", len(states), stdout)
+		if len(states) != 3 {
+			t.Fatalf("list -json: %d states, want 3: %s", len(states), stdout)
 		}
-		for i, name := range []string{"courses", "learners"} {
+		for i, name := range []string{"courses", "learners", "snapshots"} {
 			st := states[i]
-			if st.Name != name || strconv.Itoa(st.Version) != map[string]string{"courses": coursesV, "learners": learnersV}[name] || st.Generation != 1 || st.Position != s.log.pos || st.Head != s.log.pos ||
+			if st.Name != name || strconv.Itoa(st.Version) != map[string]string{"courses": coursesV, "learners": learnersV, "snapshots": snapsV}[name] || st.Generation != 1 || st.Position != s.log.pos || st.Head != s.log.pos ||
 				st.Lag != 0 || st.Status != projections.StatusRunning || st.DeadLetters != 0 || st.Rebuild != nil || st.Frozen {
 				t.Errorf("state %d = %+v, want %s at generation 1, running at position and head %d", i, st, name, s.log.pos)
 			}
@@ -234,6 +236,7 @@ func TestProjectionsCommand(t *testing.T) {
 		want := [][]string{
 			{"courses", coursesV, "2", head, head, "0", "running", "0", "-"},
 			{"learners", learnersV, "1", head, head, "0", "running", "0", "-"},
+			{"snapshots", snapsV, "1", head, head, "0", "running", "0", "-"},
 		}
 		if diff := cmp.Diff(want, rows); diff != "" {
 			t.Errorf("list (-want +got):\n%s\n%s", diff, stdout)
@@ -704,7 +707,7 @@ func TestRebuild(t *testing.T) {
 			t.Fatalf("rebuild -detach learners: %v, stderr %q, want %q", err, stderr, want)
 		}
 		stdout, _, err := projectionsCLI(t, c.base, "list")
-		if _, rows := tableRows(t, stdout); err != nil || len(rows) != 2 || len(rows[1]) < 11 || rows[1][0] != "learners" ||
+		if _, rows := tableRows(t, stdout); err != nil || len(rows) != 3 || len(rows[1]) < 11 || rows[1][0] != "learners" ||
 			rows[1][2] != "1" || rows[1][6] != "rebuilding" || strings.Join(rows[1][8:11], " ") != "generation 2 at" {
 			t.Errorf("list while rebuilding: %v\n%s\nwant learners at generation 1, rebuilding, generation 2 at some position", err, stdout)
 		}

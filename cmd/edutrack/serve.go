@@ -247,7 +247,7 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, integrity: eng.integrity, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...), public: r.With(publicMW...), authn: authn,
 		readiness: observe.Readiness{Checks: eng.checks, NonCritical: eng.nonCritical}, positions: projections.NewPositions(),
-		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}},
+		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}, projections.Snapshots{}},
 		tickets:    tickets, streams: r.With(streamMW...)}
 	return p, func() error { return errors.Join(closeTickets(), closeLimiter()) }, nil
 }

@@ -14,7 +14,7 @@ import (
 )
 
 const columns = `e.event_id, e.stream, e.version, e.position, e.recorded_at, e.type, e.data,
-	e.correlation_id, e.causation_id, e.user_id, e.request_id`
+	e.correlation_id, e.causation_id, e.user_id, e.request_id, e.hash`
 
 // ReadStream implements eventstore.Store. The indexed part comes from the streams table, the
 // rest from the in-memory tail; both are cut at the same snapshot, so nothing appears twice.
@@ -132,7 +132,7 @@ func scan(rows *sql.Rows, capacity int) ([]eventstore.RecordedEvent, error) {
 			v, p, t int64
 		)
 		if err := rows.Scan(&id, &e.StreamID, &v, &p, &t, &e.Type, &e.Data,
-			&e.Metadata.CorrelationID, &e.Metadata.CausationID, &e.Metadata.UserID, &e.Metadata.RequestID); err != nil {
+			&e.Metadata.CorrelationID, &e.Metadata.CausationID, &e.Metadata.UserID, &e.Metadata.RequestID, &e.Hash); err != nil {
 			return nil, err
 		}
 		var err error

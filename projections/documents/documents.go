@@ -4,6 +4,7 @@
 package documents
 
 import (
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -184,4 +185,41 @@ func Rate(part, whole int) float64 {
 		return 0
 	}
 	return float64(part) / float64(whole)
+}
+
+// Snapshots of long streams, which asOf starts from instead of a stream's first event. Only the
+// history reads them, from the store (never the cache); they are served to no client.
+const (
+	SnapshotsProjection = "snapshots" // Snapshots, SnapshotIndex
+	Snapshots           = "snapshots" // Snapshot, id SnapshotID
+	SnapshotIndex       = "snapshot_index"
+)
+
+// SnapshotEvery is the stream version interval of snapshots: the state after events 100, 200,
+// ... of a learner or course stream, so asOf replays fewer than 100 events of each stream it reads.
+const SnapshotEvery = 100
+
+// A snapshot document (collection Snapshots) is a replay's state of a stream after the event
+// at one version: the aggregate's own State, as the JSON object it is. What it stands for is in
+// its stream's SnapshotList.
+
+// SnapshotList is the index document of a stream's snapshots, id the stream: which versions
+// have one, oldest first, so asOf picks one with one read.
+type SnapshotList struct {
+	Taken []SnapshotRef `json:"taken"`
+}
+
+// SnapshotRef describes one snapshot: the event at Version after which it was taken, its
+// position, when it was recorded (Unix nanoseconds), and its hash in the log's chain. A snapshot
+// stands for the events up to it only while the log still holds that hash there.
+type SnapshotRef struct {
+	Version    uint64 `json:"version"`
+	Position   uint64 `json:"position"`
+	RecordedAt int64  `json:"recordedAt"`
+	Hash       []byte `json:"hash"`
+}
+
+// SnapshotID is the id of stream's snapshot at version.
+func SnapshotID(stream string, version uint64) string {
+	return stream + "@" + strconv.FormatUint(version, 10)
 }

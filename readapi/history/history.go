@@ -84,6 +84,7 @@ type API struct {
 	logger      *slog.Logger
 	opts        Options
 	streams     *replayCache
+	based       *basedCache
 }
 
 // New returns the history API over the event log.
@@ -103,7 +104,8 @@ func New(log Log, learners Learners, positions readhttp.Positions, logger *slog.
 	}
 	return &API{log: log, learners: learners, logger: logger, opts: opts,
 		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits},
-		streams:     &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}}}, nil
+		streams:     &replayCache{log: log, codec: codec, max: 200_000, entries: map[string]*replayed{}},
+		based:       &basedCache{max: 2_000, entries: map[string]*based{}}}, nil
 }
 
 // Routes mounts the learner history on r, behind an authenticator that puts the caller in each
@@ -174,6 +176,14 @@ func (a *API) knownLearner(r *http.Request, id string) error {
 		return err
 	}
 	return nil
+}
+
+// has reports whether stream's events are decoded here already.
+func (c *replayCache) has(stream string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[stream]
+	return ok
 }
 
 // upTo returns the events of stream recorded up to asOf, decoded.
@@ -269,16 +279,21 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	l := learner.New(id)
-	pos, err := replay(r.Context(), a.streams, learner.StreamPrefix+id, at, l)
+	pos, err := replayAsOf(r.Context(), a, learner.StreamPrefix+id, at, l, func(s learner.State) aggregate {
+		l = learner.Restore(id, s)
+		return l
+	})
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
-	for _, en := range l.Enrollments() {
-		c := course.New(en.CourseID)
-		if _, err := replay(r.Context(), a.streams, course.StreamPrefix+en.CourseID, at, c); err != nil {
-			return readhttp.Reply{}, err
-		}
+	enrollments := l.Enrollments()
+	courses, err := replayCourses(r.Context(), a, enrollments, at)
+	if err != nil {
+		return readhttp.Reply{}, err
+	}
+	for i, en := range enrollments {
+		c := courses[i]
 		done := 0
 		for _, m := range en.CompletedModules {
 			if c.HasModule(m) {
