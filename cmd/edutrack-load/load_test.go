@@ -433,7 +433,7 @@ func TestWriteClient(t *testing.T) {
 				}
 			}
 		}
-		w := writeClients(nil, fx)[1]
+		w := writeClients(nil, fx, nil)[1]
 		sent := map[string]bool{}
 		for range capacity(fx) {
 			if w.wrapped {
@@ -468,10 +468,10 @@ func TestReadClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	draw := func(client int) []string {
-		c := readClients(nil, fx, 2, 0.5, 1.1)[client].(*readClient)
+		c := readClients(nil, fx, 2, 0.5, 1.1, nil)[client].(*readClient)
 		var paths []string
 		for range 2000 {
-			_, p := c.path()
+			_, p, _ := c.path()
 			paths = append(paths, p)
 		}
 		return paths

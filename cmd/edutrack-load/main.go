@@ -71,6 +71,9 @@ type config struct {
 	jobsEmails       int
 	jobsCertificates int
 	jobsIdle         int
+	// tokenKey is the server's signing key file; with it, tok mints every request's token.
+	tokenKey string
+	tok      *tokens
 }
 
 func (c config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -88,6 +91,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if cfg.tok, err = loadTokens(cfg.tokenKey); err != nil {
 		return err
 	}
 	fx, err := newFixture(cfg)
@@ -108,6 +114,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	api := newAPI(cfg.addr, max(cfg.clients, setupWorkers))
 	defer api.close()
+	// The setup, the waits and the reads of /metrics go as the admins of the pool, in turn.
+	api = api.asEach(cfg.tok.admin)
 
 	rep := newReport(cfg)
 	rep.writeHeader(stdout)
@@ -136,7 +144,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("setup: %w", err)
 		}
 		rep.setupDone(stdout, fx, known, time.Since(started))
-		writers = writeClients(api, fx)
+		writers = writeClients(api, fx, cfg.tok)
 	}
 	if cfg.saveBody != "" {
 		n, err := saveBody(ctx, api, fx, known, cfg.saveBody)
@@ -184,7 +192,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		case phaseWrite:
 			clients = asClients(writers)
 		case phaseReads:
-			clients = readClients(api, fx, cfg.clients, cfg.readMix, cfg.zipfS)
+			clients = readClients(api, fx, cfg.clients, cfg.readMix, cfg.zipfS, cfg.tok)
 			measuring = func() { cache.before, cache.err = cacheCounters(ctx, api) }
 		case phaseStatic:
 			clients = staticClients(static, cfg.static, cfg.clients)
@@ -360,6 +368,8 @@ func newFlagSet(cfg *config, phases, liveAddrs *string, now time.Time) *flag.Fla
 	fs.IntVar(&cfg.jobsEmails, "jobs-emails", 2000, "learners the jobs phase enrolls, each an enrollment email")
 	fs.IntVar(&cfg.jobsCertificates, "jobs-certificates", 1000, "of them, how many complete the course at once, each a certificate")
 	fs.IntVar(&cfg.jobsIdle, "jobs-idle", 100, "of the rest, how many complete it one at a time, each timed to its certificate")
+	fs.StringVar(&cfg.tokenKey, "token-key", "", "the server's JWT signing key `FILE` (its data dir's jwt.key, or EDUTRACK_JWT_KEY_FILE): "+
+		"with it every request carries a token of its user, minted with the default issuer and audience; without it, none (EDUTRACK_AUTH=disabled)")
 	return fs
 }
 
