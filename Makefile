@@ -28,13 +28,15 @@ bench:
 # (the tool mints every user's token with it), rate limits and every other setting at their
 # defaults; SCEN_USERS users, each with its own connection and live stream, thinking SCEN_THINK
 # on average between requests.
+# Servers listen on free ports, so that runs beside other servers on the machine do not collide.
+FREE_PORT = python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 SCEN_USERS ?= 1000
 SCEN_THINK ?= 1s
 SCEN_ARGS ?= -instructors 20 -scenario-courses 100 -warmup 10s -duration 30s
 load: build
-	@dir=$$(mktemp -d); \
-	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
-	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:18080 -token-key $$dir/jwt.key -server-pids $$pid \
+	@dir=$$(mktemp -d); port=$$($(FREE_PORT)); \
+	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:$$port EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
+	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:$$port -token-key $$dir/jwt.key -server-pids $$pid \
 		-phases scenario -users $(SCEN_USERS) -think $(SCEN_THINK) $(SCEN_ARGS); rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
@@ -48,9 +50,9 @@ SCEN_FULL_USERS ?= 10000
 SCEN_FULL_ARGS ?= -think 4s -instructors 100 -scenario-courses 200 -warmup 40s -duration 60s
 SCEN_ENV = EDUTRACK_LOG_LEVEL=warn EDUTRACK_LIVE_MAX_PER_ADDRESS=100000
 load-scenario: build
-	@ulimit -n $$(ulimit -Hn); dir=$$(mktemp -d); \
-	$(SCEN_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & pid=$$!; \
-	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:18080 -token-key $$dir/jwt.key -server-pids $$pid \
+	@ulimit -n $$(ulimit -Hn); dir=$$(mktemp -d); port=$$($(FREE_PORT)); \
+	$(SCEN_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:$$port ./bin/edutrack serve & pid=$$!; \
+	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:$$port -token-key $$dir/jwt.key -server-pids $$pid \
 		-phases scenario -users $(SCEN_FULL_USERS) $(SCEN_FULL_ARGS); rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
@@ -60,13 +62,13 @@ load-scenario: build
 # to the writer and read from their read process: three descriptors each in the tool.
 SCEN_SPLIT_USERS ?= 10000
 load-scenario-split: build
-	@ulimit -n $$(ulimit -Hn); dir=$$(mktemp -d); port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	@ulimit -n $$(ulimit -Hn); dir=$$(mktemp -d); port=$$($(FREE_PORT)); w=$$($(FREE_PORT)); a=$$($(FREE_PORT)); b=$$($(FREE_PORT)); \
 	redis-server --port $$port --bind 127.0.0.1 --save '' --appendonly no --dir $$dir >$$dir/redis.log & rpid=$$!; sleep 0.5; \
 	export $(SCEN_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_REDIS_URL=redis://127.0.0.1:$$port; \
-	EDUTRACK_ROLES=write,project EDUTRACK_HTTP_ADDR=127.0.0.1:18080 ./bin/edutrack serve & wpid=$$!; sleep 2; \
-	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:18081 ./bin/edutrack serve & r1=$$!; \
-	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:18082 ./bin/edutrack serve & r2=$$!; sleep 2; \
-	./bin/edutrack-load -addr http://127.0.0.1:18080 -read-addrs http://127.0.0.1:18081,http://127.0.0.1:18082 \
+	EDUTRACK_ROLES=write,project EDUTRACK_HTTP_ADDR=127.0.0.1:$$w ./bin/edutrack serve & wpid=$$!; sleep 2; \
+	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:$$a ./bin/edutrack serve & r1=$$!; \
+	EDUTRACK_ROLES=read EDUTRACK_HTTP_ADDR=127.0.0.1:$$b ./bin/edutrack serve & r2=$$!; sleep 2; \
+	./bin/edutrack-load -addr http://127.0.0.1:$$w -read-addrs http://127.0.0.1:$$a,http://127.0.0.1:$$b \
 		-token-key $$dir/jwt.key -server-pids $$wpid,$$r1,$$r2,$$rpid \
 		-phases scenario -users $(SCEN_SPLIT_USERS) $(SCEN_FULL_ARGS); rc=$$?; \
 	kill $$r1 $$r2 $$wpid; wait $$r1 $$r2 $$wpid; kill $$rpid; wait $$rpid; rm -rf $$dir; exit $$rc
@@ -76,9 +78,9 @@ load-scenario-split: build
 # them passes the per-user budget.
 WRITE_ARGS ?= -clients 64 -learners 32 -courses 20 -modules 50 -duration 10s -warmup 2s
 load-write-auth: build
-	@dir=$$(mktemp -d); \
-	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:18080 EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
-	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:18080 -token-key $$dir/jwt.key -phases healthz,write $(WRITE_ARGS); rc=$$?; \
+	@dir=$$(mktemp -d); port=$$($(FREE_PORT)); \
+	EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:$$port EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
+	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:$$port -token-key $$dir/jwt.key -phases healthz,write $(WRITE_ARGS); rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
 
 # The write and read API phases without authentication or rate limits (the figures before
