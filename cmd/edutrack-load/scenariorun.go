@@ -71,7 +71,8 @@ func runScenarioPhase(ctx context.Context, stdout io.Writer, rep *report, admin 
 	fmt.Fprintf(stdout, "\nscenario setup: %d instructors, %d courses x %d modules, %d learners (%d of them through a whole course) in %s; log at position %d\n",
 		len(fx.instructors), len(fx.courses), len(fx.modules), len(fx.learners), fx.seeded, setupTook.Round(time.Millisecond), pos)
 
-	// Every process that serves reads must show the setup before the users come.
+	// Every process that serves reads must show the setup before the users come; every process
+	// is watched.
 	servers := []*api{admin}
 	for _, a := range cfg.readAddrs {
 		r := newAPI(a, 2).asEach(cfg.tok.admin)
@@ -79,7 +80,11 @@ func runScenarioPhase(ctx context.Context, stdout io.Writer, rep *report, admin 
 		servers = append(servers, r)
 	}
 	started = time.Now()
-	for _, s := range servers {
+	readers := servers
+	if len(cfg.readAddrs) > 0 {
+		readers = servers[1:] // -addr then serves commands, not reads
+	}
+	for _, s := range readers {
 		if err := settle(ctx, s, fixture{courses: []string{fx.courses[0].id}}, pos); err != nil {
 			return fmt.Errorf("%s: %w", s.base, err)
 		}
