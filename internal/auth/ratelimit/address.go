@@ -66,11 +66,13 @@ func (b *AddressBudget) Before(next http.Handler) http.Handler {
 			return
 		}
 		admitted := new(bool)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), admittedKey{}, admitted)))
-		if *admitted {
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), admittedKey{}, admitted)))
+		// Refused by the authenticator (401), the address pays for it; not when the credentials
+		// could not be checked (a ticket store down answers 503), which is no client's doing.
+		if *admitted || rec.status != http.StatusUnauthorized {
 			return
 		}
-		// Refused by the authenticator: the address pays for it.
 		if d := b.limiter.Allow(context.WithoutCancel(r.Context()), k, b.limit); !d.Allowed {
 			b.lock(k, d.RetryAfter)
 		}
@@ -87,6 +89,22 @@ func (b *AddressBudget) Admitted(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// statusRecorder keeps the status of the answer. Unwrap lets http.ResponseController reach
+// the connection's writer, for the streams that flush.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (b *AddressBudget) lockedFor(k string) time.Duration {
 	now := b.now()

@@ -13,6 +13,10 @@ func TestAddressBudget(t *testing.T) {
 	// A stand-in authenticator: the token "good" is admitted, any other refused with 401.
 	authenticate := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") == "Bearer unchecked" { // as a ticket store that is down
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
 			if r.Header.Get("Authorization") != "Bearer good" {
 				w.WriteHeader(http.StatusUnauthorized)
 				return
@@ -83,6 +87,20 @@ func TestAddressBudget(t *testing.T) {
 		c.advance(20 * time.Minute)
 		if code := do(h, "good"); code != http.StatusNoContent {
 			t.Fatalf("authenticated request once the budget refilled: %d, want 204", code)
+		}
+	})
+
+	t.Run("credentials_that_could_not_be_checked_do_not_spend_it", func(t *testing.T) {
+		h := setup(t, &clock{now: t0})
+		for i := range 10 {
+			if code := do(h, "unchecked"); code != http.StatusServiceUnavailable {
+				t.Fatalf("request %d whose credentials could not be checked: %d, want 503", i+1, code)
+			}
+		}
+		for i := range 3 {
+			if code := do(h, ""); code != http.StatusUnauthorized {
+				t.Fatalf("anonymous request %d after the 503s: %d, want the budget whole", i+1, code)
+			}
 		}
 	})
 
