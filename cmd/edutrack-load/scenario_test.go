@@ -120,6 +120,9 @@ func TestScenario(t *testing.T) {
 	if sr.Servers[0].AppendP95Ms <= 0 {
 		t.Errorf("no event log append P95 from /metrics: %+v", sr.Servers[0])
 	}
+	if sr.ToolCPUCores <= 0 {
+		t.Errorf("the load tool's CPU: %.3f cores", sr.ToolCPUCores)
+	}
 	if len(sr.Processes) != 1 || sr.Processes[0].Error != "" || sr.Processes[0].PeakRSSMiB <= 0 || sr.Processes[0].CPUCores <= 0 {
 		t.Errorf("process from /proc: %+v", sr.Processes)
 	}

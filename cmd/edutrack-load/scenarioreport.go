@@ -45,6 +45,7 @@ type scenarioReport struct {
 	Messages       int64            `json:"liveMessages"`
 	Cache          *cacheReport     `json:"cache,omitempty"`
 	Servers        []scenarioServer `json:"servers"`
+	ToolCPUCores   float64          `json:"toolCPUCores"` // this process, over the measured time
 	Processes      []processReport  `json:"processes,omitempty"`
 }
 
@@ -170,6 +171,7 @@ type serverWatch struct {
 	errs          []error
 	procBefore    []procSample
 	procAfter     []procSample
+	toolCPU       [2]time.Duration // this process's CPU time at both ends
 }
 
 type procSample struct {
@@ -222,11 +224,13 @@ func (w *serverWatch) run(ctx context.Context, from, end time.Time) {
 		case <-tick.C:
 			w.scrape(ctx, nil)
 		case <-first.C:
+			w.toolCPU[0] = cpuTime()
 			w.scrape(ctx, w.before)
 			for i, pid := range w.pids {
 				w.procBefore[i] = readProc(pid)
 			}
 		case <-last.C:
+			w.toolCPU[1] = cpuTime()
 			w.scrape(ctx, w.after)
 			for i, pid := range w.pids {
 				w.procAfter[i] = readProc(pid)
@@ -304,6 +308,7 @@ func (r *report) addScenarioPhase(w io.Writer, sc *scenario, watch *serverWatch,
 	sr.LatencyMs = percentiles(total.latency)
 
 	watch.mu.Lock()
+	sr.ToolCPUCores = (watch.toolCPU[1] - watch.toolCPU[0]).Seconds() / secs
 	var hits, misses float64
 	cacheOK := true
 	for i, s := range watch.servers {
@@ -400,4 +405,5 @@ func writeScenario(w io.Writer, p phaseReport, sr *scenarioReport, cfg config) {
 		}
 		fmt.Fprintf(w, "  process %d: CPU %.2f cores, peak RSS (VmHWM) %.0f MiB\n", pr.PID, pr.CPUCores, pr.PeakRSSMiB)
 	}
+	fmt.Fprintf(w, "  load tool: CPU %.2f cores (its users, on the same cores as the server)\n", sr.ToolCPUCores)
 }
