@@ -22,6 +22,8 @@ type api struct {
 	base      string
 	http      *http.Client
 	transport *http.Transport
+	// authorization is the Authorization header of each request, if not nil and not "".
+	authorization func() string
 }
 
 // newAPI returns an api for the server at base, keeping up to conns connections open to it. With
@@ -54,6 +56,21 @@ func newAPI(base string, conns int) *api {
 }
 
 func (a *api) close() { a.transport.CloseIdleConnections() }
+
+// as returns an api on the same connections that sends header as its Authorization ("" none).
+func (a *api) as(header string) *api {
+	c := *a
+	c.authorization = func() string { return header }
+	return &c
+}
+
+// asEach returns an api on the same connections that sends header() as its Authorization,
+// called for each request.
+func (a *api) asEach(header func() string) *api {
+	c := *a
+	c.authorization = header
+	return &c
+}
 
 func (a *api) get(ctx context.Context, path string) error {
 	_, _, err := a.send(ctx, http.MethodGet, path, nil, false)
@@ -108,6 +125,11 @@ func (a *api) send(ctx context.Context, method, path string, body []byte, keep b
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
+	if a.authorization != nil {
+		if h := a.authorization(); h != "" {
+			req.Header.Set("Authorization", h)
+		}
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return nil, 0, err

@@ -101,7 +101,7 @@ func pace(ctx context.Context, next time.Time, interval time.Duration, measureFr
 func visit(ctx context.Context, w *writeClient, r *lagResult, measured bool) {
 	o, path, body, learner := w.command()
 	started := time.Now()
-	pos, err := w.api.command(ctx, path, body)
+	pos, err := w.as[learner].command(ctx, path, body)
 	took := time.Since(started)
 	measured = measured && ctx.Err() == nil
 	if measured {
@@ -113,7 +113,7 @@ func visit(ctx context.Context, w *writeClient, r *lagResult, measured bool) {
 	w.position = max(w.position, pos)
 
 	started = time.Now()
-	n, err := w.api.read(ctx, w.dashboardPath[learner]+strconv.FormatUint(pos, 10))
+	n, err := w.as[learner].read(ctx, w.dashboardPath[learner]+strconv.FormatUint(pos, 10))
 	took = time.Since(started)
 	if !measured || ctx.Err() != nil {
 		return

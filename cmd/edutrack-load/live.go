@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/edutrack/edutrack/domain"
 )
 
 // liveOpeners bounds how many streams are being opened at once, so that the opening does not
@@ -98,7 +100,11 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 	scrape(func(w *serverWindow) *serverSample { return &w.before })
 
 	learners := fx.allLearners()
-	streams, subscribers, received := openStreams(ctx, res, targets, learners, start)
+	var auths []string // per learner, its Authorization header
+	for _, l := range learners {
+		auths = append(auths, cfg.tok.bearer(l, domain.Learner))
+	}
+	streams, subscribers, received := openStreams(ctx, res, targets, learners, auths, start)
 	var closing atomic.Bool
 	var readers sync.WaitGroup
 	for _, s := range streams {
@@ -161,7 +167,7 @@ func runLive(ctx context.Context, writers []*writeClient, fx fixture, targets []
 // openStreams opens res.conns streams, the i-th following learners[i%len] on the target
 // streamTarget names, liveOpeners at a time. It returns them (nil where the opening failed, counted in res.refused),
 // those of each learner, and the counter of messages they receive.
-func openStreams(ctx context.Context, res *liveResult, targets []*api, learners []string, start time.Time) ([]*stream, [][]*stream, *atomic.Int64) {
+func openStreams(ctx context.Context, res *liveResult, targets []*api, learners, auths []string, start time.Time) ([]*stream, [][]*stream, *atomic.Int64) {
 	streams := make([]*stream, res.conns)
 	errs := make([]error, res.conns)
 	sem := make(chan struct{}, liveOpeners)
@@ -170,7 +176,7 @@ func openStreams(ctx context.Context, res *liveResult, targets []*api, learners 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			streams[i], errs[i] = openStream(ctx, targets[streamTarget(i, len(learners), len(targets))].base, "learner:"+learners[i%len(learners)])
+			streams[i], errs[i] = openStream(ctx, targets[streamTarget(i, len(learners), len(targets))].base, "learner:"+learners[i%len(learners)], auths[i%len(learners)])
 		})
 	}
 	wg.Wait()
@@ -220,7 +226,7 @@ func paceLive(ctx context.Context, res *liveResult, writers []*writeClient, know
 			lates[i] = pace(ctx, first, interval, measureFrom, end, func(measured bool) {
 				o, path, body, learner := w.command()
 				sent := time.Since(start)
-				pos, err := w.api.command(ctx, path, body)
+				pos, err := w.as[learner].command(ctx, path, body)
 				acked := time.Since(start)
 				measured = measured && ctx.Err() == nil
 				if measured {

@@ -43,6 +43,7 @@ func runLivePhase(ctx context.Context, stdout io.Writer, rep *report, writers []
 	for _, a := range cfg.liveAddrs {
 		t := newAPI(a, 2)
 		defer t.close()
+		t = t.asEach(cfg.tok.admin)
 		targets = append(targets, t)
 	}
 	started := time.Now()

@@ -39,8 +39,9 @@ type stream struct {
 }
 
 // openStream dials the server at base (http://host:port), GETs /v1/live?topics=topic and checks
-// the answer is a 200 event stream. Any other answer is a *statusError.
-func openStream(ctx context.Context, base, topic string) (*stream, error) {
+// the answer is a 200 event stream, with authorization as its Authorization header if not "".
+// Any other answer is a *statusError.
+func openStream(ctx context.Context, base, topic, authorization string) (*stream, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, err
@@ -49,14 +50,23 @@ func openStream(ctx context.Context, base, topic string) (*stream, error) {
 		return nil, fmt.Errorf("live streams: %s: only http:// is supported", base)
 	}
 	path := "/v1/live?topics=" + url.QueryEscape(topic)
+	return dialStream(ctx, u.Host, path, authorization)
+}
+
+// dialStream opens GET path on a connection of its own to host.
+func dialStream(ctx context.Context, host, path, authorization string) (*stream, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", u.Host)
+	conn, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
 	// The open is bounded; the stream then has no deadline.
 	_ = conn.SetDeadline(time.Now().Add(requestTimeout))
-	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nAccept: text/event-stream\r\nUser-Agent: edutrack-load\r\n\r\n"
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\nAccept: text/event-stream\r\nUser-Agent: edutrack-load\r\n"
+	if authorization != "" {
+		req += "Authorization: " + authorization + "\r\n"
+	}
+	req += "\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
 		return nil, err

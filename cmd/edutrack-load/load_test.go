@@ -320,7 +320,8 @@ func TestParseConfig(t *testing.T) {
 			warmup: 2 * time.Second, courses: 20, modules: 50, learners: 8, prefix: "r1732550000",
 			phases: []string{"healthz", "write"}, readMix: 0.5, zipfS: 1.1, lagRate: 1000,
 			liveConns: 10000, liveAddrs: []string{"http://127.0.0.1:8080"},
-			smtpListen: "127.0.0.1:2525", jobsEmails: 2000, jobsCertificates: 1000, jobsIdle: 100}
+			smtpListen: "127.0.0.1:2525", jobsEmails: 2000, jobsCertificates: 1000, jobsIdle: 100,
+			users: 10000, instructors: 100, think: 4 * time.Second, scenarioCourses: 200, scenarioModules: 5}
 		if diff := cmp.Diff(want, cfg, cmp.AllowUnexported(config{})); diff != "" {
 			t.Errorf("defaults (-want +got):\n%s", diff)
 		}
@@ -345,6 +346,11 @@ func TestParseConfig(t *testing.T) {
 		{"rejects_zero_live_streams", []string{"-live-conns", "0"}, "-live-conns"},
 		{"rejects_a_live_address_that_is_not_plain_http", []string{"-live-addrs", "http://a:1,https://b:2"}, `-live-addrs "https://b:2"`},
 		{"rejects_a_live_address_with_a_path", []string{"-live-addrs", "http://a:1/v1"}, "-live-addrs"},
+		{"rejects_a_scenario_of_instructors_only", []string{"-users", "5", "-instructors", "5"}, "-instructors"},
+		{"rejects_fewer_scenario_courses_than_instructors", []string{"-instructors", "300"}, "-scenario-courses"},
+		{"rejects_a_think_time_of_zero", []string{"-think", "0s"}, "-think"},
+		{"rejects_a_read_address_with_a_path", []string{"-read-addrs", "http://a:1/v1"}, "-read-addrs"},
+		{"rejects_a_server_pid_that_is_no_number", []string{"-server-pids", "12,x"}, "-server-pids"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseConfig(tc.args, now)
@@ -433,7 +439,7 @@ func TestWriteClient(t *testing.T) {
 				}
 			}
 		}
-		w := writeClients(nil, fx)[1]
+		w := writeClients(nil, fx, nil)[1]
 		sent := map[string]bool{}
 		for range capacity(fx) {
 			if w.wrapped {
@@ -468,10 +474,10 @@ func TestReadClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	draw := func(client int) []string {
-		c := readClients(nil, fx, 2, 0.5, 1.1)[client].(*readClient)
+		c := readClients(nil, fx, 2, 0.5, 1.1, nil)[client].(*readClient)
 		var paths []string
 		for range 2000 {
-			_, p := c.path()
+			_, p, _ := c.path()
 			paths = append(paths, p)
 		}
 		return paths

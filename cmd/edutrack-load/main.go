@@ -31,16 +31,17 @@ func main() {
 
 // Phase names, as -phases spells them.
 const (
-	phaseHealthz = "healthz"
-	phaseWrite   = "write"
-	phaseReads   = "reads"
-	phaseStatic  = "static"
-	phaseLag     = "lag"
-	phaseLive    = "live"
-	phaseJobs    = "jobs"
+	phaseHealthz  = "healthz"
+	phaseWrite    = "write"
+	phaseReads    = "reads"
+	phaseStatic   = "static"
+	phaseLag      = "lag"
+	phaseLive     = "live"
+	phaseJobs     = "jobs"
+	phaseScenario = "scenario"
 )
 
-var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs}
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs, phaseScenario}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -71,6 +72,17 @@ type config struct {
 	jobsEmails       int
 	jobsCertificates int
 	jobsIdle         int
+	// tokenKey is the server's signing key file; with it, tok mints every request's token.
+	tokenKey string
+	tok      *tokens
+	// The scenario phase: its users (instructors among them), think time, courses and modules;
+	// the read processes its users read from, and the server processes it reads /proc of.
+	users, instructors               int
+	think                            time.Duration
+	scenarioCourses, scenarioModules int
+	readAddrsRaw, serverPIDsRaw      string
+	readAddrs                        []string
+	serverPIDs                       []int
 }
 
 func (c config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -88,6 +100,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if cfg.tok, err = loadTokens(cfg.tokenKey); err != nil {
 		return err
 	}
 	fx, err := newFixture(cfg)
@@ -108,6 +123,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	api := newAPI(cfg.addr, max(cfg.clients, setupWorkers))
 	defer api.close()
+	// The setup, the waits and the reads of /metrics go as the admins of the pool, in turn.
+	api = api.asEach(cfg.tok.admin)
 
 	rep := newReport(cfg)
 	rep.writeHeader(stdout)
@@ -136,7 +153,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return fmt.Errorf("setup: %w", err)
 		}
 		rep.setupDone(stdout, fx, known, time.Since(started))
-		writers = writeClients(api, fx)
+		writers = writeClients(api, fx, cfg.tok)
 	}
 	if cfg.saveBody != "" {
 		n, err := saveBody(ctx, api, fx, known, cfg.saveBody)
@@ -168,6 +185,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			}
 			continue
 		}
+		if name == phaseScenario {
+			if err := runScenarioPhase(ctx, stdout, rep, api, cfg); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			continue
+		}
 		if name == phaseJobs {
 			if err := runJobsPhase(ctx, stdout, rep, api, cfg); err != nil {
 				return fmt.Errorf("%s phase: %w", name, err)
@@ -184,7 +207,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		case phaseWrite:
 			clients = asClients(writers)
 		case phaseReads:
-			clients = readClients(api, fx, cfg.clients, cfg.readMix, cfg.zipfS)
+			clients = readClients(api, fx, cfg.clients, cfg.readMix, cfg.zipfS, cfg.tok)
 			measuring = func() { cache.before, cache.err = cacheCounters(ctx, api) }
 		case phaseStatic:
 			clients = staticClients(static, cfg.static, cfg.clients)
@@ -318,6 +341,7 @@ func parseConfig(args []string, now time.Time) (config, error) {
 	}
 	problems = append(problems, parseLiveFlags(&cfg, liveAddrs)...)
 	problems = append(problems, checkJobsFlags(cfg)...)
+	problems = append(problems, parseScenarioFlags(&cfg)...)
 	if cfg.static != "" {
 		u, err := url.Parse(cfg.static)
 		switch {
@@ -360,6 +384,9 @@ func newFlagSet(cfg *config, phases, liveAddrs *string, now time.Time) *flag.Fla
 	fs.IntVar(&cfg.jobsEmails, "jobs-emails", 2000, "learners the jobs phase enrolls, each an enrollment email")
 	fs.IntVar(&cfg.jobsCertificates, "jobs-certificates", 1000, "of them, how many complete the course at once, each a certificate")
 	fs.IntVar(&cfg.jobsIdle, "jobs-idle", 100, "of the rest, how many complete it one at a time, each timed to its certificate")
+	fs.StringVar(&cfg.tokenKey, "token-key", "", "the server's JWT signing key `FILE` (its data dir's jwt.key, or EDUTRACK_JWT_KEY_FILE): "+
+		"with it every request carries a token of its user, minted with the default issuer and audience; without it, none (EDUTRACK_AUTH=disabled)")
+	addScenarioFlags(fs, cfg)
 	return fs
 }
 
@@ -398,6 +425,21 @@ names, each for -warmup (not recorded) plus -duration:
            certificates a second, counted as edutrack_jobs{kind="certificate",state="completed"}
            from /metrics, and the server's CPU meanwhile. Then -jobs-idle others, one at a
            time: from the completion's answer to the certificate on the learner's dashboard.
+  scenario a school: -users virtual users (-instructors of them instructors), each with its
+           own token (-token-key), keep-alive connection and live stream (opened with a
+           ticket), starting one after another over -warmup. Learners browse or search the
+           catalog, open a course, enroll, complete its next module, open their dashboard and
+           now and then download a certificate it shows; instructors read their course's stats
+           and roster and now and then edit it. Each request is followed by a think time of
+           half to one and a half -think. Reports per templated route the rate, P50/P95/P99/
+           P99.9 and errors (a 429 among them), offered and answered rates, the cache hit
+           rate, and each server's CPU, peak RSS and store P95s from /metrics (and /proc of
+           -server-pids). With -read-addrs, reads and streams go there, commands to -addr.
+
+With -token-key, every request carries a token minted with the server's key: the setup's as
+one of a pool of admins, each command and dashboard of the write, reads, lag and live phases as
+its learner. The rate limits then apply: a phase that sends as fast as the server answers
+needs enough learners to stay within each one's budget.
 
 The setup, run first if a write, reads or lag phase is asked for or -save-body is set, registers
 an instructor, -courses courses of -modules modules and -learners learners per client, and
@@ -405,9 +447,10 @@ enrolls each learner in up to 3 courses with a module or two completed. Phases t
 first until the read models show every command sent so far.
 
 The tool sends to -addr, in the static phase to -static-url, in the live phase to -live-addrs,
-and nowhere else. It exits non-zero if any request of the write, reads, lag or live phase
-failed, a live stream could not be opened, or in the jobs phase a command failed, an email or a
-certificate did not arrive, or an email arrived twice.
+in the scenario to -read-addrs, and nowhere else. It exits non-zero if any request of the
+write, reads, lag, live or scenario phase failed, a live stream could not be opened, or in the
+jobs phase a command failed, an email or a certificate did not arrive, or an email arrived
+twice.
 
 Flags:
 `)

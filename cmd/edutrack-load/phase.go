@@ -21,11 +21,12 @@ const (
 	opDashboard
 	opStatic
 	opLive
+	opScenario
 	opCount
 )
 
 func (o op) String() string {
-	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream"}[o]
+	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream", "scenario"}[o]
 }
 
 // A client is one of a phase's concurrent callers. It sends one request at a time; the phase
@@ -198,6 +199,7 @@ func pairOrder(client, learners, courses int) []pair {
 // a lag phase after a write phase goes on where it stopped.
 type writeClient struct {
 	api           *api
+	as            []*api // per learner: the api as that learner, who enrolls and completes for itself
 	courses       []string
 	modules       []string
 	learners      []string
@@ -212,7 +214,7 @@ type writeClient struct {
 	position      uint64 // the highest log position a command answered
 }
 
-func writeClients(api *api, fx fixture) []*writeClient {
+func writeClients(api *api, fx fixture, tok *tokens) []*writeClient {
 	clients := make([]*writeClient, len(fx.learners))
 	for i, own := range fx.learners {
 		w := &writeClient{
@@ -224,6 +226,7 @@ func writeClients(api *api, fx fixture) []*writeClient {
 			seeded:   map[pair]int{},
 		}
 		for j, l := range own {
+			w.as = append(w.as, tok.learner(api, l))
 			w.enrollBody = append(w.enrollBody, mustJSON(enrollment{LearnerID: l}))
 			w.learnerPath = append(w.learnerPath, "/v1/learners/"+l+"/courses/")
 			w.dashboardPath = append(w.dashboardPath, "/v1/learners/"+l+"/dashboard?minPosition=")
@@ -257,8 +260,8 @@ func asClients(writers []*writeClient) []client {
 }
 
 func (w *writeClient) send(ctx context.Context) (op, int64, error) {
-	o, path, body, _ := w.command()
-	pos, err := w.api.command(ctx, path, body)
+	o, path, body, learner := w.command()
+	pos, err := w.as[learner].command(ctx, path, body)
 	w.position = max(w.position, pos)
 	return o, 0, err
 }

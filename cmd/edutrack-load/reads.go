@@ -20,43 +20,54 @@ type readClient struct {
 	learners       *rand.Zipf
 	coursePaths    []string // /v1/courses/{id}, by Zipf rank
 	dashboardPaths []string // /v1/learners/{id}/dashboard, by Zipf rank
+	// dashboardAPIs are the api as each dashboard's learner, by Zipf rank: a learner reads its
+	// own, which records no disclosure. Course details go as the api.
+	dashboardAPIs []*api
 }
 
-func readClients(api *api, fx fixture, n int, mix, s float64) []client {
+func readClients(base *api, fx fixture, n int, mix, s float64, tok *tokens) []client {
 	var coursePaths, dashPaths []string
+	var dashAPIs []*api
 	for _, c := range fx.courses {
 		coursePaths = append(coursePaths, "/v1/courses/"+c)
 	}
 	for _, l := range fx.allLearners() {
 		dashPaths = append(dashPaths, "/v1/learners/"+l+"/dashboard")
+		dashAPIs = append(dashAPIs, tok.learner(base, l))
 	}
 	clients := make([]client, n)
 	for i := range clients {
 		rng := rand.New(rand.NewPCG(uint64(i), readSeed))
 		clients[i] = &readClient{
-			api:            api,
+			api:            base,
 			rng:            rng,
 			mix:            mix,
 			courses:        rand.NewZipf(rng, s, 1, uint64(len(coursePaths)-1)),
 			learners:       rand.NewZipf(rng, s, 1, uint64(len(dashPaths)-1)),
 			coursePaths:    coursePaths,
 			dashboardPaths: dashPaths,
+			dashboardAPIs:  dashAPIs,
+		}
+		if tok != nil {
+			// Each client reads course details as a learner of its own.
+			clients[i].(*readClient).api = tok.learner(base, fx.learners[i%len(fx.learners)][0])
 		}
 	}
 	return clients
 }
 
-// path draws the next read.
-func (c *readClient) path() (op, string) {
+// path draws the next read, and the api to send it as.
+func (c *readClient) path() (op, string, *api) {
 	if c.rng.Float64() < c.mix {
-		return opCourseDetail, c.coursePaths[c.courses.Uint64()]
+		return opCourseDetail, c.coursePaths[c.courses.Uint64()], c.api
 	}
-	return opDashboard, c.dashboardPaths[c.learners.Uint64()]
+	i := c.learners.Uint64()
+	return opDashboard, c.dashboardPaths[i], c.dashboardAPIs[i]
 }
 
 func (c *readClient) send(ctx context.Context) (op, int64, error) {
-	o, path := c.path()
-	n, err := c.api.read(ctx, path)
+	o, path, as := c.path()
+	n, err := as.read(ctx, path)
 	return o, n, err
 }
 

@@ -68,6 +68,7 @@ type phaseReport struct {
 	Lag              *lagReport       `json:"lag,omitempty"`
 	Live             *liveReport      `json:"live,omitempty"`
 	Jobs             *jobsReport      `json:"jobs,omitempty"`
+	Scenario         *scenarioReport  `json:"scenario,omitempty"`
 }
 
 // cacheReport is the read API's cache over the measured time of the reads phase, summed over
@@ -399,6 +400,9 @@ func (r *report) failures() error {
 	if p, ok := r.phase(phaseLive); ok && (p.Errors > 0 || p.Live.OpenFailed > 0) {
 		errs = append(errs, fmt.Errorf("live phase: %d of %d commands failed, %d of %d streams could not be opened",
 			p.Errors, p.Requests, p.Live.OpenFailed, p.Live.Streams))
+	}
+	if p, ok := r.phase(phaseScenario); ok && p.Errors > 0 {
+		errs = append(errs, fmt.Errorf("scenario phase: %d of %d requests failed, %d of them with 429", p.Errors, p.Requests, p.Scenario.TooMany))
 	}
 	if p, ok := r.phase(phaseJobs); ok {
 		errs = append(errs, jobsFailures(p.Jobs))

@@ -108,8 +108,10 @@ func newLimiter(cfg config, reg prometheus.Registerer, log *slog.Logger) (l rate
 }
 
 // v1Middleware is what every /v1 request passes, outermost first: the server's deadline; the
-// budget of the client's address, spent before the token is checked so that guessing tokens
-// costs it too; the authenticator; and the budget of the caller.
+// budget of the client's address, which requests without credentials spend before anything
+// else and refused credentials once refused, so that guessing tokens costs it too; the
+// authenticator; and the budget of the caller, which authenticated requests spend instead of
+// the address's (ratelimit.AddressBudget): a school behind one NAT address is many callers.
 func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
 	mw, err := budgeted(cfg, authn.Middleware, limiter, log)
 	if err != nil {
@@ -143,13 +145,14 @@ func streamMiddleware(cfg config, authn *auth.Authenticator, tickets *ticket.Tic
 func budgeted(cfg config, authenticate func(http.Handler) http.Handler, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
 	var mw []func(http.Handler) http.Handler
 	if lim := cfg.access.perIP; lim != (ratelimit.Limit{}) {
-		byIP, err := ratelimit.Middleware(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), log)
+		byIP, err := ratelimit.NewAddressBudget(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), offersCredentials, log)
 		if err != nil {
 			return nil, err
 		}
-		mw = append(mw, byIP)
+		mw = append(mw, byIP.Before, authenticate, byIP.Admitted)
+	} else {
+		mw = append(mw, authenticate)
 	}
-	mw = append(mw, authenticate)
 	if lim := cfg.access.perUser; lim != (ratelimit.Limit{}) {
 		byUser, err := ratelimit.Middleware(limiter, lim, ratelimit.ByUser(), log)
 		if err != nil {
@@ -158,6 +161,11 @@ func budgeted(cfg config, authenticate func(http.Handler) http.Handler, limiter 
 		mw = append(mw, byUser)
 	}
 	return mw, nil
+}
+
+// offersCredentials says whether r offers a bearer token, or a live stream's ticket.
+func offersCredentials(r *http.Request) bool {
+	return r.Header.Get("Authorization") != "" || r.URL.Query().Has(ticket.Param)
 }
 
 // newTickets returns the tickets that open live streams: in Redis when the deployment has one,

@@ -60,16 +60,25 @@ func TestRateLimits(t *testing.T) {
 		}
 	})
 
-	t.Run("limits_each_client_address_even_before_the_token_is_checked", func(t *testing.T) {
+	t.Run("limits_each_client_address_for_anonymous_requests_and_refused_tokens", func(t *testing.T) {
 		s := startWith(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_RATE_LIMIT_IP": "3/1h"})
 		s.early = true // stop's settling would find the address's budget spent
-		for i, a := range []string{bearer("ada", domain.Learner), "Bearer not-a-token", bearer("bob", domain.Learner)} {
-			if resp := rawGet(t, s, "/v1/courses", "Authorization", a); resp.StatusCode == http.StatusTooManyRequests {
-				t.Fatalf("request %d of 3: 429", i+1)
+		// A school behind one NAT address: its authenticated users spend their own budgets.
+		for i, u := range []string{"ada", "bob", "cyd", "dee", "eve", "fay"} {
+			if resp := rawGet(t, s, "/v1/courses", "Authorization", bearer(u, domain.Learner)); resp.StatusCode != http.StatusOK {
+				t.Fatalf("learner %d of one address: %d, want 200", i+1, resp.StatusCode)
 			}
 		}
+		// Three refused tokens spend the address's budget; the next is refused and locks it.
+		for i := range 4 {
+			if resp := rawGet(t, s, "/v1/courses", "Authorization", "Bearer not-a-token"); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("refused token %d: %d, want 401", i+1, resp.StatusCode)
+			}
+		}
+		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", "Bearer not-a-token"), time.Hour)
+		wantLimited(t, rawGet(t, s, "/v1/courses"), time.Hour)
 		// A client cannot buy a fresh budget by naming another address: no proxy is trusted.
-		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", bearer("cyd", domain.Learner), "X-Forwarded-For", "203.0.113.9"), time.Hour)
+		wantLimited(t, rawGet(t, s, "/v1/courses", "X-Forwarded-For", "203.0.113.9"), time.Hour)
 		if resp := rawGet(t, s, "/healthz"); resp.StatusCode != http.StatusOK {
 			t.Errorf("/healthz with the address's budget spent: %d, want 200: probes are not limited", resp.StatusCode)
 		}
@@ -78,17 +87,17 @@ func TestRateLimits(t *testing.T) {
 	t.Run("believes_X-Forwarded-For_from_trusted_proxies", func(t *testing.T) {
 		s := startWith(t, t.TempDir(), &logTracker{}, map[string]string{"EDUTRACK_RATE_LIMIT_IP": "2/1h", "EDUTRACK_TRUSTED_PROXIES": "127.0.0.1"})
 		s.early = true
-		ada := bearer("ada", domain.Learner)
+		// Anonymous requests spend the address's budget: 401 within it, 429 past it.
 		for range 2 {
-			if resp := rawGet(t, s, "/v1/courses", "Authorization", ada, "X-Forwarded-For", "203.0.113.9"); resp.StatusCode != http.StatusOK {
-				t.Fatalf("203.0.113.9: %d", resp.StatusCode)
+			if resp := rawGet(t, s, "/v1/courses", "X-Forwarded-For", "203.0.113.9"); resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("203.0.113.9: %d, want 401", resp.StatusCode)
 			}
 		}
-		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", ada, "X-Forwarded-For", "203.0.113.9"), time.Hour)
+		wantLimited(t, rawGet(t, s, "/v1/courses", "X-Forwarded-For", "203.0.113.9"), time.Hour)
 		// The client's own X-Forwarded-For entries left of the proxy's are not believed.
-		wantLimited(t, rawGet(t, s, "/v1/courses", "Authorization", ada, "X-Forwarded-For", "198.51.100.1, 203.0.113.9"), time.Hour)
-		if resp := rawGet(t, s, "/v1/courses", "Authorization", ada, "X-Forwarded-For", "203.0.113.10"); resp.StatusCode != http.StatusOK {
-			t.Errorf("another client behind the proxy: %d, want 200", resp.StatusCode)
+		wantLimited(t, rawGet(t, s, "/v1/courses", "X-Forwarded-For", "198.51.100.1, 203.0.113.9"), time.Hour)
+		if resp := rawGet(t, s, "/v1/courses", "X-Forwarded-For", "203.0.113.10"); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("another client behind the proxy: %d, want 401, not 429", resp.StatusCode)
 		}
 	})
 

@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/edutrack/edutrack/internal/auth"
@@ -106,17 +105,17 @@ func Middleware(l Limiter, limit Limit, key KeyFunc, log *slog.Logger) (func(htt
 				next.ServeHTTP(w, r)
 				return
 			}
-			d := l.Allow(r.Context(), k, limit)
-			if !d.Allowed {
-				secs := retrySeconds(d.RetryAfter)
-				w.Header().Set("Retry-After", strconv.Itoa(secs))
-				problem.Write(w, r, log, problem.New(http.StatusTooManyRequests, "",
-					fmt.Sprintf("too many requests; retry in %d s", secs)))
+			if d := l.Allow(r.Context(), k, limit); !d.Allowed {
+				refuse(w, r, log, d.RetryAfter)
 				return
 			}
 			next.ServeHTTP(w, r)
 		})
 	}, nil
+}
+
+func writeTooMany(w http.ResponseWriter, r *http.Request, log *slog.Logger, secs int) {
+	problem.Write(w, r, log, problem.New(http.StatusTooManyRequests, "", fmt.Sprintf("too many requests; retry in %d s", secs)))
 }
 
 // retrySeconds rounds up: a client that retries at the second Retry-After names must fit.
