@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/internal/tests3"
 )
 
 // The links' expiry in these tests: long enough for a loaded machine to use a fresh link, short
@@ -36,6 +37,14 @@ func TestModuleFilesOnFiles(t *testing.T) {
 	env := fileEnv()
 	env["EDUTRACK_FILE_URL_KEY"] = "a-file-url-key-for-tests-only-32-bytes"
 	testModuleFiles(t, env, true)
+}
+
+func TestModuleFilesOnS3(t *testing.T) {
+	t.Parallel()
+	b := tests3.NewBucket(t)
+	env := fileEnv()
+	env["EDUTRACK_BLOB_URL"], env["EDUTRACK_S3_ACCESS_KEY_ID"], env["EDUTRACK_S3_SECRET_ACCESS_KEY"] = b.URL(), b.AccessKey, b.SecretKey
+	testModuleFiles(t, env, false)
 }
 
 // fileCall is one request of the files' tests, sent as it is: no redirect followed, and no
