@@ -211,6 +211,9 @@ func testModuleFiles(t *testing.T, env map[string]string, onFiles bool) {
 	s.ok(s.do("POST", "/v1/courses/go/modules", module("m1", "Intro")), created, 1)
 	s.ok(s.do("POST", "/v1/courses/go/publish", nil), ok, 1)
 	s.ok(s.do("POST", "/v1/courses/go/enrollments", enrollment("ada")), created, 1)
+	s.ok(s.do("POST", "/v1/users", user("cy", "Cy Young", "learner")), created, 1)
+	s.ok(s.do("POST", "/v1/courses/go/enrollments", enrollment("cy")), created, 1)
+	s.ok(s.do("DELETE", "/v1/courses/go/enrollments/cy", nil), ok, 1)
 
 	pdf := samplePDF(5000)
 	tk := startUpload(t, s, declare("Week 1 slides.pdf", "application/pdf", pdf))
@@ -281,13 +284,15 @@ func testModuleFiles(t *testing.T, env map[string]string, onFiles bool) {
 		}{
 			{"the enrolled learner", bearer("ada", domain.Learner), http.StatusFound},
 			{"a learner not enrolled", bearer("bob", domain.Learner), http.StatusNotFound},
+			{"a learner who withdrew", bearer("cy", domain.Learner), http.StatusNotFound},
 			{"the course's instructor", ins, http.StatusFound},
 			{"another instructor", bearer("ins2", domain.Instructor), http.StatusNotFound},
 			{"an admin", bearer("root", domain.Admin), http.StatusFound},
 			{"an auditor", bearer("aud", domain.Auditor), http.StatusNotFound},
 			{"anyone without a token", "", http.StatusUnauthorized},
 		} {
-			a := call(t, s, http.MethodGet, fileURL, c.auth, "", nil)
+			// minPosition: the roster that says who is enrolled is the learners projection's.
+			a := call(t, s, http.MethodGet, fmt.Sprintf("%s?minPosition=%d", fileURL, s.log.pos), c.auth, "", nil)
 			if a.status != c.want {
 				t.Errorf("%s: %d %s; want %d", c.who, a.status, a.body, c.want)
 				continue
