@@ -54,16 +54,22 @@ func NewCodec() (*eventstore.Codec, error) { return eventstore.NewCodec(Events()
 
 // Handler executes commands. It is safe for concurrent use.
 type Handler struct {
-	now      func() time.Time
-	users    *repository[*user.User]
-	courses  *repository[*course.Course]
-	learners *repository[*learner.Learner]
+	now        func() time.Time
+	files      ModuleFiles
+	fileLimits course.FileLimits
+	users      *repository[*user.User]
+	courses    *repository[*course.Course]
+	learners   *repository[*learner.Learner]
 }
 
 // Options tune a Handler.
 type Options struct {
 	// CacheSize caps the aggregates of each kind kept in memory (default 100,000).
 	CacheSize int
+	// Files keeps the bytes of module files; without it the file commands fail.
+	Files ModuleFiles
+	// FileLimits are the module files accepted; required with Files.
+	FileLimits course.FileLimits
 }
 
 // New returns a Handler over store. now gives the time events record.
@@ -74,15 +80,20 @@ func New(store Store, now func() time.Time, opts Options) (*Handler, error) {
 	if opts.CacheSize <= 0 {
 		opts.CacheSize = 100_000
 	}
+	if err := fileOptions(opts); err != nil {
+		return nil, err
+	}
 	codec, err := NewCodec()
 	if err != nil {
 		return nil, err
 	}
 	return &Handler{
-		now:      now,
-		users:    newRepository(user.StreamPrefix, user.New, store, codec, opts.CacheSize),
-		courses:  newRepository(course.StreamPrefix, course.New, store, codec, opts.CacheSize),
-		learners: newRepository(learner.StreamPrefix, learner.New, store, codec, opts.CacheSize),
+		now:        now,
+		files:      opts.Files,
+		fileLimits: opts.FileLimits,
+		users:      newRepository(user.StreamPrefix, user.New, store, codec, opts.CacheSize),
+		courses:    newRepository(course.StreamPrefix, course.New, store, codec, opts.CacheSize),
+		learners:   newRepository(learner.StreamPrefix, learner.New, store, codec, opts.CacheSize),
 	}, nil
 }
 

@@ -26,8 +26,9 @@ type person struct {
 // Name implements Projector.
 func (Courses) Name() string { return documents.CoursesProjection }
 
-// Version implements Projector. 2: stats list module completions in the course's order.
-func (Courses) Version() int { return 2 }
+// Version implements Projector. 2: stats list module completions in the course's order. 3:
+// course details list each module's files.
+func (Courses) Version() int { return 3 }
 
 // ReadModels implements Projector.
 func (Courses) ReadModels() []string {
@@ -167,6 +168,8 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		})
 	case course.Archived:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.detail.Status = string(course.StatusArchived) })
+	case course.ModuleFileAttached:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { attachFile(&c.detail, ev) })
 	case learner.Enrolled:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
 			if ev.Resumed {
@@ -224,4 +227,20 @@ func putPerson(ctx context.Context, tx *Tx, coll, id string, p person) error {
 		p.Role = old.Role
 	}
 	return tx.Put(coll, id, p)
+}
+
+// attachFile lists an attached file on its module; a file listed already stays as it is.
+func attachFile(d *documents.CourseDetail, ev course.ModuleFileAttached) {
+	for i := range d.Modules {
+		m := &d.Modules[i]
+		if m.ID != ev.ModuleID {
+			continue
+		}
+		for _, f := range m.Files {
+			if f.ID == ev.FileID {
+				return
+			}
+		}
+		m.Files = append(m.Files, documents.ModuleFile{ID: ev.FileID, Name: ev.Name, Type: ev.Type, Size: ev.Size, SHA256: ev.SHA256})
+	}
 }

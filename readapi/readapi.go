@@ -68,6 +68,8 @@ type Options struct {
 	Disclosures access.Disclosures
 	// Blobs, if not nil, holds the certificates' PDFs; without it their route answers 503.
 	Blobs Blobs
+	// Files, if not nil, signs the links of module files; without it their route answers 503.
+	Files FileLinks
 }
 
 // API serves the read routes.
@@ -139,6 +141,7 @@ func (a *API) Routes(r chi.Router) {
 	r.With(a.teachers).Get("/v1/courses/{id}/roster", a.handle(a.roster))
 	r.With(a.learnerRecords).Get("/v1/learners/{id}/dashboard", a.handle(a.dashboard))
 	r.With(a.everyone).Get("/v1/learners/{id}/certificates/{courseId}", a.certificatePDF)
+	r.With(a.everyone).Get("/v1/courses/{id}/modules/{moduleId}/files/{fileId}", a.moduleFile)
 }
 
 func (a *API) handle(fn func(r *http.Request) (readhttp.Reply, error)) http.HandlerFunc {

@@ -123,7 +123,15 @@ func v1Middleware(cfg config, authn *auth.Authenticator, limiter ratelimit.Limit
 // publicMiddleware is what a /v1 request that takes no token passes (a certificate's
 // verification): the server's deadline and the budget of the client's address.
 func publicMiddleware(cfg config, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
-	mw := []func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}
+	mw, err := signedMiddleware(cfg, limiter, log)
+	return append([]func(http.Handler) http.Handler{deadline(cfg.access.requestTimeout)}, mw...), err
+}
+
+// signedMiddleware is what a request to a signed link passes: the budget of the client's
+// address, and no deadline, since an upload or a download lasts as long as the file takes
+// (the link's expiry and the route's own timeout bound it).
+func signedMiddleware(cfg config, limiter ratelimit.Limiter, log *slog.Logger) ([]func(http.Handler) http.Handler, error) {
+	var mw []func(http.Handler) http.Handler
 	if lim := cfg.access.perIP; lim != (ratelimit.Limit{}) {
 		byIP, err := ratelimit.Middleware(limiter, lim, ratelimit.ByIP(clientip.New(cfg.access.trustedProxies...)), log)
 		if err != nil {

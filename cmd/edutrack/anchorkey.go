@@ -50,20 +50,23 @@ func defaultAnchorKeyFile(configDir string) string {
 
 // readAnchorKeyFile returns the key in the file at path: its text without a trailing line end,
 // as with the JWT key.
-func readAnchorKeyFile(path string) ([]byte, error) {
+func readAnchorKeyFile(path string) ([]byte, error) { return readKeyFile(path, "the anchor key") }
+
+// readKeyFile returns the key what in the file at path, of at least MinAnchorKeyLen bytes.
+func readKeyFile(path, what string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	key := bytes.TrimRight(b, "\r\n")
 	if len(key) < sqlitelog.MinAnchorKeyLen {
-		return nil, fmt.Errorf("the anchor key in %s has %d bytes; want at least %d", path, len(key), sqlitelog.MinAnchorKeyLen)
+		return nil, fmt.Errorf("%s in %s has %d bytes; want at least %d", what, path, len(key), sqlitelog.MinAnchorKeyLen)
 	}
 	return key, nil
 }
 
-// readOwnAnchorKey reads the generated key, refusing it when others than its owner can read it.
-func readOwnAnchorKey(path string) ([]byte, error) {
+// readOwnKey reads a generated key, refusing it when others than its owner can read it.
+func readOwnKey(path, what string) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
@@ -72,27 +75,32 @@ func readOwnAnchorKey(path string) ([]byte, error) {
 	if runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s has mode %04o; only its owner may read it (chmod 600 it)", path, fi.Mode().Perm())
 	}
-	return readAnchorKeyFile(path)
+	return readKeyFile(path, what)
 }
 
 // loadOrCreateAnchorKey returns the key kept at path, generating it if there is none: 32 random
 // bytes as base64url text, mode 0600, in a directory of mode 0700. created tells which.
 func loadOrCreateAnchorKey(path string) (key []byte, created bool, err error) {
-	key, err = readOwnAnchorKey(path)
+	return loadOrCreateKey(path, "the anchor key")
+}
+
+// loadOrCreateKey is loadOrCreateAnchorKey for any key, named what in errors.
+func loadOrCreateKey(path, what string) (key []byte, created bool, err error) {
+	key, err = readOwnKey(path, what)
 	if !errors.Is(err, fs.ErrNotExist) {
 		return key, false, err
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, fmt.Errorf("create the anchor key: %w", err)
+		return nil, false, fmt.Errorf("create %s: %w", what, err)
 	}
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
-		return nil, false, fmt.Errorf("generate the anchor key: %w", err)
+		return nil, false, fmt.Errorf("generate %s: %w", what, err)
 	}
-	tmp, err := os.CreateTemp(dir, ".anchor.key-*") // CreateTemp makes it 0600
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+"-*") // CreateTemp makes it 0600
 	if err != nil {
-		return nil, false, fmt.Errorf("create the anchor key: %w", err)
+		return nil, false, fmt.Errorf("create %s: %w", what, err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(append(base64.RawURLEncoding.AppendEncode(nil, raw), '\n'))
@@ -103,18 +111,18 @@ func loadOrCreateAnchorKey(path string) (key []byte, created bool, err error) {
 		err = cerr
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("write the anchor key: %w", err)
+		return nil, false, fmt.Errorf("write %s: %w", what, err)
 	}
 	// Linking it into place lets a second process starting at the same time lose the race and
 	// read the winner's key, never half a key.
 	if err := os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, false, fmt.Errorf("create the anchor key: %w", err)
+		return nil, false, fmt.Errorf("create %s: %w", what, err)
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	key, err = readOwnAnchorKey(path)
+	key, err = readOwnKey(path, what)
 	return key, err == nil, err
 }
 

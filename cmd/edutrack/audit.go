@@ -191,7 +191,7 @@ func (s settings) auditedLog() (path string, key []byte, err error) {
 		}
 		return path, key, nil
 	case s.configDir != "":
-		key, err := readOwnAnchorKey(defaultAnchorKeyFile(s.configDir))
+		key, err := readOwnKey(defaultAnchorKeyFile(s.configDir), "the anchor key")
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return "", nil, err
 		}

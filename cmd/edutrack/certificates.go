@@ -51,11 +51,15 @@ func (p *process) blobBucket(ctx context.Context) (*blob.Bucket, error) {
 		return b, nil
 	}
 	dir := p.blobDir()
-	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, DirFileMode: 0o700, NoTempDir: true})
+	signer, err := fileURLSigner(p.cfg, p.log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := fileblob.OpenBucket(dir, &fileblob.Options{CreateDir: true, DirFileMode: 0o700, NoTempDir: true, URLSigner: signer})
 	if err != nil {
 		return nil, fmt.Errorf("open the blob bucket %s: %w", dir, err)
 	}
-	p.bucket = b
+	p.bucket, p.signer = b, signer
 	p.closers = append(p.closers, b.Close)
 	return b, nil
 }
@@ -89,9 +93,15 @@ func (b privateFiles) WriteAll(ctx context.Context, key string, data []byte, opt
 	if err := b.Bucket.WriteAll(ctx, key, data, opts); err != nil {
 		return err
 	}
+	return privateFile(b.dir, key)
+}
+
+// privateFile narrows the file of key in the file bucket at dir, and its attributes, to
+// their owner.
+func privateFile(dir, key string) error {
 	// Keys are ours, of characters fileblob keeps as they are: the file is the key's path.
 	for _, f := range []string{key, key + ".attrs"} {
-		if err := os.Chmod(filepath.Join(b.dir, filepath.FromSlash(f)), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(f)), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("make %s private: %w", f, err)
 		}
 	}

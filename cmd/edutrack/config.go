@@ -51,6 +51,7 @@ type config struct {
 	noCertificates bool
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
 	publicURL *url.URL
+	files     fileConfig
 }
 
 // smtpConfig is how the emails are sent, and where their links lead.
@@ -213,6 +214,9 @@ func (s settings) Validate() error {
 	for _, err := range s.anchorProblems() {
 		add(err)
 	}
+	for _, err := range s.fileProblems() {
+		add(err)
+	}
 	// The write timeout must leave room to send the answer past the request's own deadline.
 	if d, err := time.ParseDuration(s.requestTimeout); err != nil || d <= 0 || d > writeTimeout-5*time.Second {
 		add(fmt.Errorf("EDUTRACK_REQUEST_TIMEOUT %q: want a positive duration up to %s", s.requestTimeout, writeTimeout-5*time.Second))
@@ -291,6 +295,11 @@ func (s settings) config() (config, error) {
 	} else if s.blobURL != "" {
 		c.blobDir = u.Path
 	}
+	files, err := s.fileConfig()
+	if err != nil {
+		return config{}, err
+	}
+	c.files = files
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
 	switch {
 	case s.anchorKey != "":

@@ -1320,7 +1320,9 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
 			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
 			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}",
-			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel"} {
+			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel",
+			"POST /v1/courses/{id}/modules/{moduleId}/files", "POST /v1/courses/{id}/modules/{moduleId}/files/{fileId}/complete",
+			"GET /v1/courses/{id}/modules/{moduleId}/files/{fileId}"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1382,7 +1384,8 @@ func servedRoutes(t *testing.T) []string {
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
 	jobsapi.Routes(r, nil, log) // only walked
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json",
+		"GET " + signedFilesPath, "PUT " + signedFilesPath}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)
 		return nil

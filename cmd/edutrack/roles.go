@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gocloud.dev/blob"
+	"gocloud.dev/blob/fileblob"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
@@ -26,6 +27,7 @@ import (
 	"github.com/edutrack/edutrack/internal/auth"
 	"github.com/edutrack/edutrack/internal/auth/ticket"
 	"github.com/edutrack/edutrack/internal/compress"
+	"github.com/edutrack/edutrack/internal/modulefiles"
 	"github.com/edutrack/edutrack/internal/observe"
 	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections"
@@ -70,6 +72,11 @@ type process struct {
 	closers []func() error
 	handler *commands.Handler // see commandHandler
 	bucket  *blob.Bucket      // see blobBucket
+	// signer signs the links of a file:// bucket, nil on S3; signed is the router of the route
+	// they lead to, behind the budget of the address. files keeps the module files.
+	signer *fileblob.URLSignerHMAC
+	signed chi.Router
+	files  *modulefiles.Store
 }
 
 // changeFeed is the change feed of this process, opened at the first call: the projector
@@ -107,7 +114,11 @@ func (p *process) commandHandler() (*commands.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.handler, err = commands.New(store, time.Now, commands.Options{})
+	opts := commands.Options{}
+	if p.files != nil {
+		opts.Files, opts.FileLimits = p.files, p.cfg.files.limits
+	}
+	p.handler, err = commands.New(store, time.Now, opts)
 	return p.handler, err
 }
 
@@ -202,6 +213,9 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	}
 	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
 		Blobs: bucket}
+	if p.files != nil {
+		opts.Files = p.files
+	}
 	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/internal/auth/ratelimit"
 )
 
@@ -238,8 +239,12 @@ func withAccess(change func(*access)) access {
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}}
+		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}, files: defaultFiles}
 }
+
+// defaultFiles is the module files' configuration when nothing sets it.
+var defaultFiles = fileConfig{limits: course.FileLimits{MaxSize: defaultFileMaxSize, Types: defaultFileTypes}, uploadExpiry: 15 * time.Minute,
+	downloadExpiry: 5 * time.Minute}
 
 func TestLoadConfig(t *testing.T) {
 	dir := t.TempDir()
@@ -272,7 +277,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}},
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles},
 		},
 		{
 			name: "reads the environment",
@@ -283,14 +288,14 @@ func TestLoadConfig(t *testing.T) {
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
 				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) }),
-				anchors: anchoring{every: time.Second}},
+				anchors: anchoring{every: time.Second}, files: defaultFiles},
 		},
 		{
 			name: "reads the blob directory and the public URL",
 			env:  map[string]string{"EDUTRACK_BLOB_URL": "file:///srv/blobs", "EDUTRACK_PUBLIC_URL": "https://learn.school.example/"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, blobDir: "/srv/blobs",
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, blobDir: "/srv/blobs",
 				publicURL: &url.URL{Scheme: "https", Host: "learn.school.example"}},
 		},
 		{
@@ -299,7 +304,7 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second},
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles,
 				blobS3: &s3Config{url: &url.URL{Scheme: "s3", Host: "certificates", RawQuery: "region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true"},
 					accessKeyID: "id", secretAccessKey: "secret"}},
 		},
@@ -310,7 +315,7 @@ func TestLoadConfig(t *testing.T) {
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
 				cacheEntries: 10, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}},
+				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles},
 		},
 		{
 			name: "reports every invalid setting at once",
@@ -397,6 +402,7 @@ func TestLoadConfig(t *testing.T) {
 			want: func() config {
 				c := defaults(defaultAccess())
 				c.anchors.defaultFile = "/srv/config/edutrack/anchor.key"
+				c.files.defaultKeyFile = "/srv/config/edutrack/file-url.key"
 				return c
 			}(),
 		},
@@ -406,6 +412,7 @@ func TestLoadConfig(t *testing.T) {
 			want: func() config {
 				c := defaults(defaultAccess())
 				c.anchors.defaultFile = "/home/ada/.config/edutrack/anchor.key"
+				c.files.defaultKeyFile = "/home/ada/.config/edutrack/file-url.key"
 				return c
 			}(),
 		},
@@ -437,6 +444,29 @@ func TestLoadConfig(t *testing.T) {
 				`parameter "use_path_style": want true or false`, `endpoint "seaweedfs:8333"`, "EDUTRACK_S3_ACCESS_KEY_ID and EDUTRACK_S3_SECRET_ACCESS_KEY: set both"},
 		},
 		{
+			name: "takes the module files' limits, expiries and key",
+			env: map[string]string{"EDUTRACK_FILE_MAX_SIZE": "1073741824", "EDUTRACK_FILE_TYPES": " application/pdf, Video/MP4 ,application/pdf",
+				"EDUTRACK_FILE_UPLOAD_EXPIRY": "1h", "EDUTRACK_FILE_DOWNLOAD_EXPIRY": "30s", "EDUTRACK_FILE_URL_KEY": testAnchorKey},
+			want: func() config {
+				c := defaults(defaultAccess())
+				c.files = fileConfig{limits: course.FileLimits{MaxSize: 1 << 30, Types: []string{"application/pdf", "video/mp4"}},
+					uploadExpiry: time.Hour, downloadExpiry: 30 * time.Second, urlKey: []byte(testAnchorKey)}
+				return c
+			}(),
+		},
+		{
+			name: "reports every invalid module file setting at once",
+			env: map[string]string{"EDUTRACK_FILE_MAX_SIZE": "100MB", "EDUTRACK_FILE_TYPES": "application/pdf,pdf", "EDUTRACK_FILE_UPLOAD_EXPIRY": "0s",
+				"EDUTRACK_FILE_DOWNLOAD_EXPIRY": "200h", "EDUTRACK_FILE_URL_KEY": "short"},
+			wantErr: []string{"EDUTRACK_FILE_MAX_SIZE \"100MB\"", `EDUTRACK_FILE_TYPES: "pdf" is not a media type`, "EDUTRACK_FILE_UPLOAD_EXPIRY", "EDUTRACK_FILE_DOWNLOAD_EXPIRY",
+				"EDUTRACK_FILE_URL_KEY: 5 bytes"},
+		},
+		{
+			name:    "refuses a file URL key file inside the data dir",
+			env:     map[string]string{"EDUTRACK_DATA_DIR": dataDir, "EDUTRACK_FILE_URL_KEY_FILE": keyInData},
+			wantErr: []string{"EDUTRACK_FILE_URL_KEY_FILE " + keyInData + " is inside the data dir"},
+		},
+		{
 			name:    "refuses S3 keys without a bucket to use them on",
 			env:     map[string]string{"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
 			wantErr: []string{"EDUTRACK_S3_ACCESS_KEY_ID: set, but EDUTRACK_BLOB_URL is not an s3:// bucket"},
@@ -464,7 +494,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}, s3Config{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}, s3Config{}, fileConfig{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})

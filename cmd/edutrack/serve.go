@@ -80,6 +80,11 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 	}
 	defer closeAccess()
 
+	if cfg.roles.write || cfg.roles.read {
+		if err := p.openModuleFiles(ctx); err != nil {
+			return err
+		}
+	}
 	handler, err := p.commandHandler()
 	if err != nil {
 		return err
@@ -211,6 +216,10 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 	if err != nil {
 		return nil, nil, err
 	}
+	signedMW, err := signedMiddleware(cfg, limiter, log)
+	if err != nil {
+		return nil, nil, err
+	}
 	closeTickets := func() error { return nil }
 	var tickets *ticket.Tickets
 	var streamMW []func(http.Handler) http.Handler
@@ -245,7 +254,7 @@ func newProcess(ctx context.Context, cfg config, log *slog.Logger, reg *promethe
 		io.WriteString(w, `{"status":"ok"}`)
 	})
 	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, integrity: eng.integrity, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...), public: r.With(publicMW...), authn: authn,
+	p := &process{cfg: cfg, log: log, reg: reg, events: eng.events, integrity: eng.integrity, reads: eng.reads, docs: eng.docs, router: r, v1: r.With(v1mw...), public: r.With(publicMW...), signed: r.With(signedMW...), authn: authn,
 		readiness: observe.Readiness{Checks: eng.checks, NonCritical: eng.nonCritical}, positions: projections.NewPositions(),
 		projectors: []projections.Projector{projections.Courses{}, projections.Learners{}, projections.Snapshots{}},
 		tickets:    tickets, streams: r.With(streamMW...)}

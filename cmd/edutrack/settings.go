@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/edutrack/edutrack/internal/auth"
+	"github.com/edutrack/edutrack/internal/modulefiles"
 	"github.com/edutrack/edutrack/readapi/live"
 )
 
@@ -61,6 +62,8 @@ type settings struct {
 	certificates string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
+	// The module files (modulefiles.go); fileURLKey has no flag, as jwtKey.
+	fileMaxSize, fileTypes, fileUploadExpiry, fileDownloadExpiry, fileURLKey, fileURLKeyFile string
 	// configDir is the user's config dir, as the environment names it; empty if it names none.
 	configDir string
 
@@ -131,6 +134,13 @@ func readSettings(getenv func(string) string) settings {
 	s.s3AccessKeyID = env("EDUTRACK_S3_ACCESS_KEY_ID")
 	s.s3SecretAccessKey = env("EDUTRACK_S3_SECRET_ACCESS_KEY")
 	s.certificates = env("EDUTRACK_CERTIFICATES")
+	s.fileMaxSize = env("EDUTRACK_FILE_MAX_SIZE")
+	s.fileTypes = env("EDUTRACK_FILE_TYPES")
+	s.fileUploadExpiry = env("EDUTRACK_FILE_UPLOAD_EXPIRY")
+	s.fileDownloadExpiry = env("EDUTRACK_FILE_DOWNLOAD_EXPIRY")
+	// As with the JWT key, EDUTRACK_FILE_URL_KEY_FILE is a setting whose file Validate checks.
+	s.fileURLKey = getenv("EDUTRACK_FILE_URL_KEY")
+	s.fileURLKeyFile = getenv("EDUTRACK_FILE_URL_KEY_FILE")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -166,6 +176,10 @@ func (s *settings) setDefaults() {
 		{&s.liveBuffer, strconv.Itoa(live.DefaultBuffer)},
 		{&s.anchorInterval, "1s"},
 		{&s.certificates, "on"},
+		{&s.fileMaxSize, strconv.FormatInt(defaultFileMaxSize, 10)},
+		{&s.fileTypes, strings.Join(defaultFileTypes, ",")},
+		{&s.fileUploadExpiry, modulefiles.DefaultUploadExpiry.String()},
+		{&s.fileDownloadExpiry, modulefiles.DefaultDownloadExpiry.String()},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -217,6 +231,11 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
 		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
+		{"file-max-size", &s.fileMaxSize, "largest module file in bytes (EDUTRACK_FILE_MAX_SIZE)"},
+		{"file-types", &s.fileTypes, "media types a module file may be, comma-separated (EDUTRACK_FILE_TYPES)"},
+		{"file-upload-expiry", &s.fileUploadExpiry, "how long a module file's upload URL lasts (EDUTRACK_FILE_UPLOAD_EXPIRY)"},
+		{"file-download-expiry", &s.fileDownloadExpiry, "how long a module file's download link lasts (EDUTRACK_FILE_DOWNLOAD_EXPIRY)"},
+		{"file-url-key-file", &s.fileURLKeyFile, "file holding the HMAC key of the module files' links on a file:// blob store, outside the data dir (EDUTRACK_FILE_URL_KEY_FILE, or the key itself in EDUTRACK_FILE_URL_KEY); default: edutrack/file-url.key in the user's config dir, generated on first start"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {
 			fs.StringVar(f.setting, f.name, *f.setting, f.usage)

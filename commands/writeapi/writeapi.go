@@ -56,6 +56,8 @@ func (a *API) Routes(r chi.Router) {
 	r.With(teachers).Post("/v1/courses/{id}/modules", a.handle(a.addModule))
 	r.With(teachers).Post("/v1/courses/{id}/publish", a.handle(a.publishCourse))
 	r.With(teachers).Post("/v1/courses/{id}/archive", a.handle(a.archiveCourse))
+	r.With(teachers).Post("/v1/courses/{id}/modules/{moduleId}/files", a.handle(a.startFileUpload))
+	r.With(teachers).Post("/v1/courses/{id}/modules/{moduleId}/files/{fileId}/complete", a.handle(a.completeFileUpload))
 	r.With(learners).Post("/v1/courses/{id}/enrollments", a.handle(a.enroll))
 	r.With(learners).Delete("/v1/courses/{id}/enrollments/{learnerId}", a.handle(a.withdraw))
 	r.With(learners).Post("/v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete", a.handle(a.completeModule))

@@ -60,6 +60,24 @@ type CatalogEntry struct {
 type Module struct {
 	ID    string `json:"id"`
 	Title string `json:"title"`
+	// Files are the module's files, in the order they were attached; absent while it has none,
+	// so that the details of a course without files read as they did before files existed.
+	Files []ModuleFile `json:"files,omitempty"`
+}
+
+// ModuleFile is a file attached to a module. Its bytes are fetched from FilePath, which
+// answers a short-lived link to those allowed to read them.
+type ModuleFile struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// FilePath is the read API's route of a module file.
+func FilePath(courseID, moduleID, fileID string) string {
+	return "/v1/courses/" + courseID + "/modules/" + moduleID + "/files/" + fileID
 }
 
 // CourseDetail is everything about one course.

@@ -266,3 +266,20 @@ func ReadCertificate(r *http.Request, id, instructorID string, disclosures Discl
 	read.disclosures = disclosures
 	return read, nil
 }
+
+// MayReadFiles lets the learners enrolled in a course (active or completed: their roster
+// entry's status), its instructor and admins fetch the files of its modules. A learner who
+// withdrew reads them again once re-enrolled. Anyone else, auditors included (a course's
+// material is no learner's record), gets 404, as for a file that does not exist.
+func MayReadFiles(a domain.Actor, c Course, enrollment string) error {
+	switch {
+	case a.Role == domain.Admin:
+		return nil
+	case a.Role == domain.Instructor && a.UserID == c.Instructor.ID && c.Instructor.ID != "":
+		return nil
+	case a.Role == domain.Learner && c.Status != "draft" &&
+		(enrollment == string(learner.StatusActive) || enrollment == string(learner.StatusCompleted)):
+		return nil
+	}
+	return readhttp.NotFound("file")
+}
