@@ -744,17 +744,17 @@ func TestMultiProcessDeployment(t *testing.T) {
 		// waiting, not started.
 		for deadline := time.Now().Add(30 * time.Second); ; {
 			st := d.projectionStatuses(t, projector)
-			if st["courses"].Status == "running" && st["learners"].Status == "running" {
+			if st["courses"].Status == "running" && st["learners"].Status == "running" && st["snapshots"].Status == "running" {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s, holding the lease, reports %v, want both projections running", projector.name, st)
+				t.Fatalf("%s, holding the lease, reports %v, want every projection running", projector.name, st)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		waiting := d.projectionStatuses(t, standby)
-		if len(waiting) != 2 {
-			t.Errorf("%s lists %d projections, want 2: %v", standby.name, len(waiting), waiting)
+		if len(waiting) != 3 {
+			t.Errorf("%s lists %d projections, want 3 (courses, learners, snapshots): %v", standby.name, len(waiting), waiting)
 		}
 		for name, p := range waiting {
 			if p.Status != "starting" {
