@@ -36,6 +36,7 @@ import (
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/reactors/jobsapi"
 	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readapi/graphql"
 	"github.com/edutrack/edutrack/readapi/history"
 	streams "github.com/edutrack/edutrack/readapi/live"
 )
@@ -1320,7 +1321,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
 			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
 			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}",
-			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel"} {
+			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel",
+			"POST /graphql", "GET /graphql", "GET /graphql/schema.graphql"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1371,6 +1373,10 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gql, err := graphql.New(readAPI, log, graphql.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tickets, err := ticket.New(ticket.NewMemory(), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -1381,8 +1387,9 @@ func servedRoutes(t *testing.T) []string {
 	readAPI.PublicRoutes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
+	gql.Routes(r)
 	jobsapi.Routes(r, nil, log) // only walked
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json"}
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /graphql/schema.graphql"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)
 		return nil
