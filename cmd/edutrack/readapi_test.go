@@ -1373,7 +1373,7 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gql, err := graphql.New(readAPI, log, graphql.Options{})
+	gql, err := graphql.New(readAPI, prometheus.NewRegistry(), log, graphql.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

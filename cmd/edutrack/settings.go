@@ -59,6 +59,8 @@ type settings struct {
 	s3AccessKeyID, s3SecretAccessKey string
 	// certificates is on or off: whether completed courses get a certificate.
 	certificates string
+	// graphqlIntrospection is on or off: whether every caller may introspect the GraphQL schema.
+	graphqlIntrospection string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
 	// configDir is the user's config dir, as the environment names it; empty if it names none.
@@ -131,6 +133,7 @@ func readSettings(getenv func(string) string) settings {
 	s.s3AccessKeyID = env("EDUTRACK_S3_ACCESS_KEY_ID")
 	s.s3SecretAccessKey = env("EDUTRACK_S3_SECRET_ACCESS_KEY")
 	s.certificates = env("EDUTRACK_CERTIFICATES")
+	s.graphqlIntrospection = env("EDUTRACK_GRAPHQL_INTROSPECTION")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -166,6 +169,7 @@ func (s *settings) setDefaults() {
 		{&s.liveBuffer, strconv.Itoa(live.DefaultBuffer)},
 		{&s.anchorInterval, "1s"},
 		{&s.certificates, "on"},
+		{&s.graphqlIntrospection, "off"},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -215,6 +219,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"smtp-from", &s.smtpFrom, "sender of the emails, such as 'EduTrack <noreply@school.example>' (EDUTRACK_SMTP_FROM)"},
 		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' and certificates' links (EDUTRACK_PUBLIC_URL)"},
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
+		{"graphql-introspection", &s.graphqlIntrospection, "on lets every caller introspect the GraphQL schema; off, admins only (EDUTRACK_GRAPHQL_INTROSPECTION)"},
 		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {

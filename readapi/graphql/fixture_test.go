@@ -94,7 +94,7 @@ func newFixture(t testing.TB, opts graphql.Options) *fixture {
 	if opts.Disclosures == nil {
 		opts.Disclosures = f.disclosed
 	}
-	gql, err := graphql.New(api, log, opts)
+	gql, err := graphql.New(api, f.reg, log, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,4 +268,29 @@ func (f *fixture) rest(a domain.Actor, path string) int {
 	}
 	res.Body.Close()
 	return res.StatusCode
+}
+
+// metricOf is the counter of operations of name with outcome.
+func metricOf(t *testing.T, f *fixture, name, outcome string) prometheus.Collector {
+	t.Helper()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "edutrack_graphql_operations_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["operation"] == name && labels["outcome"] == outcome {
+				c.Add(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return c
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/access"
@@ -32,22 +33,29 @@ type Options struct {
 	// History, if not nil, answers history(asOf); without it (a process without the event log)
 	// the field answers UNAVAILABLE.
 	History *history.API
+	// Introspection lets every caller introspect the schema; without it only admins may.
+	Introspection bool
 }
 
 // Server is the GraphQL endpoint.
 type Server struct {
-	api  *readapi.API
-	log  *slog.Logger
-	opts Options
-	gql  *handler.Server
+	api     *readapi.API
+	log     *slog.Logger
+	opts    Options
+	gql     *handler.Server
+	metrics *metrics
 }
 
 // New returns the endpoint over the REST layer's reads.
-func New(api *readapi.API, log *slog.Logger, opts Options) (*Server, error) {
-	if api == nil || log == nil {
+func New(api *readapi.API, reg prometheus.Registerer, log *slog.Logger, opts Options) (*Server, error) {
+	if api == nil || reg == nil || log == nil {
 		return nil, errors.New("graphql: every dependency is required")
 	}
-	s := &Server{api: api, log: log, opts: opts}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{api: api, log: log, opts: opts, metrics: m}
 	s.gql = s.handler()
 	return s, nil
 }
@@ -56,7 +64,7 @@ func New(api *readapi.API, log *slog.Logger, opts Options) (*Server, error) {
 // request's context. Which fields a caller may read each resolver decides, as the REST handlers
 // do.
 func (s *Server) Routes(r chi.Router) {
-	h := s.withRequest(s.gql)
+	h := refuseBatches(s.withRequest(s.gql))
 	r.Post("/graphql", h.ServeHTTP)
 	r.Get("/graphql", h.ServeHTTP)
 }
@@ -68,7 +76,9 @@ func ServeSchema(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handler() *handler.Server {
-	es := exec.NewExecutableSchema(exec.Config{Resolvers: &resolver{s: s}})
+	cfg := exec.Config{Resolvers: &resolver{s: s}}
+	complexity(&cfg.Complexity)
+	es := exec.NewExecutableSchema(cfg)
 	h := handler.New(es)
 	s.configure(h)
 	return h
