@@ -38,9 +38,10 @@ const (
 	phaseLag     = "lag"
 	phaseLive    = "live"
 	phaseJobs    = "jobs"
+	phaseGraphQL = "graphql"
 )
 
-var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs}
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs, phaseGraphQL}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -130,7 +131,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// write phase sends fresh commands too.
 	var writers []*writeClient
 	var known uint64 // the highest log position any command answered
-	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.has(phaseLive) || cfg.saveBody != "" {
+	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.has(phaseLive) || cfg.has(phaseGraphQL) || cfg.saveBody != "" {
 		started := time.Now()
 		if known, err = setup(ctx, api, fx); err != nil {
 			return fmt.Errorf("setup: %w", err)
@@ -152,7 +153,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	for _, name := range cfg.phases {
-		if name == phaseReads || name == phaseLag {
+		if name == phaseReads || name == phaseLag || name == phaseGraphQL {
 			known = max(known, lastPosition(writers))
 			started := time.Now()
 			if err := settle(ctx, api, fx, known); err != nil {
@@ -164,6 +165,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if name == phaseLive {
 			known = max(known, lastPosition(writers))
 			if err := runLivePhase(ctx, stdout, rep, writers, fx, known, cfg); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			continue
+		}
+		if name == phaseGraphQL {
+			if err := runGraphQLPhase(ctx, stdout, rep, api, cfg); err != nil {
 				return fmt.Errorf("%s phase: %w", name, err)
 			}
 			continue

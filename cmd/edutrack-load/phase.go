@@ -21,11 +21,13 @@ const (
 	opDashboard
 	opStatic
 	opLive
+	opCatalogREST
+	opCatalogGraphQL
 	opCount
 )
 
 func (o op) String() string {
-	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream"}[o]
+	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream", "catalog REST", "catalog GraphQL"}[o]
 }
 
 // A client is one of a phase's concurrent callers. It sends one request at a time; the phase

@@ -47,7 +47,7 @@ func (s *Server) configure(h *handler.Server) {
 	h.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	h.Use(extension.Introspection{})
 	h.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](PersistedQueries)})
-	h.Use(limits{s: s})
+	h.Use(limits{s: s, measured: lru.New[*gqlerror.Error](1000)})
 	h.Use(extension.FixedComplexityLimit(MaxComplexity))
 	h.AroundResponses(s.measure)
 }
@@ -66,7 +66,12 @@ func complexity(c *exec.ComplexityRoot) {
 	c.Course.Roster = func(child int, n *int, _ *string) int { return times(child, n) }
 }
 
-type limits struct{ s *Server }
+type limits struct {
+	s *Server
+	// measured remembers the verdict on the texts measured lately (nil: within the limits):
+	// a client sends the same few queries again and again.
+	measured *lru.LRU[*gqlerror.Error]
+}
 
 func (limits) ExtensionName() string                  { return "EduTrackLimits" }
 func (limits) Validate(gqlgen.ExecutableSchema) error { return nil }
@@ -78,14 +83,24 @@ func limitError(format string, args ...any) *gqlerror.Error {
 // MutateOperationParameters refuses a query text past its size, depth or aliases before it
 // is validated, let alone run: a query past them costs no more than its parsing. A text that
 // does not parse is left to gqlgen, which says why.
-func (limits) MutateOperationParameters(_ context.Context, p *gqlgen.RawParams) *gqlerror.Error {
+func (l limits) MutateOperationParameters(_ context.Context, p *gqlgen.RawParams) *gqlerror.Error {
 	if len(p.Query) > MaxQueryBytes {
 		return limitError("the query is %d bytes, past the limit of %d", len(p.Query), MaxQueryBytes)
 	}
 	if p.Query == "" {
 		return nil // a persisted query's hash: measured when it was persisted
 	}
-	doc, err := parser.ParseQuery(&ast.Source{Input: p.Query})
+	if verdict, ok := l.measured.Get(context.Background(), p.Query); ok {
+		return verdict
+	}
+	verdict := measure(p.Query)
+	l.measured.Add(context.Background(), p.Query, verdict)
+	return verdict
+}
+
+// measure answers the limit a query text goes past, if any.
+func measure(query string) *gqlerror.Error {
+	doc, err := parser.ParseQuery(&ast.Source{Input: query})
 	if err != nil {
 		return nil
 	}
