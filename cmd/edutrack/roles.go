@@ -235,7 +235,11 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	// Its streams end when it does: the server's shutdown then waits on none of them.
 	p.workers = append(p.workers, hub.Run)
 	hub.Routes(p.streams, p.v1, p.tickets)
-	gql, err := graphql.New(readAPI, p.reg, p.log, graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection})
+	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection}
+	if handler != nil && p.cfg.roles.write {
+		gqlOpts.Commands = graphqlCommands{h: handler}
+	}
+	gql, err := graphql.New(readAPI, p.reg, p.log, gqlOpts)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,9 @@ type Options struct {
 	History *history.API
 	// Introspection lets every caller introspect the schema; without it only admins may.
 	Introspection bool
+	// Commands, if not nil, runs the mutations' commands; without it (a process that cannot
+	// append) mutations answer UNAVAILABLE.
+	Commands Commands
 }
 
 // Server is the GraphQL endpoint.

@@ -227,3 +227,11 @@ func TestAuthorizationMatchesREST(t *testing.T) {
 		t.Error("no disclosure recorded")
 	}
 }
+
+func TestMutationsWithoutACommandSideAnswerUnavailable(t *testing.T) {
+	f := newFixture(t, graphql.Options{})
+	r := f.query(admin, `mutation { publishCourse(input: {id: "c01"}) { position } }`, nil)
+	if diff := cmp.Diff([]string{graphql.CodeUnavailable}, r.codes()); diff != "" {
+		t.Errorf("codes (-want +got):\n%s", diff)
+	}
+}

@@ -11,6 +11,26 @@ import (
 	"github.com/edutrack/edutrack/projections/documents"
 )
 
+type AddModuleInput struct {
+	CourseID string  `json:"courseId"`
+	ModuleID *string `json:"moduleId,omitempty"`
+	Title    string  `json:"title"`
+}
+
+type CommandResult struct {
+	// The id of what the command created or changed.
+	ID      string `json:"id"`
+	Version uint64 `json:"version"`
+	// The log position of the command's last event: pass it as minPosition to read your write.
+	Position uint64 `json:"position"`
+}
+
+type CompleteModuleInput struct {
+	LearnerID string `json:"learnerId"`
+	CourseID  string `json:"courseId"`
+	ModuleID  string `json:"moduleId"`
+}
+
 type CourseConnection struct {
 	Edges    []CourseEdge `json:"edges"`
 	Nodes    []Course     `json:"nodes"`
@@ -30,12 +50,42 @@ type CourseFilter struct {
 	Q *string `json:"q,omitempty"`
 }
 
+type CourseInput struct {
+	ID string `json:"id"`
+}
+
+type CreateCourseInput struct {
+	ID           *string `json:"id,omitempty"`
+	Title        string  `json:"title"`
+	Description  *string `json:"description,omitempty"`
+	Category     string  `json:"category"`
+	Level        string  `json:"level"`
+	InstructorID string  `json:"instructorId"`
+}
+
+type EnrollmentInput struct {
+	CourseID  string `json:"courseId"`
+	LearnerID string `json:"learnerId"`
+}
+
+// Each mutation is one command of the write API, sent to the command side directly, under the same roles; it answers the log position of its events, for minPosition.
+type Mutation struct {
+}
+
 type PageInfo struct {
 	HasNextPage bool    `json:"hasNextPage"`
 	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
 type Query struct {
+}
+
+// An id the client chooses ([a-z0-9-]{1,64}); absent, the server makes one.
+type RegisterUserInput struct {
+	ID    *string `json:"id,omitempty"`
+	Name  string  `json:"name"`
+	Email string  `json:"email"`
+	Role  string  `json:"role"`
 }
 
 type RosterConnection struct {
@@ -47,6 +97,20 @@ type RosterConnection struct {
 type RosterEdge struct {
 	Cursor string                `json:"cursor"`
 	Node   *documents.RosterItem `json:"node"`
+}
+
+type UpdateCourseInput struct {
+	ID          string  `json:"id"`
+	Title       *string `json:"title,omitempty"`
+	Description *string `json:"description,omitempty"`
+	Category    *string `json:"category,omitempty"`
+	Level       *string `json:"level,omitempty"`
+}
+
+type UpdateUserInput struct {
+	ID    string  `json:"id"`
+	Name  *string `json:"name,omitempty"`
+	Email *string `json:"email,omitempty"`
 }
 
 type Viewer struct {
