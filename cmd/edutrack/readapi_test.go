@@ -1389,7 +1389,7 @@ func servedRoutes(t *testing.T) []string {
 	hub.Routes(r, r, tickets)
 	gql.Routes(r)
 	jobsapi.Routes(r, nil, log) // only walked
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /graphql/schema.graphql"}
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /graphql/schema.graphql", "GET /graphql/ws"}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)
 		return nil

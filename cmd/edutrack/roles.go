@@ -235,7 +235,8 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	// Its streams end when it does: the server's shutdown then waits on none of them.
 	p.workers = append(p.workers, hub.Run)
 	hub.Routes(p.streams, p.v1, p.tickets)
-	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection}
+	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection,
+		Feed: feed, Authenticate: p.authn.Actor}
 	if handler != nil && p.cfg.roles.write {
 		gqlOpts.Commands = graphqlCommands{h: handler}
 	}
@@ -245,6 +246,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	}
 	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
 	p.router.Get("/graphql/schema.graphql", graphql.ServeSchema)
+	gql.WebSocketRoutes(p.router)
 	// A gzip answer has its own ETag: clients revalidate either representation with its own tag.
 	gzip, err := compress.Middleware(compressMinSize)
 	if err != nil {

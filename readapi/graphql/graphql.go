@@ -8,15 +8,19 @@ package graphql
 //go:generate go run github.com/99designs/gqlgen generate --config gqlgen.yml
 
 import (
+	"context"
 	_ "embed"
 	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edutrack/edutrack/domain"
+	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/readapi"
 	"github.com/edutrack/edutrack/readapi/access"
 	"github.com/edutrack/edutrack/readapi/graphql/exec"
@@ -38,6 +42,10 @@ type Options struct {
 	// Commands, if not nil, runs the mutations' commands; without it (a process that cannot
 	// append) mutations answer UNAVAILABLE.
 	Commands Commands
+	// Feed, if not nil, feeds the subscriptions: the read models' change feed.
+	Feed changes.Feed
+	// Authenticate verifies the token a WebSocket sends in connection_init.
+	Authenticate func(ctx context.Context, token string) (domain.Actor, error)
 }
 
 // Server is the GraphQL endpoint.
@@ -79,10 +87,15 @@ func ServeSchema(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) handler() *handler.Server {
-	cfg := exec.Config{Resolvers: &resolver{s: s}}
-	complexity(&cfg.Complexity)
-	es := exec.NewExecutableSchema(cfg)
-	h := handler.New(es)
+	h := handler.New(exec.NewExecutableSchema(s.config()))
+	h.AddTransport(transport.GET{})
+	h.AddTransport(transport.POST{})
 	s.configure(h)
 	return h
+}
+
+func (s *Server) config() exec.Config {
+	cfg := exec.Config{Resolvers: &resolver{s: s}}
+	complexity(&cfg.Complexity)
+	return cfg
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -38,10 +37,8 @@ const (
 	PersistedQueries = 1000
 )
 
-// configure sets the transports, errors, limits and metrics of the endpoint.
+// configure sets the errors, limits and metrics of an endpoint.
 func (s *Server) configure(h *handler.Server) {
-	h.AddTransport(transport.GET{})
-	h.AddTransport(transport.POST{})
 	h.SetErrorPresenter(s.present)
 	h.SetRecoverFunc(s.recover)
 	h.SetQueryCache(lru.New[*ast.QueryDocument](1000))

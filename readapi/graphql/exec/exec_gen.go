@@ -34,6 +34,7 @@ type ResolverRoot interface {
 	Enrollment() EnrollmentResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
+	Subscription() SubscriptionResolver
 	Viewer() ViewerResolver
 }
 
@@ -198,6 +199,11 @@ type ComplexityRoot struct {
 		Status      func(childComplexity int) int
 	}
 
+	Subscription struct {
+		CourseChanged  func(childComplexity int, id string) int
+		LearnerChanged func(childComplexity int, id string, reason *string) int
+	}
+
 	Viewer struct {
 		ID      func(childComplexity int) int
 		Learner func(childComplexity int) int
@@ -239,6 +245,10 @@ type QueryResolver interface {
 	Me(ctx context.Context, minPosition *uint64) (*model.Viewer, error)
 	Learner(ctx context.Context, id string, reason *string, minPosition *uint64) (*model.Learner, error)
 	History(ctx context.Context, learnerID string, asOf time.Time, reason *string, minPosition *uint64) (*history.StateAsOf, error)
+}
+type SubscriptionResolver interface {
+	CourseChanged(ctx context.Context, id string) (<-chan *model.Course, error)
+	LearnerChanged(ctx context.Context, id string, reason *string) (<-chan *model.Learner, error)
 }
 type ViewerResolver interface {
 	Learner(ctx context.Context, obj *model.Viewer) (*model.Learner, error)
@@ -945,6 +955,29 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RosterItem.Status(childComplexity), true
 
+	case "Subscription.courseChanged":
+		if e.ComplexityRoot.Subscription.CourseChanged == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_courseChanged_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CourseChanged(childComplexity, args["id"].(string)), true
+	case "Subscription.learnerChanged":
+		if e.ComplexityRoot.Subscription.LearnerChanged == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_learnerChanged_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.LearnerChanged(childComplexity, args["id"].(string), args["reason"].(*string)), true
+
 	case "Viewer.id":
 		if e.ComplexityRoot.Viewer.ID == nil {
 			break
@@ -1026,6 +1059,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -1316,6 +1366,14 @@ input CompleteModuleInput {
   learnerId: ID!
   courseId: ID!
   moduleId: ID!
+}
+
+"Live updates over WebSocket (graphql-transport-ws, at /graphql/ws; the token goes in connection_init's payload as Authorization: Bearer ...), fed by the read models' change feed. Each answers the document as it is now, then again each time it changes."
+type Subscription {
+  "A course, for those who may read it (a draft only for its instructor and admins)."
+  courseChanged(id: ID!): Course
+  "A learner's records, for the learner, admins and auditors; for the latter each answer is a recorded disclosure."
+  learnerChanged(id: ID!, reason: String): Learner
 }
 `, BuiltIn: false},
 }
@@ -2048,6 +2106,42 @@ func (ec *executionContext) field_Query_me_args(ctx context.Context, rawArgs map
 		return nil, err
 	}
 	args["minPosition"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_courseChanged_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_learnerChanged_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -4930,6 +5024,94 @@ func (ec *executionContext) fieldContext_RosterItem_completedAt(_ context.Contex
 	return graphql.NewScalarFieldContext("RosterItem", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Subscription_courseChanged(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_courseChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().CourseChanged(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Course) graphql.Marshaler {
+			return ec.marshalOCourse2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCourse(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_courseChanged(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Course(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_courseChanged_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_learnerChanged(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_learnerChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().LearnerChanged(ctx, fc.Args["id"].(string), fc.Args["reason"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Learner) graphql.Marshaler {
+			return ec.marshalOLearner2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐLearner(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_learnerChanged(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Learner(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_learnerChanged_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Viewer_id(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7727,6 +7909,28 @@ func (ec *executionContext) _RosterItem(ctx context.Context, sel ast.SelectionSe
 	}
 
 	return out
+}
+
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "courseChanged":
+		return ec._Subscription_courseChanged(ctx, fields[0])
+	case "learnerChanged":
+		return ec._Subscription_learnerChanged(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
 }
 
 var viewerImplementors = []string{"Viewer"}

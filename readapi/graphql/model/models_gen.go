@@ -99,6 +99,10 @@ type RosterEdge struct {
 	Node   *documents.RosterItem `json:"node"`
 }
 
+// Live updates over WebSocket (graphql-transport-ws, at /graphql/ws; the token goes in connection_init's payload as Authorization: Bearer ...), fed by the read models' change feed. Each answers the document as it is now, then again each time it changes.
+type Subscription struct {
+}
+
 type UpdateCourseInput struct {
 	ID          string  `json:"id"`
 	Title       *string `json:"title,omitempty"`
