@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edutrack/edutrack/domain"
 )
@@ -71,6 +72,17 @@ func TestGraphQLMutationsRunEveryCommandAndReadTheirWrites(t *testing.T) {
 	}
 	mutate(t, s, admin, "archiveCourse", `{id: "gq"}`)
 
+	t.Run("history as of now, for an auditor, from the log", func(t *testing.T) {
+		a := gql(t, s, bearer("au", domain.Auditor), `query($at: Time!) { history(learnerId: "gl", asOf: $at, reason: "review") { learnerId enrollments { courseId status } } }`,
+			map[string]any{"at": time.Now().UTC().Format(time.RFC3339Nano)})
+		if string(a.Data["history"]) != `{"learnerId":"gl","enrollments":[{"courseId":"gq","status":"completed"}]}` || len(a.Errors) > 0 {
+			t.Errorf("history: %s %+v", a.Data["history"], a.Errors)
+		}
+		a = gql(t, s, teacher, `{ history(learnerId: "gl", asOf: "2026-01-01T00:00:00Z") { learnerId } }`, nil)
+		if len(a.Errors) != 1 || a.Errors[0].Extensions["code"] != "FORBIDDEN" {
+			t.Errorf("an instructor's history: %+v, want FORBIDDEN as REST's 403", a.Errors)
+		}
+	})
 	t.Run("the command side's refusals keep their codes", func(t *testing.T) {
 		a := gql(t, s, learner, `mutation { createCourse(input: {title: "x", category: "cs", level: "beginner", instructorId: "gt"}) { position } }`, nil)
 		if len(a.Errors) != 1 || a.Errors[0].Extensions["code"] != "FORBIDDEN" {
