@@ -30,7 +30,15 @@ func (s *Server) WebSocketRoutes(r chi.Router) {
 	ws := handler.New(exec.NewExecutableSchema(s.config()))
 	ws.AddTransport(transport.Websocket{KeepAlivePingInterval: 10 * time.Second, InitTimeout: 10 * time.Second, InitFunc: s.initSocket})
 	s.configure(ws)
-	r.Get("/graphql/ws", s.withRequest(ws).ServeHTTP)
+	h := s.withRequest(ws)
+	r.Get("/graphql/ws", func(w http.ResponseWriter, r *http.Request) {
+		// The server's read and write timeouts would end the socket half a minute in: they
+		// stay on the connection it takes over. The keep-alive pings find a dead peer instead.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+		h.ServeHTTP(w, r)
+	})
 }
 
 // initSocket admits a connection whose connection_init carries a valid token, with its caller
