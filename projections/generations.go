@@ -163,6 +163,11 @@ func (l *Live) Get(ctx context.Context, coll, id string) (readstore.Doc, error) 
 	return l.store.Get(ctx, l.Coll(coll), id)
 }
 
+// GetMany reads documents of the live generation.
+func (l *Live) GetMany(ctx context.Context, coll string, ids []string) ([]readstore.Doc, error) {
+	return l.store.GetMany(ctx, l.Coll(coll), ids)
+}
+
 // Find queries the live generation.
 func (l *Live) Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error) {
 	q.Coll = l.Coll(q.Coll)

@@ -101,7 +101,7 @@ func (a *API) servePDF(w http.ResponseWriter, r *http.Request) error {
 	if err := a.consistency.WaitFor(r, documents.LearnersProjection, documents.CoursesProjection); err != nil {
 		return err
 	}
-	e, err := a.load(r, documents.LearnersProjection, documents.Dashboards, learnerID, "certificate")
+	e, err := a.Load(r.Context(), documents.LearnersProjection, documents.Dashboards, learnerID, "certificate")
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (a *API) servePDF(w http.ResponseWriter, r *http.Request) error {
 	}
 	instructorID := ""
 	if caller.Role == domain.Instructor {
-		details, err := a.load(r, documents.CoursesProjection, documents.CourseDetails, courseID, "certificate")
+		details, err := a.Load(r.Context(), documents.CoursesProjection, documents.CourseDetails, courseID, "certificate")
 		if err != nil {
 			return err
 		}

@@ -50,7 +50,7 @@ func (a *API) redirectToFile(w http.ResponseWriter, r *http.Request) error {
 	if err := a.consistency.WaitFor(r, documents.CoursesProjection, documents.LearnersProjection); err != nil {
 		return err
 	}
-	e, err := a.load(r, documents.CoursesProjection, documents.CourseDetails, courseID, "file")
+	e, err := a.Load(r.Context(), documents.CoursesProjection, documents.CourseDetails, courseID, "file")
 	if err != nil {
 		return err
 	}

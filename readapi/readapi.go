@@ -7,16 +7,11 @@ package readapi
 import (
 	"context"
 	_ "embed"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +19,6 @@ import (
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/learner"
 	"github.com/edutrack/edutrack/internal/auth"
-	"github.com/edutrack/edutrack/internal/problem"
 	"github.com/edutrack/edutrack/projections/cache"
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/projections/readstore"
@@ -38,6 +32,7 @@ var openAPI []byte
 // Store is what the read API needs of the read store.
 type Store interface {
 	Get(ctx context.Context, coll, id string) (readstore.Doc, error)
+	GetMany(ctx context.Context, coll string, ids []string) ([]readstore.Doc, error)
 	Find(ctx context.Context, q readstore.Query) ([]readstore.Doc, error)
 }
 
@@ -154,7 +149,7 @@ func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Write(openAPI)
 }
 
-// load returns document id of coll, which projection writes, cache first; what names it in the
+// Load returns document id of coll, which projection writes, cache first; what names it in the
 // 404.
 //
 // An entry is served only if it is known current as of the projection's cache fence: a cache
@@ -162,20 +157,11 @@ func ServeOpenAPI(w http.ResponseWriter, _ *http.Request) {
 // entries it may have left behind. Any other entry is read again from the store and written back
 // known current as of the position this process knew before that read: past the fence, and
 // enough for any minPosition it has waited for, so the cache fills again on its own.
-func (a *API) load(r *http.Request, projection, coll, id, what string) (cache.Entry, error) {
-	ctx := r.Context()
-	key := a.opts.CacheKey(coll, id)
-	known := a.positions.Position(projection) // before the store read, which is then at least as new
-	if fence, ok := a.positions.CacheFence(projection); ok {
-		if e, hit := a.cache.Get(ctx, key); hit {
-			if e.ValidAsOf() >= fence {
-				a.hits.WithLabelValues(coll).Inc()
-				return e, nil
-			}
-			a.stale.WithLabelValues(coll).Inc()
-		}
+func (a *API) Load(ctx context.Context, projection, coll, id, what string) (cache.Entry, error) {
+	if e, ok := a.cached(ctx, projection, coll, id); ok {
+		return e, nil
 	}
-	a.misses.WithLabelValues(coll).Inc()
+	known := a.positions.Position(projection) // before the store read, which is then at least as new
 	d, err := a.store.Get(ctx, coll, id)
 	if errors.Is(err, readstore.ErrNotFound) {
 		return cache.Entry{}, readhttp.NotFound(what)
@@ -183,10 +169,62 @@ func (a *API) load(r *http.Request, projection, coll, id, what string) (cache.En
 	if err != nil {
 		return cache.Entry{}, err
 	}
+	return a.fill(ctx, coll, d, known), nil
+}
+
+// LoadMany is Load of many documents, with one read of the store for those the cache cannot
+// serve. The documents that do not exist are absent from the answer.
+func (a *API) LoadMany(ctx context.Context, projection, coll string, ids []string) (map[string]cache.Entry, error) {
+	out := make(map[string]cache.Entry, len(ids))
+	var missed []string
+	for _, id := range ids {
+		if e, ok := a.cached(ctx, projection, coll, id); ok {
+			out[id] = e
+		} else {
+			missed = append(missed, id)
+		}
+	}
+	if len(missed) == 0 {
+		return out, nil
+	}
+	known := a.positions.Position(projection)
+	docs, err := a.store.GetMany(ctx, coll, missed)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		out[d.ID] = a.fill(ctx, coll, d, known)
+	}
+	return out, nil
+}
+
+// cached answers the cache's entry of a document if it may be served; a miss is counted.
+func (a *API) cached(ctx context.Context, projection, coll, id string) (cache.Entry, bool) {
+	if fence, ok := a.positions.CacheFence(projection); ok {
+		if e, hit := a.cache.Get(ctx, a.opts.CacheKey(coll, id)); hit {
+			if e.ValidAsOf() >= fence {
+				a.hits.WithLabelValues(coll).Inc()
+				return e, true
+			}
+			a.stale.WithLabelValues(coll).Inc()
+		}
+	}
+	a.misses.WithLabelValues(coll).Inc()
+	return cache.Entry{}, false
+}
+
+// fill writes a document read from the store back to the cache, known current as of known.
+func (a *API) fill(ctx context.Context, coll string, d readstore.Doc, known uint64) cache.Entry {
 	e := cache.Entry{Position: d.Position, AsOf: known, Body: d.Body}
 	// A write that fails leaves the key as it was: stale entries stay behind the fence.
-	_ = a.cache.Set(ctx, key, e)
-	return e, nil
+	_ = a.cache.Set(ctx, a.opts.CacheKey(coll, d.ID), e)
+	return e
+}
+
+// WaitFor waits, bounded, until projections have reached minPosition, and answers 503 when they
+// do not in time, as the routes do for their minPosition parameter.
+func (a *API) WaitFor(ctx context.Context, minPosition uint64, projections ...string) error {
+	return a.consistency.WaitAt(ctx, minPosition, projections...)
 }
 
 // docReply answers a document as stored, with its position as the strong validator.
@@ -205,7 +243,7 @@ func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, c, err := a.course(r, caller, chi.URLParam(r, "id"))
+	e, c, err := a.course(r.Context(), caller, chi.URLParam(r, "id"))
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -217,8 +255,8 @@ func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
 
 // course returns course id's details and, unless caller is an admin, who may read everything,
 // their access facts: decoded once per version of the document, not on every read.
-func (a *API) course(r *http.Request, caller domain.Actor, id string) (cache.Entry, access.Course, error) {
-	e, err := a.load(r, documents.CoursesProjection, documents.CourseDetails, id, "course")
+func (a *API) course(ctx context.Context, caller domain.Actor, id string) (cache.Entry, access.Course, error) {
+	e, err := a.Load(ctx, documents.CoursesProjection, documents.CourseDetails, id, "course")
 	if err != nil || caller.Role == domain.Admin {
 		return e, access.Course{}, err
 	}
@@ -237,7 +275,7 @@ func (a *API) courseStats(r *http.Request) (readhttp.Reply, error) {
 	if err := a.mayTeach(r, id, false); err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, documents.CoursesProjection, documents.Stats, id, "course")
+	e, err := a.Load(r.Context(), documents.CoursesProjection, documents.Stats, id, "course")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -256,7 +294,7 @@ func (a *API) dashboard(r *http.Request) (readhttp.Reply, error) {
 	if err := a.consistency.WaitFor(r, documents.LearnersProjection); err != nil {
 		return readhttp.Reply{}, err
 	}
-	e, err := a.load(r, documents.LearnersProjection, documents.Dashboards, id, "learner")
+	e, err := a.Load(r.Context(), documents.LearnersProjection, documents.Dashboards, id, "learner")
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
@@ -264,211 +302,4 @@ func (a *API) dashboard(r *http.Request) (readhttp.Reply, error) {
 		return readhttp.Reply{}, err
 	}
 	return docReply(e, true), nil
-}
-
-// cursor is the opaque listing position a client gets back. It names its sort, so a cursor
-// cannot continue a listing in another order.
-type cursor struct {
-	Sort   string            `json:"s"`
-	Values []json.RawMessage `json:"v"`
-	ID     string            `json:"id"`
-}
-
-func decodeCursor(raw, sortName string, n int) (*readstore.Cursor, error) {
-	if raw == "" {
-		return nil, nil
-	}
-	bad := problem.New(http.StatusBadRequest, "cursor", "is not a cursor this listing returned")
-	b, err := base64.RawURLEncoding.DecodeString(raw)
-	if err != nil {
-		return nil, bad
-	}
-	var c cursor
-	if err := json.Unmarshal(b, &c); err != nil || len(c.Values) != n || c.Sort != sortName {
-		return nil, bad
-	}
-	out := &readstore.Cursor{ID: c.ID}
-	for _, v := range c.Values {
-		var s string
-		if err := json.Unmarshal(v, &s); err == nil {
-			out.Values = append(out.Values, s)
-			continue
-		}
-		i, err := strconv.ParseInt(string(v), 10, 64)
-		if err != nil {
-			return nil, bad
-		}
-		out.Values = append(out.Values, i)
-	}
-	return out, nil
-}
-
-func encodeCursor(sortName string, values []any, id string) string {
-	c := struct {
-		Sort   string `json:"s"`
-		Values []any  `json:"v"`
-		ID     string `json:"id"`
-	}{sortName, values, id}
-	b, _ := json.Marshal(c)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// listing runs q one item past limit, to know whether a next page exists, and answers the page
-// with an ETag over the ids and positions of its documents.
-func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, sortName string, sortValues func(T) []any, item func(T) O, private bool) (readhttp.Reply, error) {
-	q.Limit = limit + 1
-	docs, err := a.store.Find(r.Context(), q)
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	p := readhttp.Page[O]{Items: make([]O, 0, min(len(docs), limit))}
-	h := fnv.New64a()
-	var last T
-	for i, d := range docs {
-		if i == limit {
-			p.Next(encodeCursor(sortName, sortValues(last), docs[i-1].ID))
-			break
-		}
-		var doc T // fresh each time: decoding into a reused value would share its pointers
-		if err := json.Unmarshal(d.Body, &doc); err != nil {
-			return readhttp.Reply{}, fmt.Errorf("decode %s/%s: %w", q.Coll, d.ID, err)
-		}
-		last = doc
-		p.Items = append(p.Items, item(doc))
-		fmt.Fprintf(h, "%s@%d;", d.ID, d.Position)
-	}
-	body, err := json.Marshal(p)
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	return readhttp.Reply{Body: body, ETag: fmt.Sprintf(`"l%x"`, h.Sum64()), Private: private}, nil
-}
-
-// The catalog search's bounds: each word is a condition of the store's query, and a store has a
-// limit on a query's size (SQLite refuses an expression tree past a thousand or so terms). A
-// title search needs far less.
-const (
-	MaxSearchLen   = 200 // characters of q
-	MaxSearchWords = 16  // distinct words of q
-)
-
-// searchWords reads the catalog's q into the title words it must contain, within the bounds.
-func searchWords(q string) ([]string, error) {
-	if utf8.RuneCountInString(q) > MaxSearchLen {
-		return nil, problem.New(http.StatusBadRequest, "q", fmt.Sprintf("must be at most %d characters", MaxSearchLen))
-	}
-	words := documents.Words(q)
-	if len(words) > MaxSearchWords {
-		return nil, problem.New(http.StatusBadRequest, "q", fmt.Sprintf("must have at most %d distinct words", MaxSearchWords))
-	}
-	return words, nil
-}
-
-var sorts = map[string]readstore.Order{
-	"newest":  {Name: "publishedN", Desc: true},
-	"popular": {Name: "enrollmentCount", Desc: true},
-	"title":   {Name: "titleKey"},
-}
-
-func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
-	qs := r.URL.Query()
-	if err := readhttp.OnlyParams(r, "category", "level", "instructorId", "q", "sort", "limit", "cursor", "minPosition"); err != nil {
-		return readhttp.Reply{}, err
-	}
-	if err := a.consistency.WaitFor(r, documents.CoursesProjection); err != nil {
-		return readhttp.Reply{}, err
-	}
-	limit, err := readhttp.Limit(r)
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	sortName := qs.Get("sort")
-	if sortName == "" {
-		sortName = "newest"
-	}
-	order, ok := sorts[sortName]
-	if !ok {
-		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
-	}
-	q := readstore.Query{Coll: documents.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
-		Sort: []readstore.Order{order}}
-	for _, f := range []string{"category", "level", "instructorId"} {
-		if v := qs.Get(f); v != "" {
-			q.Eq = append(q.Eq, readstore.Field{Name: f, Value: v})
-		}
-	}
-	if level := qs.Get("level"); level != "" && level != "beginner" && level != "intermediate" && level != "advanced" {
-		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
-	}
-	words, err := searchWords(qs.Get("q"))
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	if len(words) > 0 {
-		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
-	}
-	if q.After, err = decodeCursor(qs.Get("cursor"), sortName, 1); err != nil {
-		return readhttp.Reply{}, err
-	}
-	return listing(a, r, q, limit, sortName, func(e documents.CatalogEntry) []any {
-		switch sortName {
-		case "popular":
-			return []any{e.EnrollmentCount}
-		case "title":
-			return []any{e.TitleKey}
-		default:
-			return []any{e.PublishedN}
-		}
-	}, func(e documents.CatalogEntry) documents.CatalogItem { return e.CatalogItem }, false)
-}
-
-func (a *API) roster(r *http.Request) (readhttp.Reply, error) {
-	qs := r.URL.Query()
-	if err := readhttp.OnlyParams(r, "limit", "cursor", "minPosition"); err != nil {
-		return readhttp.Reply{}, err
-	}
-	if err := a.consistency.WaitFor(r, documents.CoursesProjection, documents.LearnersProjection); err != nil {
-		return readhttp.Reply{}, err
-	}
-	limit, err := readhttp.Limit(r)
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	id := chi.URLParam(r, "id")
-	if err := a.mayTeach(r, id, true); err != nil {
-		return readhttp.Reply{}, err
-	}
-	q := readstore.Query{Coll: documents.Rosters, Eq: []readstore.Field{{Name: "courseId", Value: id}},
-		Sort: []readstore.Order{{Name: "enrolledAtN"}}}
-	if q.After, err = decodeCursor(qs.Get("cursor"), "enrolled", 1); err != nil {
-		return readhttp.Reply{}, err
-	}
-	return listing(a, r, q, limit, "enrolled", func(e documents.RosterEntry) []any { return []any{e.EnrolledAtN} },
-		func(e documents.RosterEntry) documents.RosterItem { return e.RosterItem }, true)
-}
-
-// mayTeach lets an instructor read the stats and roster of their own courses, and admins those
-// of any. It answers 404 for a course that does not exist, except to an admin when mustExist is
-// false: the document the admin reads answers for itself.
-func (a *API) mayTeach(r *http.Request, courseID string, mustExist bool) error {
-	caller, err := access.Caller(r)
-	if err != nil {
-		return err
-	}
-	if caller.Role == domain.Admin {
-		if !mustExist {
-			return nil
-		}
-		if _, err := a.store.Get(r.Context(), documents.CourseDetails, courseID); errors.Is(err, readstore.ErrNotFound) {
-			return readhttp.NotFound("course")
-		} else if err != nil {
-			return err
-		}
-		return nil
-	}
-	_, c, err := a.course(r, caller, courseID)
-	if err != nil {
-		return err
-	}
-	return c.MayTeach(caller)
 }

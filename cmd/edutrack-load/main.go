@@ -39,9 +39,10 @@ const (
 	phaseLive     = "live"
 	phaseJobs     = "jobs"
 	phaseScenario = "scenario"
+	phaseGraphQL  = "graphql"
 )
 
-var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs, phaseScenario}
+var allPhases = []string{phaseHealthz, phaseWrite, phaseReads, phaseStatic, phaseLag, phaseLive, phaseJobs, phaseScenario, phaseGraphQL}
 
 // setupWorkers bounds the concurrency of the unmeasured setup, which only has to finish, not to
 // load the server.
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// write phase sends fresh commands too.
 	var writers []*writeClient
 	var known uint64 // the highest log position any command answered
-	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.has(phaseLive) || cfg.saveBody != "" {
+	if cfg.has(phaseWrite) || cfg.has(phaseReads) || cfg.has(phaseLag) || cfg.has(phaseLive) || cfg.has(phaseGraphQL) || cfg.saveBody != "" {
 		started := time.Now()
 		if known, err = setup(ctx, api, fx); err != nil {
 			return fmt.Errorf("setup: %w", err)
@@ -169,7 +170,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	for _, name := range cfg.phases {
-		if name == phaseReads || name == phaseLag {
+		if name == phaseReads || name == phaseLag || name == phaseGraphQL {
 			known = max(known, lastPosition(writers))
 			started := time.Now()
 			if err := settle(ctx, api, fx, known); err != nil {
@@ -187,6 +188,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		if name == phaseScenario {
 			if err := runScenarioPhase(ctx, stdout, rep, api, cfg); err != nil {
+				return fmt.Errorf("%s phase: %w", name, err)
+			}
+			continue
+		}
+		if name == phaseGraphQL {
+			if err := runGraphQLPhase(ctx, stdout, rep, api, cfg); err != nil {
 				return fmt.Errorf("%s phase: %w", name, err)
 			}
 			continue

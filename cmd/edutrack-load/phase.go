@@ -22,11 +22,13 @@ const (
 	opStatic
 	opLive
 	opScenario
+	opCatalogREST
+	opCatalogGraphQL
 	opCount
 )
 
 func (o op) String() string {
-	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream", "scenario"}[o]
+	return [...]string{"healthz", "EnrollStudent", "CompleteModule", "course detail", "dashboard", "static", "live stream", "scenario", "catalog REST", "catalog GraphQL"}[o]
 }
 
 // A client is one of a phase's concurrent callers. It sends one request at a time; the phase

@@ -45,6 +45,9 @@ func (s settings) blobProblems() []error {
 	if s.certificates != "on" && s.certificates != "off" {
 		problems = append(problems, fmt.Errorf("EDUTRACK_CERTIFICATES %q: want on or off", s.certificates))
 	}
+	if s.graphqlIntrospection != "on" && s.graphqlIntrospection != "off" {
+		problems = append(problems, fmt.Errorf("EDUTRACK_GRAPHQL_INTROSPECTION %q: want on or off", s.graphqlIntrospection))
+	}
 	isS3 := false
 	if s.blobURL != "" {
 		u, err := url.Parse(s.blobURL)

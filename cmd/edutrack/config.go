@@ -49,6 +49,8 @@ type config struct {
 	blobS3 *s3Config
 	// noCertificates is EDUTRACK_CERTIFICATES=off: the reactor passes completions by.
 	noCertificates bool
+	// graphqlIntrospection lets every caller introspect the GraphQL schema, not only admins.
+	graphqlIntrospection bool
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
 	publicURL *url.URL
 	files     fileConfig
@@ -287,6 +289,7 @@ func (s settings) config() (config, error) {
 		c.smtp.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
 	}
 	c.noCertificates = s.certificates == "off"
+	c.graphqlIntrospection = s.graphqlIntrospection == "on"
 	if s.publicURL != "" {
 		c.publicURL, _ = url.Parse(strings.TrimRight(s.publicURL, "/"))
 	}

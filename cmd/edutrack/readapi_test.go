@@ -36,6 +36,7 @@ import (
 	"github.com/edutrack/edutrack/projections/readstore/sqlitestore"
 	"github.com/edutrack/edutrack/reactors/jobsapi"
 	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readapi/graphql"
 	"github.com/edutrack/edutrack/readapi/history"
 	streams "github.com/edutrack/edutrack/readapi/live"
 )
@@ -1322,7 +1323,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}",
 			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel",
 			"POST /v1/courses/{id}/modules/{moduleId}/files", "POST /v1/courses/{id}/modules/{moduleId}/files/{fileId}/complete",
-			"GET /v1/courses/{id}/modules/{moduleId}/files/{fileId}"} {
+			"GET /v1/courses/{id}/modules/{moduleId}/files/{fileId}",
+			"POST /graphql", "GET /graphql", "GET /graphql/schema.graphql"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1373,6 +1375,10 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gql, err := graphql.New(readAPI, prometheus.NewRegistry(), log, graphql.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tickets, err := ticket.New(ticket.NewMemory(), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -1383,8 +1389,9 @@ func servedRoutes(t *testing.T) []string {
 	readAPI.PublicRoutes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
+	gql.Routes(r)
 	jobsapi.Routes(r, nil, log) // only walked
-	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json",
+	routes := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /openapi.json", "GET /graphql/schema.graphql", "GET /graphql/ws",
 		"GET " + signedFilesPath, "PUT " + signedFilesPath}
 	err = chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		routes = append(routes, method+" "+route)

@@ -35,7 +35,9 @@ import (
 	"github.com/edutrack/edutrack/projections/changes"
 	"github.com/edutrack/edutrack/projections/opsapi"
 	"github.com/edutrack/edutrack/projections/readstore"
+	"github.com/edutrack/edutrack/projections/readstore/metered"
 	"github.com/edutrack/edutrack/readapi"
+	"github.com/edutrack/edutrack/readapi/graphql"
 	"github.com/edutrack/edutrack/readapi/history"
 	streams "github.com/edutrack/edutrack/readapi/live"
 	"github.com/edutrack/edutrack/readapi/readhttp"
@@ -211,18 +213,24 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
+	// Every read of the read store is counted by read model and operation, so the batching of
+	// the GraphQL loaders (and a REST screen's many reads) shows in the metrics.
+	reads, err := metered.New(live, p.reg)
+	if err != nil {
+		return err
+	}
 	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
 		Blobs: bucket}
 	if p.files != nil {
 		opts.Files = p.files
 	}
-	readAPI, err := readapi.New(live, p.docs, p.positions, p.reg, p.log, opts)
+	readAPI, err := readapi.New(reads, p.docs, p.positions, p.reg, p.log, opts)
 	if err != nil {
 		return err
 	}
 	var historyAPI *history.API
 	if p.events != nil {
-		historyAPI, err = history.New(p.events, live, p.positions, p.log, history.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits,
+		historyAPI, err = history.New(p.events, reads, p.positions, p.log, history.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits,
 			XAPIHomePage: p.cfg.xapiHomePage, Disclosures: recorder})
 		if err != nil {
 			return err
@@ -232,7 +240,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
-	hub, err := streams.NewHub(feed, live, p.docs, p.positions, p.reg, p.log, streams.Options{CacheKey: live.CacheKey,
+	hub, err := streams.NewHub(feed, reads, p.docs, p.positions, p.reg, p.log, streams.Options{CacheKey: live.CacheKey,
 		Disclosures: recorder, ConsistencyWait: p.cfg.consistencyWait, Waits: waits, MaxTopics: p.cfg.access.live.maxTopics, MaxPerUser: p.cfg.access.live.maxPerUser,
 		MaxPerAddress: p.cfg.access.live.maxPerAddress, Buffer: p.cfg.access.live.buffer, Address: streamAddress(p.cfg)})
 	if err != nil {
@@ -241,7 +249,18 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	// Its streams end when it does: the server's shutdown then waits on none of them.
 	p.workers = append(p.workers, hub.Run)
 	hub.Routes(p.streams, p.v1, p.tickets)
+	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection,
+		Feed: feed, Authenticate: p.authn.Actor}
+	if handler != nil && p.cfg.roles.write {
+		gqlOpts.Commands = graphqlCommands{h: handler}
+	}
+	gql, err := graphql.New(readAPI, p.reg, p.log, gqlOpts)
+	if err != nil {
+		return err
+	}
 	p.router.Get("/openapi.json", readapi.ServeOpenAPI)
+	p.router.Get("/graphql/schema.graphql", graphql.ServeSchema)
+	gql.WebSocketRoutes(p.router)
 	// A gzip answer has its own ETag: clients revalidate either representation with its own tag.
 	gzip, err := compress.Middleware(compressMinSize)
 	if err != nil {
@@ -251,6 +270,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	p.v1.Group(func(r chi.Router) {
 		r.Use(gzip)
 		readAPI.Routes(r)
+		gql.Routes(r)
 		if historyAPI != nil {
 			r.Group(func(r chi.Router) {
 				if p.integrity != nil {

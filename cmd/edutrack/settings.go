@@ -60,6 +60,8 @@ type settings struct {
 	s3AccessKeyID, s3SecretAccessKey string
 	// certificates is on or off: whether completed courses get a certificate.
 	certificates string
+	// graphqlIntrospection is on or off: whether every caller may introspect the GraphQL schema.
+	graphqlIntrospection string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
 	// The module files (modulefiles.go); fileURLKey has no flag, as jwtKey.
@@ -141,6 +143,7 @@ func readSettings(getenv func(string) string) settings {
 	// As with the JWT key, EDUTRACK_FILE_URL_KEY_FILE is a setting whose file Validate checks.
 	s.fileURLKey = getenv("EDUTRACK_FILE_URL_KEY")
 	s.fileURLKeyFile = getenv("EDUTRACK_FILE_URL_KEY_FILE")
+	s.graphqlIntrospection = env("EDUTRACK_GRAPHQL_INTROSPECTION")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -180,6 +183,7 @@ func (s *settings) setDefaults() {
 		{&s.fileTypes, strings.Join(defaultFileTypes, ",")},
 		{&s.fileUploadExpiry, modulefiles.DefaultUploadExpiry.String()},
 		{&s.fileDownloadExpiry, modulefiles.DefaultDownloadExpiry.String()},
+		{&s.graphqlIntrospection, "off"},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -229,6 +233,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"smtp-from", &s.smtpFrom, "sender of the emails, such as 'EduTrack <noreply@school.example>' (EDUTRACK_SMTP_FROM)"},
 		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' and certificates' links (EDUTRACK_PUBLIC_URL)"},
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
+		{"graphql-introspection", &s.graphqlIntrospection, "on lets every caller introspect the GraphQL schema; off, admins only (EDUTRACK_GRAPHQL_INTROSPECTION)"},
 		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 		{"file-max-size", &s.fileMaxSize, "largest module file in bytes (EDUTRACK_FILE_MAX_SIZE)"},

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -72,6 +73,20 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 		observe.SetUser(r.Context(), p.UserID)
 		next.ServeHTTP(w, r.WithContext(NewContext(r.Context(), p)))
 	})
+}
+
+// Actor verifies a token that came some other way than a request's header (a WebSocket's first
+// message) and answers who it names: an admin named DisabledSubject when authentication is
+// disabled, as Middleware does.
+func (a *Authenticator) Actor(ctx context.Context, token string) (domain.Actor, error) {
+	if a.verifier == nil {
+		return domain.Actor{UserID: DisabledSubject, Role: domain.Admin}, nil
+	}
+	p, err := a.verifier.Verify(ctx, token)
+	if err != nil {
+		return domain.Actor{}, errors.New(describe(err))
+	}
+	return p, nil
 }
 
 // bearer returns the request's bearer token, and whether the request offered one at all.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -39,12 +40,23 @@ var (
 var errNoCaller = errors.New("readapi: no caller in the request context; is the route behind the authenticator?")
 
 // Caller returns who sent r, as the authenticator put it in r's context.
-func Caller(r *http.Request) (domain.Actor, error) {
-	a, ok := auth.FromContext(r.Context())
+func Caller(r *http.Request) (domain.Actor, error) { return CallerOf(r.Context()) }
+
+// CallerOf returns who sent the request of ctx, as the authenticator put it there.
+func CallerOf(ctx context.Context) (domain.Actor, error) {
+	a, ok := auth.FromContext(ctx)
 	if !ok {
 		return domain.Actor{}, errNoCaller
 	}
 	return a, nil
+}
+
+// Admits answers 403 unless a's role is one of roles: what a route's role check answers.
+func Admits(a domain.Actor, roles []domain.Role) error {
+	if slices.Contains(roles, a.Role) {
+		return nil
+	}
+	return forbidden(a)
 }
 
 func forbidden(a domain.Actor) error {
@@ -187,12 +199,23 @@ func ReadLearner(r *http.Request, id string, what learner.Record, disclosures Di
 	if err != nil {
 		return LearnerRead{}, err
 	}
-	reason := r.URL.Query().Get("reason")
-	if utf8.RuneCountInString(reason) > learner.MaxReasonLen {
+	return ReadLearnerAs(a, id, what, Request{Reason: r.URL.Query().Get("reason"), ID: r.Header.Get("X-Request-Id"),
+		CorrelationID: r.Header.Get("X-Correlation-Id")}, disclosures)
+}
+
+// Request is what a disclosure records of the request that reads: the reader's reason, and the
+// request's ids.
+type Request struct {
+	Reason, ID, CorrelationID string
+}
+
+// ReadLearnerAs is ReadLearner for caller a, whatever the transport that brought the request.
+func ReadLearnerAs(a domain.Actor, id string, what learner.Record, req Request, disclosures Disclosures) (LearnerRead, error) {
+	if utf8.RuneCountInString(req.Reason) > learner.MaxReasonLen {
 		return LearnerRead{}, problem.New(http.StatusBadRequest, "reason", fmt.Sprintf("must be at most %d characters", learner.MaxReasonLen))
 	}
-	read := LearnerRead{d: Disclosure{LearnerID: id, Recipient: a, Record: what, Reason: reason,
-		RequestID: r.Header.Get("X-Request-Id"), CorrelationID: r.Header.Get("X-Correlation-Id")}}
+	read := LearnerRead{d: Disclosure{LearnerID: id, Recipient: a, Record: what, Reason: req.Reason,
+		RequestID: req.ID, CorrelationID: req.CorrelationID}}
 	switch {
 	case a.Role == domain.Learner && a.UserID == id:
 		return read, nil

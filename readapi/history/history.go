@@ -169,8 +169,8 @@ func progressID(eventID uuid.UUID) string {
 
 // knownLearner answers 404 for an id that is no registered learner: registration creates the
 // dashboard.
-func (a *API) knownLearner(r *http.Request, id string) error {
-	if _, err := a.learners.Get(r.Context(), documents.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
+func (a *API) knownLearner(ctx context.Context, id string) error {
+	if _, err := a.learners.Get(ctx, documents.Dashboards, id); errors.Is(err, readstore.ErrNotFound) {
 		return readhttp.NotFound("learner")
 	} else if err != nil {
 		return err
@@ -274,23 +274,37 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 	if err != nil {
 		return readhttp.Reply{}, problem.New(http.StatusBadRequest, "asOf", asOfHelp(r.URL.Query().Get("asOf")))
 	}
-	id := chi.URLParam(r, "id")
-	if err := a.knownLearner(r, id); err != nil {
+	state, err := a.StateAsOf(r.Context(), chi.URLParam(r, "id"), at)
+	if err != nil {
 		return readhttp.Reply{}, err
 	}
+	body, err := json.Marshal(state)
+	if err != nil {
+		return readhttp.Reply{}, err
+	}
+	return readhttp.Reply{Body: body, ETag: `"a` + strconv.FormatUint(state.Position, 10) + `-` + strconv.FormatInt(at.UnixNano(), 36) + `"`, Private: true}, nil
+}
+
+// StateAsOf replays learner id's state as recorded at instant at; 404 for an id that is no
+// registered learner. The caller decides first whether the reader may see it
+// (access.ReadLearner, with learner.RecordStateAsOf).
+func (a *API) StateAsOf(ctx context.Context, id string, at time.Time) (StateAsOf, error) {
+	if err := a.knownLearner(ctx, id); err != nil {
+		return StateAsOf{}, err
+	}
 	l := learner.New(id)
-	pos, err := replayAsOf(r.Context(), a, learner.StreamPrefix+id, at, l, func(s learner.State) aggregate {
+	pos, err := replayAsOf(ctx, a, learner.StreamPrefix+id, at, l, func(s learner.State) aggregate {
 		l = learner.Restore(id, s)
 		return l
 	})
 	if err != nil {
-		return readhttp.Reply{}, err
+		return StateAsOf{}, err
 	}
 	state := StateAsOf{LearnerID: id, AsOf: at.UTC(), Position: pos, Enrollments: []EnrollmentAsOf{}}
 	enrollments := l.Enrollments()
-	courses, err := replayCourses(r.Context(), a, enrollments, at)
+	courses, err := replayCourses(ctx, a, enrollments, at)
 	if err != nil {
-		return readhttp.Reply{}, err
+		return StateAsOf{}, err
 	}
 	for i, en := range enrollments {
 		c := courses[i]
@@ -311,11 +325,7 @@ func (a *API) asOf(r *http.Request) (readhttp.Reply, error) {
 		}
 		state.Enrollments = append(state.Enrollments, e)
 	}
-	body, err := json.Marshal(state)
-	if err != nil {
-		return readhttp.Reply{}, err
-	}
-	return readhttp.Reply{Body: body, ETag: `"a` + strconv.FormatUint(pos, 10) + `-` + strconv.FormatInt(at.UnixNano(), 36) + `"`, Private: true}, nil
+	return state, nil
 }
 
 // asOfHelp explains a refused asOf. A + in a query string means a space, so an offset such as
@@ -387,7 +397,7 @@ func (a *API) historyPage(r *http.Request, cursor func(string) (position, bool),
 		}
 	}
 	id = chi.URLParam(r, "id")
-	return id, limit, from, a.knownLearner(r, id)
+	return id, limit, from, a.knownLearner(r.Context(), id)
 }
 
 // historyParams are the query parameters of the learner history in its pages.

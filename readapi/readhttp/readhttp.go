@@ -148,10 +148,20 @@ func (c Consistency) WaitFor(r *http.Request, projections ...string) error {
 	if err != nil {
 		return problem.New(http.StatusBadRequest, "minPosition", "must be a non-negative integer")
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), c.Wait)
+	return c.WaitAt(r.Context(), pos, projections...)
+}
+
+// WaitAt waits, bounded, until projections have reached pos (0 waits for nothing), and answers
+// 503 when they do not in time: WaitFor for a minPosition that came some other way than the
+// query string (a GraphQL argument).
+func (c Consistency) WaitAt(ctx context.Context, pos uint64, projections ...string) error {
+	if pos == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Wait)
 	defer cancel()
 	start := time.Now()
-	err = c.Positions.Wait(ctx, pos, projections...)
+	err := c.Positions.Wait(ctx, pos, projections...)
 	if c.Waits != nil {
 		outcome := "reached"
 		if err != nil {

@@ -1,0 +1,43 @@
+package graphql
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/edutrack/edutrack/readapi/access"
+)
+
+// requestKey holds what each request's resolvers share: its loaders and its ids.
+type requestKey struct{}
+
+type request struct {
+	loaders *loaders
+	// ids are the request's, which a disclosure records.
+	id, correlationID string
+}
+
+// withRequest gives each request its own loaders: what one request loaded is never another's,
+// so no caller ever reads what another's access allowed.
+func (s *Server) withRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req := &request{loaders: s.newLoaders(), id: r.Header.Get("X-Request-Id"), correlationID: r.Header.Get("X-Correlation-Id")}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, req)))
+	})
+}
+
+func requestOf(ctx context.Context) *request {
+	if r, ok := ctx.Value(requestKey{}).(*request); ok {
+		return r
+	}
+	return &request{}
+}
+
+// disclosureRequest is what a disclosure records of the request of ctx.
+func disclosureRequest(ctx context.Context, reason *string) access.Request {
+	r := requestOf(ctx)
+	out := access.Request{ID: r.id, CorrelationID: r.correlationID}
+	if reason != nil {
+		out.Reason = *reason
+	}
+	return out
+}
