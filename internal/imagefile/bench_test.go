@@ -1,0 +1,100 @@
+package imagefile_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gen2brain/webp"
+
+	"github.com/edutrack/edutrack/internal/imagefile"
+	"github.com/edutrack/edutrack/internal/imagefile/imagefiletest"
+)
+
+// BenchmarkVariants makes the six variants of one 12-megapixel photo (4000×3000, EXIF
+// orientation 6), with EduTrack's pipeline and, in the same run, with libvips's vipsthumbnail
+// (one run per output, as it makes one output per run; it decodes each time, shrinking on load).
+// Set EDUTRACK_VIPSTHUMBNAIL to its path to compare; it is not needed otherwise.
+func BenchmarkVariants(b *testing.B) {
+	photo := imagefiletest.Photo(4000, 3000)
+	b.Run("edutrack", func(b *testing.B) {
+		webpEngine := "wasm"
+		if webp.Dynamic() == nil {
+			webpEngine = "libwebp"
+		}
+		b.Logf("WebP encoder: %s", webpEngine)
+		b.SetBytes(int64(len(photo)))
+		for b.Loop() {
+			if _, _, err := imagefile.Variants(photo, maxPixels); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+	})
+	vips := os.Getenv("EDUTRACK_VIPSTHUMBNAIL")
+	if vips == "" {
+		return
+	}
+	dir := b.TempDir()
+	in := filepath.Join(dir, "photo.jpg")
+	if err := os.WriteFile(in, photo, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("vipsthumbnail", func(b *testing.B) {
+		b.SetBytes(int64(len(photo)))
+		for b.Loop() {
+			for _, w := range imagefile.Widths {
+				for _, out := range []string{"webp[Q=75,strip]", "jpg[Q=82,strip]"} {
+					cmd := exec.Command(vips, in, "--size", fmt.Sprintf("%dx>", w), "-o", filepath.Join(dir, fmt.Sprintf("v%d.%s", w, out)))
+					if o, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("%v: %s", err, o)
+					}
+				}
+			}
+		}
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+	})
+}
+
+// TestPeakMemoryPerImage reports the most heap the variants of one 12-megapixel photo hold at
+// once: what each image in flight costs, which the number of workers multiplies.
+func TestPeakMemoryPerImage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures memory; not needed for correctness")
+	}
+	photo := imagefiletest.Photo(4000, 3000)
+	imagefile.Variants(photo, maxPixels) // start the WebP runtime, which is shared and kept
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(sample)
+	base := sample[0].Value.Uint64()
+	var peak uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			metrics.Read(s)
+			peak = max(peak, s[0].Value.Uint64())
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	})
+	old := debugGC(-1) // no collection during the run: the peak is what it allocates, not what survives
+	if _, _, err := imagefile.Variants(photo, maxPixels); err != nil {
+		t.Fatal(err)
+	}
+	debugGC(old)
+	close(stop)
+	wg.Wait()
+	t.Logf("12 MP JPEG (%d KiB): at most %d MiB of heap allocated by one image in flight", len(photo)>>10, (peak-base)>>20)
+}
