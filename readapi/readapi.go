@@ -66,8 +66,12 @@ type Options struct {
 	// Disclosures records reads of a learner's records by someone else. Without it such reads
 	// answer 503: the records may only be disclosed once the disclosure is recorded.
 	Disclosures access.Disclosures
-	// Blobs, if not nil, holds the certificates' PDFs; without it their route answers 503.
+	// Blobs, if not nil, holds the certificates' PDFs and the media; without it their routes
+	// answer 503.
 	Blobs Blobs
+	// MediaBaseURL, if set, is where the media URLs of the read models point instead of this
+	// process's GET /media (documents.MediaURLs): a CDN, or the bucket itself.
+	MediaBaseURL string
 }
 
 // API serves the read routes.
@@ -200,6 +204,7 @@ func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
 	if err := access.MayView(caller, e.Body); err != nil {
 		return readhttp.Reply{}, err
 	}
+	e.Body = documents.MediaURLs(e.Body, a.opts.MediaBaseURL)
 	return docReply(e, false), nil
 }
 
@@ -318,6 +323,7 @@ func listing[T, O any](a *API, r *http.Request, q readstore.Query, limit int, so
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
+	body = documents.MediaURLs(body, a.opts.MediaBaseURL)
 	return readhttp.Reply{Body: body, ETag: fmt.Sprintf(`"l%x"`, h.Sum64()), Private: private}, nil
 }
 

@@ -51,6 +51,7 @@ type config struct {
 	noCertificates bool
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
 	publicURL *url.URL
+	media     mediaConfig
 }
 
 // smtpConfig is how the emails are sent, and where their links lead.
@@ -207,6 +208,9 @@ func (s settings) Validate() error {
 	for _, err := range s.smtpProblems() {
 		add(err)
 	}
+	for _, err := range s.mediaProblems() {
+		add(err)
+	}
 	for _, err := range s.blobProblems() {
 		add(err)
 	}
@@ -291,6 +295,7 @@ func (s settings) config() (config, error) {
 	} else if s.blobURL != "" {
 		c.blobDir = u.Path
 	}
+	c.media = s.mediaConfig()
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
 	switch {
 	case s.anchorKey != "":

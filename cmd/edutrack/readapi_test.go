@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
+	"gocloud.dev/blob/fileblob"
 
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/commands/writeapi"
@@ -1320,7 +1321,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"POST /v1/learners/{learnerId}/courses/{courseId}/modules/{moduleId}/complete",
 			"GET /v1/learners/{id}/history", "GET /v1/learners/{id}/disclosures", "GET /v1/live", "POST /v1/live/tickets",
 			"GET /v1/learners/{id}/certificates/{courseId}", "GET /v1/certificates/{certificateId}",
-			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel"} {
+			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel",
+			"PUT /v1/courses/{id}/image", "GET /media/{key}"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1363,6 +1365,15 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	originals, err := fileblob.OpenBucket(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer originals.Close()
+	images, err := writeapi.NewImages(handler, originals, log, writeapi.ImageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	historyAPI, err := history.New(events, reads, projections.NewPositions(), log, history.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -1379,6 +1390,8 @@ func servedRoutes(t *testing.T) []string {
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
 	readAPI.PublicRoutes(r)
+	readAPI.MediaRoutes(r)
+	images.Routes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
 	jobsapi.Routes(r, nil, log) // only walked

@@ -59,6 +59,9 @@ type settings struct {
 	s3AccessKeyID, s3SecretAccessKey string
 	// certificates is on or off: whether completed courses get a certificate.
 	certificates string
+	// imageMaxBytes caps an uploaded course image; mediaBaseURL is where the read models'
+	// media URLs point instead of GET /media (media.go).
+	imageMaxBytes, mediaBaseURL string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
 	// configDir is the user's config dir, as the environment names it; empty if it names none.
@@ -131,6 +134,8 @@ func readSettings(getenv func(string) string) settings {
 	s.s3AccessKeyID = env("EDUTRACK_S3_ACCESS_KEY_ID")
 	s.s3SecretAccessKey = env("EDUTRACK_S3_SECRET_ACCESS_KEY")
 	s.certificates = env("EDUTRACK_CERTIFICATES")
+	s.imageMaxBytes = env("EDUTRACK_IMAGE_MAX_BYTES")
+	s.mediaBaseURL = env("EDUTRACK_MEDIA_BASE_URL")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -166,6 +171,7 @@ func (s *settings) setDefaults() {
 		{&s.liveBuffer, strconv.Itoa(live.DefaultBuffer)},
 		{&s.anchorInterval, "1s"},
 		{&s.certificates, "on"},
+		{&s.imageMaxBytes, strconv.Itoa(defaultImageMaxBytes)},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -216,6 +222,8 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"public-url", &s.publicURL, "where learners reach EduTrack, the base of the emails' and certificates' links (EDUTRACK_PUBLIC_URL)"},
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
 		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
+		{"image-max-bytes", &s.imageMaxBytes, "largest course image an upload may send, in bytes; larger ones are refused with 413 (EDUTRACK_IMAGE_MAX_BYTES)"},
+		{"media-base-url", &s.mediaBaseURL, "URL the read models' image URLs start with instead of this server's /media/, such as a CDN's; empty: /media/ (EDUTRACK_MEDIA_BASE_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 	} {
 		if len(names) == 0 || slices.Contains(names, f.name) {

@@ -113,6 +113,7 @@ type Course struct {
 	modules      []Module
 	moduleIndex  map[string]int // module id -> position in modules, so lookups stay O(1)
 	publishedAt  time.Time
+	image        image
 
 	domain.Recorder
 }
@@ -317,6 +318,8 @@ func (c *Course) Apply(e domain.Event) {
 		if e != nil {
 			c.Apply(*e)
 		}
+	default:
+		c.applyImage(e)
 	}
 }
 
