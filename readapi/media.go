@@ -1,8 +1,11 @@
 package readapi
 
 import (
+	"bytes"
+	"io"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"gocloud.dev/gcerrors"
@@ -39,20 +42,45 @@ func (a *API) media(w http.ResponseWriter, r *http.Request) {
 		problem.Write(w, r, a.log, problem.New(http.StatusServiceUnavailable, "", "this process has no blob storage"))
 		return
 	}
-	blob, err := a.opts.Blobs.NewReader(r.Context(), documents.MediaBlobKey(key), nil)
-	if gcerrors.Code(err) == gcerrors.NotFound {
-		problem.Write(w, r, a.log, problem.New(http.StatusNotFound, "", "media not found"))
-		return
-	}
-	if err != nil {
-		problem.Write(w, r, a.log, err)
-		return
-	}
-	defer blob.Close()
 	h := w.Header()
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
 	h.Set("ETag", `"`+m[1]+`"`)
 	h.Set("Content-Type", mediaTypes[m[2]])
 	h.Set("X-Content-Type-Options", "nosniff")
+	now := time.Now()
+	if e, ok := a.mediaBytes.get(key, now); ok {
+		http.ServeContent(w, r, "", e.modTime, bytes.NewReader(e.data))
+		return
+	}
+	blob, err := a.opts.Blobs.NewReader(r.Context(), documents.MediaBlobKey(key), nil)
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		clearMediaHeaders(h)
+		problem.Write(w, r, a.log, problem.New(http.StatusNotFound, "", "media not found"))
+		return
+	}
+	if err != nil {
+		clearMediaHeaders(h)
+		problem.Write(w, r, a.log, err)
+		return
+	}
+	defer blob.Close()
+	if blob.Size() <= mediaCacheItem {
+		data := make([]byte, blob.Size())
+		if _, err := io.ReadFull(blob, data); err != nil {
+			clearMediaHeaders(h)
+			problem.Write(w, r, a.log, err)
+			return
+		}
+		a.mediaBytes.put(key, data, blob.ModTime(), now)
+		http.ServeContent(w, r, "", blob.ModTime(), bytes.NewReader(data))
+		return
+	}
 	http.ServeContent(w, r, "", blob.ModTime(), blob)
+}
+
+// clearMediaHeaders takes back the headers of an image before a problem is answered instead.
+func clearMediaHeaders(h http.Header) {
+	for _, k := range []string{"Cache-Control", "ETag", "Content-Type"} {
+		h.Del(k)
+	}
 }

@@ -85,6 +85,7 @@ type API struct {
 	hits        *prometheus.CounterVec
 	misses      *prometheus.CounterVec
 	stale       *prometheus.CounterVec
+	mediaBytes  *mediaCache
 
 	// The roles each kind of route admits; see Routes.
 	readers, teachers, learnerRecords, everyone func(http.Handler) http.Handler
@@ -101,7 +102,7 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	if opts.CacheKey == nil {
 		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
-	a := &API{store: store, cache: c, positions: positions,
+	a := &API{store: store, cache: c, positions: positions, mediaBytes: newMediaCache(),
 		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits}, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),

@@ -198,7 +198,7 @@ func TestServeCourseImagesOnS3(t *testing.T) {
 	s.ok(s.do("POST", "/v1/courses", newCourse("go")), created, 1)
 	s.ok(s.do("POST", "/v1/courses/go/modules", module("m1", "Intro")), created, 1)
 	s.ok(s.do("POST", "/v1/courses/go/publish", nil), ok, 1)
-	const w, h = 1600, 1200
+	const w, h = 1800, 1400 // upright 1400 wide: the widest variant is 1280
 	up := s.ok(putImage(s, "go", "ins", domain.Instructor, imagefiletest.Photo(w, h)), http.StatusAccepted, 1)
 	img := waitImage(t, s, "go", up.Position)
 	urls := checkVariants(t, s, img, w, h, "https://cdn.school.example/edutrack/media/")
