@@ -1,9 +1,9 @@
 package projections
 
 import (
-	"strings"
-
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/domain/learner"
@@ -27,8 +27,9 @@ type person struct {
 func (Courses) Name() string { return documents.CoursesProjection }
 
 // Version implements Projector. 2: stats list module completions in the course's order. 3:
-// course details list each module's files.
-func (Courses) Version() int { return 3 }
+// course details list each module's files. 4: the catalog and the details carry the course's
+// image.
+func (Courses) Version() int { return 4 }
 
 // ReadModels implements Projector.
 func (Courses) ReadModels() []string {
@@ -170,6 +171,10 @@ func (p Courses) Apply(ctx context.Context, tx *Tx, e Event) error {
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.detail.Status = string(course.StatusArchived) })
 	case course.ModuleFileAttached:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { attachFile(&c.detail, ev) })
+	case course.ImageUploaded:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.detail.Image = imageProcessing(c.detail.Image) })
+	case course.ImageSet:
+		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) { c.detail.Image = imageOf(ev.Variants) })
 	case learner.Enrolled:
 		return p.each(ctx, tx, e, []string{ev.CourseID}, func(c *courseDocs) {
 			if ev.Resumed {
@@ -243,4 +248,29 @@ func attachFile(d *documents.CourseDetail, ev course.ModuleFileAttached) {
 		}
 		m.Files = append(m.Files, documents.ModuleFile{ID: ev.FileID, Name: ev.Name, Type: ev.Type, Size: ev.Size, SHA256: ev.SHA256})
 	}
+}
+
+// imageProcessing is a course's image once a new one is uploaded: processing, still showing the
+// variants of the image before it, if any.
+func imageProcessing(before *documents.CourseImage) *documents.CourseImage {
+	img := &documents.CourseImage{Status: documents.ImageProcessing, Formats: map[string][]documents.ImageSource{}}
+	if before != nil {
+		img.Width, img.Height, img.Formats = before.Width, before.Height, before.Formats
+	}
+	return img
+}
+
+// imageOf is the image of these variants, narrowest first in each format.
+func imageOf(vs []course.ImageVariant) *documents.CourseImage {
+	img := &documents.CourseImage{Status: documents.ImageReady, Formats: map[string][]documents.ImageSource{}}
+	for _, v := range vs {
+		img.Formats[v.Format] = append(img.Formats[v.Format], documents.ImageSource{URL: documents.MediaURL(v.Key), Width: v.Width, Height: v.Height})
+		if v.Width > img.Width {
+			img.Width, img.Height = v.Width, v.Height
+		}
+	}
+	for _, srcs := range img.Formats {
+		slices.SortFunc(srcs, func(a, b documents.ImageSource) int { return a.Width - b.Width })
+	}
+	return img
 }

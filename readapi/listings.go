@@ -213,7 +213,9 @@ func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	return pageReply(l, func(e documents.CatalogEntry) documents.CatalogItem { return e.CatalogItem }, false)
+	rep, err := pageReply(l, func(e documents.CatalogEntry) documents.CatalogItem { return e.CatalogItem }, false)
+	rep.Body = documents.MediaURLs(rep.Body, a.opts.MediaBaseURL)
+	return rep, err
 }
 
 // Roster answers a page of the learners of course courseID, in the order they enrolled. The

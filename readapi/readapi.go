@@ -61,10 +61,14 @@ type Options struct {
 	// Disclosures records reads of a learner's records by someone else. Without it such reads
 	// answer 503: the records may only be disclosed once the disclosure is recorded.
 	Disclosures access.Disclosures
-	// Blobs, if not nil, holds the certificates' PDFs; without it their route answers 503.
+	// Blobs, if not nil, holds the certificates' PDFs and the media; without it their routes
+	// answer 503.
 	Blobs Blobs
 	// Files, if not nil, signs the links of module files; without it their route answers 503.
 	Files FileLinks
+	// MediaBaseURL, if set, is where the media URLs of the read models point instead of this
+	// process's GET /media (documents.MediaURLs): a CDN, or the bucket itself.
+	MediaBaseURL string
 }
 
 // API serves the read routes.
@@ -79,6 +83,7 @@ type API struct {
 	misses      *prometheus.CounterVec
 	stale       *prometheus.CounterVec
 	courses     *access.Courses
+	mediaBytes  *mediaCache
 
 	// The roles each kind of route admits; see Routes.
 	readers, teachers, learnerRecords, everyone func(http.Handler) http.Handler
@@ -99,7 +104,7 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	if opts.CacheKey == nil {
 		opts.CacheKey = func(coll, id string) string { return coll + ":" + id }
 	}
-	a := &API{store: store, cache: c, positions: positions,
+	a := &API{store: store, cache: c, positions: positions, mediaBytes: newMediaCache(),
 		consistency: readhttp.Consistency{Positions: positions, Wait: opts.ConsistencyWait, Waits: opts.Waits}, log: log, opts: opts,
 		hits: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "cache",
 			Name: "hits_total", Help: "Reads served from the cache, by read model."}, []string{"read_model"}),
@@ -250,6 +255,7 @@ func (a *API) courseDetails(r *http.Request) (readhttp.Reply, error) {
 	if err := c.MayView(caller); err != nil {
 		return readhttp.Reply{}, err
 	}
+	e.Body = documents.MediaURLs(e.Body, a.opts.MediaBaseURL)
 	return docReply(e, false), nil
 }
 

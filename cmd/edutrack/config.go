@@ -54,6 +54,7 @@ type config struct {
 	// publicURL is EDUTRACK_PUBLIC_URL, or nil when it is not set.
 	publicURL *url.URL
 	files     fileConfig
+	media     mediaConfig
 }
 
 // smtpConfig is how the emails are sent, and where their links lead.
@@ -210,6 +211,9 @@ func (s settings) Validate() error {
 	for _, err := range s.smtpProblems() {
 		add(err)
 	}
+	for _, err := range s.mediaProblems() {
+		add(err)
+	}
 	for _, err := range s.blobProblems() {
 		add(err)
 	}
@@ -303,6 +307,7 @@ func (s settings) config() (config, error) {
 		return config{}, err
 	}
 	c.files = files
+	c.media = s.mediaConfig()
 	c.anchors.every, _ = time.ParseDuration(s.anchorInterval)
 	switch {
 	case s.anchorKey != "":

@@ -58,6 +58,9 @@ func (p *process) jobs(ctx context.Context) (closeJobs func() error, err error) 
 	if triggers, err = p.certificates(ctx, &opts, triggers); err != nil {
 		return nil, err
 	}
+	if triggers, err = p.courseImages(ctx, &opts, triggers); err != nil {
+		return nil, err
+	}
 	queue, err := openQueue(ctx, p.cfg, opts)
 	if err != nil {
 		return nil, err

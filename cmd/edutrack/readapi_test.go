@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
+	"gocloud.dev/blob/fileblob"
 
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/commands/writeapi"
@@ -1324,7 +1325,8 @@ func TestReadAPIOperations(t *testing.T) {
 			"GET /v1/admin/jobs", "POST /v1/admin/jobs/{id}/retry", "POST /v1/admin/jobs/{id}/cancel",
 			"POST /v1/courses/{id}/modules/{moduleId}/files", "POST /v1/courses/{id}/modules/{moduleId}/files/{fileId}/complete",
 			"GET /v1/courses/{id}/modules/{moduleId}/files/{fileId}",
-			"POST /graphql", "GET /graphql", "GET /graphql/schema.graphql"} {
+			"POST /graphql", "GET /graphql", "GET /graphql/schema.graphql",
+			"PUT /v1/courses/{id}/image", "GET /media/{key}"} {
 			if !slices.Contains(routes, want) {
 				t.Errorf("the routes walked lack %s: %v", want, routes)
 			}
@@ -1367,6 +1369,15 @@ func servedRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	originals, err := fileblob.OpenBucket(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer originals.Close()
+	images, err := writeapi.NewImages(handler, originals, log, writeapi.ImageOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	historyAPI, err := history.New(events, reads, projections.NewPositions(), log, history.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -1387,6 +1398,8 @@ func servedRoutes(t *testing.T) []string {
 	writeAPI.Routes(r)
 	readAPI.Routes(r)
 	readAPI.PublicRoutes(r)
+	readAPI.MediaRoutes(r)
+	images.Routes(r)
 	historyAPI.Routes(r)
 	hub.Routes(r, r, tickets)
 	gql.Routes(r)

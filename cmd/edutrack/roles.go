@@ -220,7 +220,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 		return err
 	}
 	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
-		Blobs: bucket}
+		Blobs: bucket, MediaBaseURL: p.cfg.media.baseURL}
 	if p.files != nil {
 		opts.Files = p.files
 	}
@@ -242,7 +242,8 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	}
 	hub, err := streams.NewHub(feed, reads, p.docs, p.positions, p.reg, p.log, streams.Options{CacheKey: live.CacheKey,
 		Disclosures: recorder, ConsistencyWait: p.cfg.consistencyWait, Waits: waits, MaxTopics: p.cfg.access.live.maxTopics, MaxPerUser: p.cfg.access.live.maxPerUser,
-		MaxPerAddress: p.cfg.access.live.maxPerAddress, Buffer: p.cfg.access.live.buffer, Address: streamAddress(p.cfg)})
+		MaxPerAddress: p.cfg.access.live.maxPerAddress, Buffer: p.cfg.access.live.buffer, Address: streamAddress(p.cfg),
+		MediaBaseURL: p.cfg.media.baseURL})
 	if err != nil {
 		return err
 	}
@@ -267,6 +268,8 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 		return err
 	}
 	p.public.With(gzip).Group(readAPI.PublicRoutes)
+	// Images are compressed already, and a Range counts the bytes as stored.
+	p.public.Group(readAPI.MediaRoutes)
 	p.v1.Group(func(r chi.Router) {
 		r.Use(gzip)
 		readAPI.Routes(r)

@@ -93,6 +93,9 @@ func serve(ctx context.Context, cfg config, stderr io.Writer, ready func(string)
 		if err := p.write(handler); err != nil {
 			return err
 		}
+		if err := p.imageUploads(ctx, handler); err != nil {
+			return err
+		}
 	}
 	var live *projections.Live
 	if cfg.roles.project {

@@ -62,6 +62,9 @@ type settings struct {
 	certificates string
 	// graphqlIntrospection is on or off: whether every caller may introspect the GraphQL schema.
 	graphqlIntrospection string
+	// imageMaxBytes caps an uploaded course image; mediaBaseURL is where the read models'
+	// media URLs point instead of GET /media (media.go).
+	imageMaxBytes, mediaBaseURL string
 	// smtpUsername and smtpPassword have no flags, as jwtKey.
 	smtpUsername, smtpPassword string
 	// The module files (modulefiles.go); fileURLKey has no flag, as jwtKey.
@@ -144,6 +147,8 @@ func readSettings(getenv func(string) string) settings {
 	s.fileURLKey = getenv("EDUTRACK_FILE_URL_KEY")
 	s.fileURLKeyFile = getenv("EDUTRACK_FILE_URL_KEY_FILE")
 	s.graphqlIntrospection = env("EDUTRACK_GRAPHQL_INTROSPECTION")
+	s.imageMaxBytes = env("EDUTRACK_IMAGE_MAX_BYTES")
+	s.mediaBaseURL = env("EDUTRACK_MEDIA_BASE_URL")
 	s.configDir = userConfigDir(getenv)
 	s.setDefaults()
 	return s
@@ -184,6 +189,7 @@ func (s *settings) setDefaults() {
 		{&s.fileUploadExpiry, modulefiles.DefaultUploadExpiry.String()},
 		{&s.fileDownloadExpiry, modulefiles.DefaultDownloadExpiry.String()},
 		{&s.graphqlIntrospection, "off"},
+		{&s.imageMaxBytes, strconv.Itoa(defaultImageMaxBytes)},
 	} {
 		if *d.setting == "" {
 			*d.setting = d.value
@@ -235,6 +241,8 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"certificates", &s.certificates, "on issues a certificate for each completed course; off passes completions by (EDUTRACK_CERTIFICATES)"},
 		{"graphql-introspection", &s.graphqlIntrospection, "on lets every caller introspect the GraphQL schema; off, admins only (EDUTRACK_GRAPHQL_INTROSPECTION)"},
 		{"blob-url", &s.blobURL, "bucket of the certificates' PDFs, file:///path or s3://bucket?region=...; default: blobs under the data dir (EDUTRACK_BLOB_URL)"},
+		{"image-max-bytes", &s.imageMaxBytes, "largest course image an upload may send, in bytes; larger ones are refused with 413 (EDUTRACK_IMAGE_MAX_BYTES)"},
+		{"media-base-url", &s.mediaBaseURL, "URL the read models' image URLs start with instead of this server's /media/, such as a CDN's; empty: /media/ (EDUTRACK_MEDIA_BASE_URL)"},
 		{"anchor-interval", &s.anchorInterval, "how often the event log is anchored while events arrive (EDUTRACK_ANCHOR_INTERVAL)"},
 		{"file-max-size", &s.fileMaxSize, "largest module file in bytes (EDUTRACK_FILE_MAX_SIZE)"},
 		{"file-types", &s.fileTypes, "media types a module file may be, comma-separated (EDUTRACK_FILE_TYPES)"},

@@ -114,6 +114,7 @@ type Course struct {
 	moduleIndex  map[string]int // module id -> position in modules, so lookups stay O(1)
 	publishedAt  time.Time
 	files        map[string]*moduleFile // by file id; see files.go
+	image        image
 
 	domain.Recorder
 }
@@ -320,6 +321,7 @@ func (c *Course) Apply(e domain.Event) {
 		}
 	default:
 		c.applyFile(e)
+		c.applyImage(e)
 	}
 }
 

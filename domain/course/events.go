@@ -56,7 +56,7 @@ func (Archived) EventType() string       { return "course.archived.v1" }
 
 // Events returns one zero value of every event type this package defines, for a codec registry.
 func Events() []domain.Event {
-	return append([]domain.Event{Created{}, DetailsUpdated{}, ModuleAdded{}, Published{}, Archived{}}, fileEvents()...)
+	return append([]domain.Event{Created{}, DetailsUpdated{}, ModuleAdded{}, Published{}, Archived{}, ImageUploaded{}, ImageSet{}}, fileEvents()...)
 }
 
 // StreamPrefix begins the id of every course stream: the stream of course id is StreamPrefix + id.

@@ -4,6 +4,7 @@
 package documents
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,8 @@ type CatalogItem struct {
 	EnrollmentCount int        `json:"enrollmentCount"`
 	CompletionRate  float64    `json:"completionRate"`
 	PublishedAt     *time.Time `json:"publishedAt"`
+	// Image is the course's image, or nil when it has none.
+	Image *CourseImage `json:"image"`
 }
 
 // CatalogEntry is a catalog document: the item and the fields queries filter and sort on.
@@ -240,4 +243,53 @@ type SnapshotRef struct {
 // SnapshotID is the id of stream's snapshot at version.
 func SnapshotID(stream string, version uint64) string {
 	return stream + "@" + strconv.FormatUint(version, 10)
+}
+
+// Image statuses: an uploaded image is processing until its variants are stored.
+const (
+	ImageProcessing = "processing"
+	ImageReady      = "ready"
+)
+
+// CourseImage is a course's image, ready for srcset: the variants per format, narrowest first.
+// While a new upload is processing, the variants are those of the image before it, if any.
+type CourseImage struct {
+	Status string `json:"status"`
+	// Width and Height are those of the widest variant, for the page's layout.
+	Width   int                      `json:"width,omitempty"`
+	Height  int                      `json:"height,omitempty"`
+	Formats map[string][]ImageSource `json:"formats"`
+}
+
+// ImageSource is one stored variant.
+type ImageSource struct {
+	URL    string `json:"url"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// MediaPath is the route under which the read API serves media, and the start of every media
+// URL a read model stores. A read process set to serve media from elsewhere (a CDN, a bucket)
+// swaps this prefix for its base URL as it answers (MediaURLs).
+const MediaPath = "/media/"
+
+// mediaPrefix is where media blobs are kept in the bucket: the URL's path after MediaPath is the
+// key after it.
+const mediaPrefix = "media/"
+
+// MediaBlobKey is the bucket key of the media at path (the URL's path after MediaPath).
+func MediaBlobKey(path string) string { return mediaPrefix + path }
+
+// MediaURL is the URL a read model stores for the media blob key.
+func MediaURL(blobKey string) string { return MediaPath + strings.TrimPrefix(blobKey, mediaPrefix) }
+
+// MediaURLs returns body with every stored media URL pointing under base (such as
+// https://cdn.example.com/edutrack) in place of MediaPath; an empty base returns body as it is.
+// The stored URLs are JSON values of "url" keys; a quote inside a JSON string is escaped, so no
+// text a user wrote can look like one.
+func MediaURLs(body []byte, base string) []byte {
+	if base == "" {
+		return body
+	}
+	return bytes.ReplaceAll(body, []byte(`"url":"`+MediaPath), []byte(`"url":"`+strings.TrimSuffix(base, "/")+"/"))
 }

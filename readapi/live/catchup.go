@@ -45,7 +45,7 @@ func (h *Hub) catchUp(ctx context.Context, c *conn, write func(...[]byte) error)
 		}
 		slices.SortStableFunc(docs, func(a, b changed) int { return cmp.Compare(a.doc.Position, b.doc.Position) })
 		for _, d := range docs {
-			f, ok, err := encode(d.coll, d.doc)
+			f, ok, err := encode(d.coll, d.doc, h.opts.MediaBaseURL)
 			if err != nil {
 				return err
 			}

@@ -115,9 +115,9 @@ func atLeast(d readstore.Doc, err error, pos uint64) (readstore.Doc, error) {
 	return d, err
 }
 
-// encode makes the frame of document d of coll. ok is false when no stream gets it: a draft's
-// catalog entry.
-func encode(coll string, d readstore.Doc) (f frame, ok bool, err error) {
+// encode makes the frame of document d of coll, its media URLs under mediaBase when that is set
+// (documents.MediaURLs). ok is false when no stream gets it: a draft's catalog entry.
+func encode(coll string, d readstore.Doc, mediaBase string) (f frame, ok bool, err error) {
 	topic, ok := topicOf(coll, d.ID)
 	if !ok {
 		return frame{}, false, nil
@@ -164,7 +164,7 @@ func encode(coll string, d readstore.Doc) (f frame, ok bool, err error) {
 			return frame{}, false, err
 		}
 	}
-	f.wire = message(f.event, data)
+	f.wire = message(f.event, documents.MediaURLs(data, mediaBase))
 	return f, true, nil
 }
 

@@ -142,7 +142,7 @@ func (h *Hub) handle(ctx context.Context, b changes.Batch) {
 		case j.doc.Position <= h.latest[key]:
 			continue // read ahead of its change, and handed out then
 		}
-		f, ok, err := encode(j.ch.Coll, j.doc)
+		f, ok, err := encode(j.ch.Coll, j.doc, h.opts.MediaBaseURL)
 		if err != nil {
 			h.log.Error("live: encode a changed document", "read_model", j.ch.Coll, "position", j.doc.Position, "err", err)
 			h.missed(j.topic)

@@ -85,6 +85,9 @@ type Options struct {
 	ConsistencyWait time.Duration
 	// Waits, if not nil, measures those waits.
 	Waits *readhttp.WaitMetrics
+	// MediaBaseURL, if set, is where the media URLs of the documents point instead of this
+	// process's /media route (documents.MediaURLs).
+	MediaBaseURL string
 	// MaxCatchUp caps the catalog entries or roster rows a reconnecting stream is sent for
 	// one topic; past it the stream is told to resync instead.
 	MaxCatchUp int
