@@ -90,6 +90,9 @@ type Feed struct {
 	// missed are the projections a batch of which may not have reached the subscribers: the
 	// next publish sends a Resync of each before its batch.
 	missed map[string]bool
+	// retrying is true while a goroutine sends the missed Resyncs on their own (retryMissed).
+	retrying bool
+	retries  sync.WaitGroup
 
 	publishLog, subscribeLog limiter
 	errs, skipped            prometheus.Counter
@@ -189,7 +192,10 @@ func Open(url string, opts Options) (*Feed, error) {
 // Close ends every subscription (their channels close) and releases the client if Open created
 // it.
 func (f *Feed) Close() error {
+	f.mu.Lock() // so that no retryMissed starts after the wait below
 	f.close()
+	f.mu.Unlock()
+	f.retries.Wait()
 	if !f.owned {
 		return nil
 	}
@@ -209,6 +215,7 @@ func (f *Feed) Publish(ctx context.Context, b changes.Batch) error {
 		f.miss(missed, b.Projection)
 		f.skipped.Inc()
 		f.failed(b, ErrCircuitOpen)
+		f.retryLater()
 		return ErrCircuitOpen
 	}
 	opCtx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
@@ -232,12 +239,79 @@ func (f *Feed) Publish(ctx context.Context, b changes.Batch) error {
 			f.breaker.failed(time.Now(), !isReply(err))
 			f.failed(b, err)
 		}
+		f.retryLater()
 		return fmt.Errorf("redischanges: publish: %w", err)
 	}
 	if n := f.breaker.succeeded(); n > 0 {
 		f.log.Info("change feed publishes again", "failed_in_a_row", n)
 	}
 	return nil
+}
+
+// retryLater sends the missed Resyncs on their own, every RetryDelay until one send goes
+// through, unless a goroutine does so already: live clients then learn that they missed a change
+// as soon as Redis takes publishes again, not at the next commit, which may be long after.
+func (f *Feed) retryLater() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.retrying || f.closing.Err() != nil {
+		return
+	}
+	f.retrying = true
+	f.retries.Add(1)
+	go f.retryMissed()
+}
+
+func (f *Feed) retryMissed() {
+	defer f.retries.Done()
+	t := time.NewTicker(f.opts.RetryDelay)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.closing.Done():
+			f.mu.Lock()
+			f.retrying = false
+			f.mu.Unlock()
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		if len(f.missed) == 0 { // a Publish sent them
+			f.retrying = false
+			f.mu.Unlock()
+			return
+		}
+		f.mu.Unlock()
+		if !f.breaker.allow(time.Now()) {
+			continue
+		}
+		missed := f.takeMissed()
+		if len(missed) == 0 {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(f.closing, f.opts.Timeout)
+		pipe := f.client.Pipeline()
+		for _, p := range missed {
+			resync, _ := json.Marshal(changes.Batch{Projection: p, Resync: true, CommittedAt: time.Now()})
+			pipe.Publish(ctx, f.channel, resync)
+		}
+		_, err := pipe.Exec(ctx)
+		cancel()
+		if err != nil {
+			f.mu.Lock()
+			for _, p := range missed {
+				f.missed[p] = true
+			}
+			f.mu.Unlock()
+			if f.closing.Err() == nil {
+				f.breaker.failed(time.Now(), !isReply(err))
+			}
+			continue
+		}
+		if n := f.breaker.succeeded(); n > 0 {
+			f.log.Info("change feed publishes again: read processes tell their live clients to resync", "failed_in_a_row", n)
+		}
+	}
 }
 
 // failed logs a failed publish, at most once per LogEvery.

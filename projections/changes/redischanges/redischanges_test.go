@@ -570,3 +570,30 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A publish that fails is made up for by a Resync as soon as Redis takes publishes again, not at
+// the next batch: a read process's live clients learn that they missed a change even when
+// nothing is committed for a long while after it.
+func TestAFailedPublishIsMadeUpWithoutAnotherBatch(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr := testredis.Start(t)
+	proxy := testredis.NewProxy(t, addr)
+	publisher := newFeed(t, patientClient(t, proxy.Addr()), redischanges.Options{Prefix: "later:", Timeout: 50 * time.Millisecond,
+		RetryDelay: 20 * time.Millisecond, BreakerFailures: 1000})
+	ch := subscribe(t, ctx, newFeed(t, newClient(t, addr), redischanges.Options{Prefix: "later:", Timeout: patient, HealthCheck: patient}))
+	proxy.Hang()
+	if err := publisher.Publish(ctx, batch(1)); err == nil {
+		t.Fatal("publish to a hung Redis went through; want it to fail")
+	}
+	time.Sleep(100 * time.Millisecond) // retries fail while Redis hangs
+	proxy.Restore()
+	select {
+	case b := <-ch:
+		if !b.Resync || b.Projection != "learners" {
+			t.Fatalf("got %+v; want a Resync of learners, whose batch 1 failed", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no Resync within 10s of Redis answering again, with no other publish")
+	}
+}
