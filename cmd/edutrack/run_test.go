@@ -239,8 +239,11 @@ func withAccess(change func(*access)) access {
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}, files: defaultFiles}
+		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia}
 }
+
+// defaultMedia is the course images' configuration when nothing sets it.
+var defaultMedia = mediaConfig{imageMaxBytes: defaultImageMaxBytes}
 
 // defaultFiles is the module files' configuration when nothing sets it.
 var defaultFiles = fileConfig{limits: course.FileLimits{MaxSize: defaultFileMaxSize, Types: defaultFileTypes}, uploadExpiry: 15 * time.Minute,
@@ -277,7 +280,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles},
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
 		{
 			name: "reads the environment",
@@ -288,14 +291,14 @@ func TestLoadConfig(t *testing.T) {
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
 				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) }),
-				anchors: anchoring{every: time.Second}, files: defaultFiles},
+				anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
 		{
 			name: "reads the blob directory and the public URL",
 			env:  map[string]string{"EDUTRACK_BLOB_URL": "file:///srv/blobs", "EDUTRACK_PUBLIC_URL": "https://learn.school.example/"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, blobDir: "/srv/blobs",
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia, blobDir: "/srv/blobs",
 				publicURL: &url.URL{Scheme: "https", Host: "learn.school.example"}},
 		},
 		{
@@ -304,7 +307,7 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
 				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles,
+				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia,
 				blobS3: &s3Config{url: &url.URL{Scheme: "s3", Host: "certificates", RawQuery: "region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true"},
 					accessKeyID: "id", secretAccessKey: "secret"}},
 		},
@@ -315,7 +318,7 @@ func TestLoadConfig(t *testing.T) {
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
 				cacheEntries: 10, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
-				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles},
+				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
 		{
 			name: "reports every invalid setting at once",
@@ -494,7 +497,7 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("loadConfig: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}, s3Config{}, fileConfig{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(config{}, roles{}, access{}, anchoring{}, liveLimits{}, s3Config{}, fileConfig{}, mediaConfig{}), cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
