@@ -173,6 +173,9 @@ func (q *Queue) Work(ctx context.Context) error {
 		}()
 	}
 	if err := q.client.Start(ctx); err != nil {
+		if ctx.Err() != nil { // stopped while the workers started: a clean stop, with nothing to drain
+			return nil
+		}
 		return fmt.Errorf("start the workers: %w", err)
 	}
 	<-ctx.Done()

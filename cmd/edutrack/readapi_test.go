@@ -59,6 +59,7 @@ type (
 		EnrollmentCount int            `json:"enrollmentCount"`
 		CompletionRate  float64        `json:"completionRate"`
 		PublishedAt     *time.Time     `json:"publishedAt"`
+		Image           *courseImage   `json:"image"`
 	}
 	moduleView struct {
 		ID    string `json:"id"`
@@ -74,6 +75,7 @@ type (
 		EnrollmentCount int            `json:"enrollmentCount"`
 		CompletionRate  float64        `json:"completionRate"`
 		PublishedAt     *time.Time     `json:"publishedAt"`
+		Image           *courseImage   `json:"image"`
 		Description     string         `json:"description"`
 		Status          string         `json:"status"`
 		Modules         []moduleView   `json:"modules"`
