@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,15 +84,18 @@ func longHistory(t *testing.T, log *sqlitelog.Log, every uint64) (times, boundar
 }
 
 // countingLog counts the reads of whole streams, from their first event: the replays that
-// start from no snapshot.
+// start from no snapshot. asOf reads a learner's courses concurrently, hence the lock.
 type countingLog struct {
 	history.Log
+	mu    sync.Mutex
 	whole map[string]int // by stream
 }
 
 func (c *countingLog) ReadStream(ctx context.Context, stream string, from uint64, limit int) ([]eventstore.RecordedEvent, error) {
 	if from <= 1 {
+		c.mu.Lock()
 		c.whole[stream]++
+		c.mu.Unlock()
 	}
 	return c.Log.ReadStream(ctx, stream, from, limit)
 }
