@@ -117,16 +117,9 @@ func (p *process) certificates(ctx context.Context, opts *reactors.QueueOptions,
 		return triggers, nil
 	}
 	triggers = append(triggers, certificate.OnCompleted)
-	if !p.cfg.roles.work {
-		return triggers, nil
-	}
-	handler, err := p.commandHandler()
-	if err != nil {
-		return nil, err
-	}
-	if handler == nil {
-		p.log.Info("this process cannot append to the event log: it leaves certificate jobs to one that can")
-		return triggers, nil
+	handler, err := p.jobHandler("certificate")
+	if err != nil || handler == nil {
+		return triggers, err
 	}
 	bucket, err := p.certificateBucket(ctx)
 	if err != nil {
@@ -178,4 +171,19 @@ func (i issuer) IssueCertificate(ctx context.Context, c certificate.Issue) error
 	_, err := i.h.IssueCertificate(ctx, commands.Meta{CommandID: c.CommandID, CorrelationID: c.CommandID, Actor: certificateActor},
 		commands.IssueCertificate{LearnerID: c.LearnerID, CourseID: c.CourseID, CertificateID: c.CertificateID, BlobKey: c.BlobKey, SHA256: c.SHA256})
 	return err
+}
+
+// jobHandler is the command handler through which this process's workers of what jobs send
+// their results, or nil where they do not run here: a process without the work role, or one that
+// cannot append to the log (it leaves the jobs to one that can, and says so).
+func (p *process) jobHandler(what string) (*commands.Handler, error) {
+	if !p.cfg.roles.work {
+		return nil, nil
+	}
+	handler, err := p.commandHandler()
+	if err != nil || handler != nil {
+		return handler, err
+	}
+	p.log.Info("this process cannot append to the event log: it leaves " + what + " jobs to one that can")
+	return nil, nil
 }

@@ -94,16 +94,9 @@ func (p *process) imageUploads(ctx context.Context, handler *commands.Handler) e
 // process works and can append to the log; elsewhere the jobs wait for a process that can.
 func (p *process) courseImages(ctx context.Context, opts *reactors.QueueOptions, triggers []reactors.Trigger) ([]reactors.Trigger, error) {
 	triggers = append(triggers, courseimage.OnUploaded, courseimage.OnReplaced(imageDeleteDelay))
-	if !p.cfg.roles.work {
-		return triggers, nil
-	}
-	handler, err := p.commandHandler()
-	if err != nil {
-		return nil, err
-	}
-	if handler == nil {
-		p.log.Info("this process cannot append to the event log: it leaves image jobs to one that can")
-		return triggers, nil
+	handler, err := p.jobHandler("image")
+	if err != nil || handler == nil {
+		return triggers, err
 	}
 	bucket, err := p.mediaBucket(ctx)
 	if err != nil {
