@@ -9,6 +9,9 @@ import (
 // position past the head, twice in a row (a remote log's head may lag for a moment), means the
 // log went back under a running process: the projection is reported ahead of the log, and not
 // ready, until a restart rebuilds it (start does, by itself).
+//
+// The positions are read before the head: a position read after the head could hold events
+// appended in between, and under continuous writes that reads as "ahead" on every check.
 func (r *Runner) watchHead(ctx context.Context) {
 	tick := time.NewTicker(r.opts.HeadCheckEvery)
 	defer tick.Stop()
@@ -19,13 +22,17 @@ func (r *Runner) watchHead(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		positions := make(map[string]uint64, len(r.order))
+		for _, name := range r.order {
+			positions[name] = r.positions.Position(name)
+		}
 		head, err := r.log.Head(ctx)
 		if err != nil {
 			continue
 		}
 		for _, name := range r.order {
 			g := r.groups[name]
-			pos := r.positions.Position(name)
+			pos := positions[name]
 			g.mu.Lock()
 			already := g.ahead
 			g.mu.Unlock()

@@ -3,6 +3,8 @@ package projections_test
 import (
 	"context"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,4 +178,70 @@ func TestALogThatGoesBackUnderARunningProcessIsNoticed(t *testing.T) {
 		st := rr.Status()
 		return st["courses"] == projections.StatusAhead && st["learners"] == projections.StatusAhead
 	})
+}
+
+// busyLog answers the next few reads of its head with the head as it was before one more event
+// was appended and projected: what a check that read the head, then the positions, would see
+// under continuous writes.
+type busyLog struct {
+	*sqlitelog.Log
+	positions atomic.Pointer[projections.Positions]
+	armed     atomic.Int32
+	appended  atomic.Int32
+}
+
+func (b *busyLog) Head(ctx context.Context) (uint64, error) {
+	h, err := b.Log.Head(ctx)
+	pos := b.positions.Load()
+	if err != nil || pos == nil || !fromHeadCheck() || b.armed.Add(-1) < 0 {
+		return h, err
+	}
+	codec, err := commands.NewCodec()
+	if err != nil {
+		return h, err
+	}
+	typ, data, err := codec.Encode(course.DetailsUpdated{CourseID: courseID(0), Title: "Busy", Category: "cat",
+		Level: course.LevelBeginner, At: time.Date(2026, 9, 2, 9, 0, 0, 0, time.UTC)})
+	if err != nil {
+		return h, err
+	}
+	if _, err := b.Log.Append(ctx, "course-"+courseID(0), eventstore.Any, []eventstore.EventData{{ID: uuid.New(), Type: typ, Data: data}}); err != nil {
+		return h, err
+	}
+	b.appended.Add(1)
+	for pos.Position("courses") <= h {
+		if ctx.Err() != nil {
+			return h, ctx.Err()
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return h, nil
+}
+
+// fromHeadCheck tells whether the runner's check of the head is the caller: the projector reads
+// the head too, and must not wait on its own progress.
+func fromHeadCheck() bool {
+	buf := make([]byte, 16<<10)
+	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "watchHead")
+}
+
+// A log that grows between two reads is not a log that went back: a check of the head under
+// continuous writes never reports the projections ahead of it.
+func TestProjectionsAreNotReportedAheadOfALogUnderContinuousWrites(t *testing.T) {
+	l := openLog(t)
+	schoolHistory(t, l, 10, 2, 2)
+	busy := &busyLog{Log: l}
+	rr := startRunner(t, busy, openStore(t), cache.NewMemory(100), projections.Options{HeadCheckEvery: 10 * time.Millisecond},
+		projections.Courses{})
+	rr.waitHead(t, l, "courses")
+	busy.positions.Store(rr.positions)
+	busy.armed.Store(20)
+	waitFor(t, "the log has grown under twenty checks", func() bool { return busy.armed.Load() < 0 })
+	if n := busy.appended.Load(); n < 20 {
+		t.Fatalf("only %d events appended between reads; the test did not exercise the check", n)
+	}
+	time.Sleep(50 * time.Millisecond) // a few more checks, on a quiet log
+	if st := rr.Status()["courses"]; st == projections.StatusAhead {
+		t.Errorf("courses reported %q under continuous writes", st)
+	}
 }
