@@ -81,7 +81,14 @@ func (sharedAnswers) Validate(gqlgen.ExecutableSchema) error { return nil }
 // InterceptResponse answers a kept answer for a shared query, or executes it and keeps its
 // answer when it has no error.
 func (s *sharedAnswers) InterceptResponse(ctx context.Context, next gqlgen.ResponseHandler) *gqlgen.Response {
-	key, ok := s.key(ctx)
+	if !gqlgen.HasOperationContext(ctx) {
+		return next(ctx)
+	}
+	oc := gqlgen.GetOperationContext(ctx)
+	if oc.Operation == nil || oc.Operation.Operation != ast.Query {
+		return next(ctx) // mutations and subscriptions are never shared, nor counted here
+	}
+	key, ok := s.key(ctx, oc)
 	if !ok {
 		s.outcomes.WithLabelValues("not_shared").Inc()
 		return next(ctx)
@@ -101,14 +108,10 @@ func (s *sharedAnswers) InterceptResponse(ctx context.Context, next gqlgen.Respo
 	return resp
 }
 
-// key is the shared answer's key for the operation of ctx, if it is a query made only of shared
-// fields that does not wait for a position.
-func (s *sharedAnswers) key(ctx context.Context) (string, bool) {
-	if !gqlgen.HasOperationContext(ctx) {
-		return "", false
-	}
-	oc := gqlgen.GetOperationContext(ctx)
-	if oc.Operation == nil || oc.Operation.Operation != ast.Query || !sharedSelection(oc, oc.Operation.SelectionSet) {
+// key is the shared answer's key for the query oc of the caller of ctx, if it is made only of
+// shared fields and does not wait for a position.
+func (s *sharedAnswers) key(ctx context.Context, oc *gqlgen.OperationContext) (string, bool) {
+	if !sharedSelection(oc, oc.Operation.SelectionSet) {
 		return "", false
 	}
 	a, err := access.CallerOf(ctx)
