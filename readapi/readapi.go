@@ -226,6 +226,9 @@ func (a *API) fill(ctx context.Context, coll string, d readstore.Doc, known uint
 	return e
 }
 
+// Position is the log position projection has reached, as this process knows it.
+func (a *API) Position(projection string) uint64 { return a.positions.Position(projection) }
+
 // WaitFor waits, bounded, until projections have reached minPosition, and answers 503 when they
 // do not in time, as the routes do for their minPosition parameter.
 func (a *API) WaitFor(ctx context.Context, minPosition uint64, projections ...string) error {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -46,6 +47,11 @@ type Options struct {
 	Feed changes.Feed
 	// Authenticate verifies the token a WebSocket sends in connection_init.
 	Authenticate func(ctx context.Context, token string) (domain.Actor, error)
+	// SharedMaxAge is how long the answer of a query made only of fields that are the same for
+	// every reader (a catalog page) is served again after the catalog has changed: the REST
+	// catalog's EDUTRACK_CATALOG_MAX_AGE. Zero serves it again only while the catalog has not
+	// changed. A query that passes minPosition is always answered as of that position.
+	SharedMaxAge time.Duration
 }
 
 // Server is the GraphQL endpoint.
@@ -55,6 +61,7 @@ type Server struct {
 	opts    Options
 	gql     *handler.Server
 	metrics *metrics
+	shared  *sharedAnswers
 }
 
 // New returns the endpoint over the REST layer's reads.
@@ -67,6 +74,9 @@ func New(api *readapi.API, reg prometheus.Registerer, log *slog.Logger, opts Opt
 		return nil, err
 	}
 	s := &Server{api: api, log: log, opts: opts, metrics: m}
+	if s.shared, err = newSharedAnswers(s, reg); err != nil {
+		return nil, err
+	}
 	s.gql = s.handler()
 	return s, nil
 }

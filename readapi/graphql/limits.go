@@ -47,6 +47,7 @@ func (s *Server) configure(h *handler.Server) {
 	h.Use(limits{s: s, measured: lru.New[*gqlerror.Error](1000)})
 	h.Use(extension.FixedComplexityLimit(MaxComplexity))
 	h.AroundResponses(s.measure)
+	h.Use(s.shared)
 }
 
 // complexity counts a connection's items as first of its selection.
