@@ -43,41 +43,10 @@ func (a *API) redirectToFile(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	courseID, moduleID, fileID := chi.URLParam(r, "id"), chi.URLParam(r, "moduleId"), chi.URLParam(r, "fileId")
-	if caller.Role == domain.Auditor || !domain.ValidID(courseID) || !domain.ValidID(moduleID) || !domain.ValidID(fileID) {
-		return readhttp.NotFound("file")
-	}
 	if err := a.consistency.WaitFor(r, documents.CoursesProjection, documents.LearnersProjection); err != nil {
 		return err
 	}
-	e, err := a.Load(r.Context(), documents.CoursesProjection, documents.CourseDetails, courseID, "file")
-	if err != nil {
-		return err
-	}
-	course, err := access.DecodeCourse(e.Body)
-	if err != nil {
-		return err
-	}
-	enrollment := ""
-	if caller.Role == domain.Learner {
-		if enrollment, err = a.enrollment(r.Context(), courseID, caller.UserID); err != nil {
-			return err
-		}
-	}
-	if err := access.MayReadFiles(caller, course, enrollment); err != nil {
-		return err
-	}
-	var d documents.CourseDetail
-	if err := json.Unmarshal(e.Body, &d); err != nil {
-		return fmt.Errorf("decode course %s: %w", courseID, err)
-	}
-	if !hasFile(d, moduleID, fileID) {
-		return readhttp.NotFound("file")
-	}
-	if a.opts.Files == nil {
-		return problem.New(http.StatusServiceUnavailable, "", "this process has no blob store to serve files from")
-	}
-	url, err := a.opts.Files.DownloadURL(r.Context(), courseID, fileID)
+	url, err := a.FileURL(r.Context(), caller, chi.URLParam(r, "id"), chi.URLParam(r, "moduleId"), chi.URLParam(r, "fileId"))
 	if err != nil {
 		return err
 	}
@@ -85,6 +54,43 @@ func (a *API) redirectToFile(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "private, no-store")
 	http.Redirect(w, r, url, http.StatusFound)
 	return nil
+}
+
+// FileURL answers a short-lived link to module file fileID of moduleID in courseID for caller,
+// under the rules of its route: those access.MayReadFiles lets read it get the link, everyone
+// else (auditors included) a 404. The caller waits for minPosition first.
+func (a *API) FileURL(ctx context.Context, caller domain.Actor, courseID, moduleID, fileID string) (string, error) {
+	if caller.Role == domain.Auditor || !domain.ValidID(courseID) || !domain.ValidID(moduleID) || !domain.ValidID(fileID) {
+		return "", readhttp.NotFound("file")
+	}
+	e, err := a.Load(ctx, documents.CoursesProjection, documents.CourseDetails, courseID, "file")
+	if err != nil {
+		return "", err
+	}
+	course, err := access.DecodeCourse(e.Body)
+	if err != nil {
+		return "", err
+	}
+	enrollment := ""
+	if caller.Role == domain.Learner {
+		if enrollment, err = a.enrollment(ctx, courseID, caller.UserID); err != nil {
+			return "", err
+		}
+	}
+	if err := access.MayReadFiles(caller, course, enrollment); err != nil {
+		return "", err
+	}
+	var d documents.CourseDetail
+	if err := json.Unmarshal(e.Body, &d); err != nil {
+		return "", fmt.Errorf("decode course %s: %w", courseID, err)
+	}
+	if !hasFile(d, moduleID, fileID) {
+		return "", readhttp.NotFound("file")
+	}
+	if a.opts.Files == nil {
+		return "", problem.New(http.StatusServiceUnavailable, "", "this process has no blob store to serve files from")
+	}
+	return a.opts.Files.DownloadURL(ctx, courseID, fileID)
 }
 
 // enrollment is the status of learnerID's enrollment in courseID as the roster shows it, or ""

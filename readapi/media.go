@@ -28,6 +28,10 @@ func (a *API) MediaRoutes(r chi.Router) {
 	r.Get("/media/{key}", a.media)
 }
 
+// MediaURLs answers body with its media URLs pointing where this process's read models say
+// they are served from (Options.MediaBaseURL), as every route answers them.
+func (a *API) MediaURLs(body []byte) []byte { return documents.MediaURLs(body, a.opts.MediaBaseURL) }
+
 // media serves a variant through http.ServeContent, which answers Range and conditional
 // requests. A key names its content, so the answer never changes: a year of caching, immutable,
 // and the content's digest as the strong ETag.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 
 	"github.com/google/uuid"
 
 	"github.com/edutrack/edutrack/commands"
+	"github.com/edutrack/edutrack/commands/writeapi"
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/domain/course"
 	"github.com/edutrack/edutrack/internal/problem"
@@ -18,18 +20,67 @@ import (
 // graphqlCommands runs the GraphQL mutations' commands on the command handler: the port
 // readapi/graphql declares, wired here because only cmd/ may meet both sides. A new command is
 // one case below, beside its mutation in the schema.
-type graphqlCommands struct{ h *commands.Handler }
+// An Idempotency-Key binds a mutation as it binds a REST request, in the write API's own index
+// (writeapi.Keys): the mutation's name stands for the route, its input for the body.
+type graphqlCommands struct {
+	h      *commands.Handler
+	keys   *writeapi.Keys
+	images *writeapi.Images
+}
 
-func (g graphqlCommands) Execute(ctx context.Context, gm graphql.CommandMeta, name string, input any) (model.CommandResult, error) {
+// meta is the command's metadata, its id bound to the request's Idempotency-Key if it has one.
+func (g graphqlCommands) meta(gm graphql.CommandMeta, name string, input any) (commands.Meta, error) {
 	m := commands.Meta{CommandID: uuid.NewString(), Actor: gm.Actor, RequestID: gm.RequestID, CorrelationID: gm.CorrelationID}
+	if gm.IdempotencyKey != "" {
+		body, err := json.Marshal(input)
+		if err != nil {
+			return m, fmt.Errorf("encode the input of %s: %w", name, err)
+		}
+		if err := g.keys.Bind(&m, gm.IdempotencyKey, "graphql "+name, body); err != nil {
+			return m, err
+		}
+	}
 	if m.RequestID == "" {
 		m.RequestID = m.CommandID
 	}
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.RequestID
 	}
+	return m, nil
+}
+
+// done answers a command's outcome as the write API does, and remembers its key on success.
+func (g graphqlCommands) done(m commands.Meta, key string, err error) error {
+	if err = writeapi.KeyError(err); err == nil {
+		g.keys.Done(m, key)
+	}
+	return err
+}
+
+func (g graphqlCommands) StartModuleFileUpload(ctx context.Context, gm graphql.CommandMeta, in model.StartModuleFileUploadInput) (model.FileUploadResult, error) {
+	m, err := g.meta(gm, "startModuleFileUpload", in)
+	if err != nil {
+		return model.FileUploadResult{}, err
+	}
+	// The file is named by the command, as on the route: a retry with the key names the same file.
+	u := course.FileUpload{FileID: m.CommandID, ModuleID: in.ModuleID, Name: in.Name, Type: in.Type, Size: int64(in.Size), SHA256: in.Sha256}
+	res, err := g.h.StartModuleFileUpload(ctx, m, commands.StartModuleFileUpload{CourseID: in.CourseID, Upload: u})
+	if err := g.done(m, gm.IdempotencyKey, err); err != nil {
+		return model.FileUploadResult{}, err
+	}
+	return model.FileUploadResult{ID: res.ID, Version: res.Version, Position: res.Position, FileID: res.FileID, UploadURL: res.UploadURL, ExpiresAt: res.ExpiresAt}, nil
+}
+
+func (g graphqlCommands) Execute(ctx context.Context, gm graphql.CommandMeta, name string, input any) (model.CommandResult, error) {
+	if in, ok := input.(model.UploadCourseImageInput); ok {
+		// The image binds its key itself, by its digest, as the REST upload does.
+		return g.uploadImage(ctx, gm, in)
+	}
+	m, err := g.meta(gm, name, input)
+	if err != nil {
+		return model.CommandResult{}, err
+	}
 	var res commands.Result
-	var err error
 	switch in := input.(type) {
 	case model.RegisterUserInput:
 		c := commands.RegisterUser{Name: in.Name, Email: in.Email, Role: in.Role}
@@ -80,9 +131,29 @@ func (g graphqlCommands) Execute(ctx context.Context, gm graphql.CommandMeta, na
 		var r commands.CompleteModuleResult
 		r, err = g.h.CompleteModule(ctx, m, commands.CompleteModule{LearnerID: in.LearnerID, CourseID: in.CourseID, ModuleID: in.ModuleID})
 		res = r.Result
+	case model.ModuleFileInput:
+		res, err = g.h.CompleteModuleFileUpload(ctx, m, commands.CompleteModuleFileUpload{CourseID: in.CourseID, ModuleID: in.ModuleID, FileID: in.FileID})
+		err = writeapi.UploadMismatch(err)
 	default:
 		err = fmt.Errorf("graphql: no command for %s (%T)", name, input)
 	}
+	if err := g.done(m, gm.IdempotencyKey, err); err != nil {
+		return model.CommandResult{}, err
+	}
+	return model.CommandResult{ID: res.ID, Version: res.Version, Position: res.Position}, nil
+}
+
+// uploadImage takes a course image through the REST upload's own checks (writeapi.Images.Take).
+func (g graphqlCommands) uploadImage(ctx context.Context, gm graphql.CommandMeta, in model.UploadCourseImageInput) (model.CommandResult, error) {
+	if g.images == nil {
+		return model.CommandResult{}, problem.New(http.StatusServiceUnavailable, "", "this process takes no images")
+	}
+	if !domain.ValidID(in.CourseID) {
+		return model.CommandResult{}, problem.New(http.StatusNotFound, "courseId", "course not found")
+	}
+	res, err := g.images.Take(ctx, writeapi.ImageUpload{CourseID: in.CourseID, Body: in.Image.File, Size: in.Image.Size,
+		Meta: commands.Meta{Actor: gm.Actor, RequestID: gm.RequestID, CorrelationID: gm.CorrelationID},
+		Key:  gm.IdempotencyKey, Route: "graphql uploadCourseImage " + in.CourseID})
 	if err != nil {
 		return model.CommandResult{}, err
 	}

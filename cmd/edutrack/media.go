@@ -87,6 +87,7 @@ func (p *process) imageUploads(ctx context.Context, handler *commands.Handler) e
 		return err
 	}
 	images.Routes(p.v1)
+	p.images = images
 	return nil
 }
 

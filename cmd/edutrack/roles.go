@@ -79,6 +79,10 @@ type process struct {
 	signer *fileblob.URLSignerHMAC
 	signed chi.Router
 	files  *modulefiles.Store
+	// keys bind Idempotency-Keys and images take course images, for the write API and the
+	// GraphQL mutations alike; both are nil without the write role.
+	keys   *writeapi.Keys
+	images *writeapi.Images
 }
 
 // changeFeed is the change feed of this process, opened at the first call: the projector
@@ -131,6 +135,7 @@ func (p *process) write(handler *commands.Handler) error {
 		return err
 	}
 	writeAPI.Routes(p.v1)
+	p.keys = writeAPI.Keys()
 	return nil
 }
 
@@ -253,7 +258,8 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection,
 		Feed: feed, Authenticate: p.authn.Actor}
 	if handler != nil && p.cfg.roles.write {
-		gqlOpts.Commands = graphqlCommands{h: handler}
+		gqlOpts.Commands = graphqlCommands{h: handler, keys: p.keys, images: p.images}
+		gqlOpts.MaxUploadBytes = p.cfg.media.imageMaxBytes
 	}
 	gql, err := graphql.New(readAPI, p.reg, p.log, gqlOpts)
 	if err != nil {

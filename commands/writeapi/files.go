@@ -65,11 +65,17 @@ func (a *API) completeFileUpload(w http.ResponseWriter, r *http.Request, m comma
 		return 0, nil, err
 	}
 	res, err := a.h.CompleteModuleFileUpload(r.Context(), m, commands.CompleteModuleFileUpload{CourseID: courseID, ModuleID: moduleID, FileID: fileID})
+	return http.StatusOK, res, UploadMismatch(err)
+}
+
+// UploadMismatch is err as a client reads it: bytes that differ from their declaration are a
+// 422 naming the field that differs. Any way in to CompleteModuleFileUpload answers it so.
+func UploadMismatch(err error) error {
 	var mismatch *course.MismatchError
 	if errors.As(err, &mismatch) {
-		err = problem.New(http.StatusUnprocessableEntity, mismatch.Field, mismatch.Error())
+		return problem.New(http.StatusUnprocessableEntity, mismatch.Field, mismatch.Error())
 	}
-	return http.StatusOK, res, err
+	return err
 }
 
 func filePath(courseID, moduleID, fileID string) string {

@@ -5,9 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/google/uuid"
 
 	"github.com/edutrack/edutrack/commands"
 	"github.com/edutrack/edutrack/internal/problem"
@@ -30,18 +34,32 @@ var errKeyReused = problem.New(http.StatusUnprocessableEntity, "Idempotency-Key"
 // again. The body counts by its JSON value, so a retry that re-encodes the same value (other
 // spacing, other key order) is the same request.
 func fingerprint(r *http.Request) (string, error) {
-	h := sha256.New()
-	io.WriteString(h, r.Method+" "+r.URL.Path+"\n")
+	var raw []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		// One byte past the cap, so the decoder still sees a body that is too large.
-		raw, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
-		if err != nil {
+		var err error
+		if raw, err = io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1)); err != nil {
 			return "", err
 		}
 		r.Body = io.NopCloser(bytes.NewReader(raw))
-		h.Write(canonicalJSON(raw))
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16]), nil
+	return requestPrint(r.Method+" "+r.URL.Path, raw), nil
+}
+
+// requestPrint identifies the request of route with body (a JSON value, or none).
+func requestPrint(route string, body []byte) string {
+	h := sha256.New()
+	io.WriteString(h, route+"\n")
+	if body != nil {
+		h.Write(canonicalJSON(body))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// commandIDOf is the id of the command an Idempotency-Key names: the same key on the same route
+// from the same user is the same command.
+func commandIDOf(route, userID, key string) string {
+	return uuid.NewSHA1(commandNamespace, []byte(route+"\n"+userID+"\n"+key)).String()
 }
 
 // canonicalJSON re-encodes a JSON value with sorted keys; anything else stays as it is (and
@@ -99,3 +117,44 @@ func (k *keyIndex) add(key, request string) {
 
 // keyOf names a key as it binds: per user.
 func keyOf(m commands.Meta, key string) string { return m.Actor.UserID + "\n" + key }
+
+// Keys binds Idempotency-Keys to their requests for every way in to the commands: the write
+// API's routes, and the GraphQL mutations that cmd/edutrack wires to the same commands. One
+// index serves them all, so a key names one request whichever way it came.
+type Keys struct{ index *keyIndex }
+
+// Keys answers the index the API binds its keys in.
+func (a *API) Keys() *Keys { return &Keys{index: a.keys} }
+
+// Bind makes m the command that key names on route: its id derived from route, m's actor and
+// key, and its request from route and body (a JSON value, compared by value). It answers 400
+// for a key past the length the events can record, and 422 (naming Idempotency-Key) when the
+// key was answered before for another request. An empty key binds nothing.
+func (k *Keys) Bind(m *commands.Meta, key, route string, body []byte) error {
+	if key == "" {
+		return nil
+	}
+	if len(key) > maxHeaderLen {
+		return problem.New(http.StatusBadRequest, "Idempotency-Key", fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
+	}
+	m.CommandID = commandIDOf(route, m.Actor.UserID, key)
+	m.Request = requestPrint(route, body)
+	return k.index.check(keyOf(*m, key), m.Request)
+}
+
+// Done records that key was answered with a success for m's request; call it after the
+// command succeeded.
+func (k *Keys) Done(m commands.Meta, key string) {
+	if key != "" {
+		k.index.add(keyOf(m, key), m.Request)
+	}
+}
+
+// KeyError is err as a client reads it: the log's refusal of a key bound to another request
+// (commands.ErrRequestMismatch) is the same 422 as the index's.
+func KeyError(err error) error {
+	if errors.Is(err, commands.ErrRequestMismatch) {
+		return errKeyReused
+	}
+	return err
+}

@@ -98,47 +98,70 @@ func (a *Images) take(w http.ResponseWriter, r *http.Request) (commands.Result, 
 	if err != nil {
 		return commands.Result{}, err
 	}
-	tooLarge := problem.New(http.StatusRequestEntityTooLarge, "image", fmt.Sprintf("must be at most %d bytes", a.opts.MaxBytes))
-	if r.ContentLength > a.opts.MaxBytes {
-		return commands.Result{}, tooLarge
-	}
-	// Whether the caller may change the course is asked before the body is read and stored:
-	// a stranger's bytes never reach the bucket.
-	m := commands.Meta{Actor: caller, RequestID: r.Header.Get("X-Request-Id"), CorrelationID: r.Header.Get("X-Correlation-Id")}
 	for _, h := range []string{"X-Request-Id", "X-Correlation-Id"} {
 		if len(r.Header.Get(h)) > maxHeaderLen {
 			return commands.Result{}, problem.New(http.StatusBadRequest, h, fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
 		}
 	}
-	if err := a.h.MayUploadCourseImage(r.Context(), m, id); err != nil {
+	return a.Take(r.Context(), ImageUpload{CourseID: id, Body: http.MaxBytesReader(w, r.Body, a.opts.MaxBytes), Size: r.ContentLength,
+		Meta: commands.Meta{Actor: caller, RequestID: r.Header.Get("X-Request-Id"), CorrelationID: r.Header.Get("X-Correlation-Id")},
+		Key:  r.Header.Get("Idempotency-Key"), Route: r.Method + " " + r.URL.Path})
+}
+
+// ImageUpload is one upload of a course's image, however it came: the body of PUT
+// /v1/courses/{id}/image, or the file of a GraphQL mutation.
+type ImageUpload struct {
+	CourseID string
+	// Body is the file; Size its length when known, else -1.
+	Body io.Reader
+	Size int64
+	// Meta names the caller and the request; the command's id is Take's to make.
+	Meta commands.Meta
+	// Key is the request's Idempotency-Key, if any, and Route what it binds to: the same key on
+	// the same route is the same command, and the image's digest stands for the body.
+	Key, Route string
+}
+
+// Take checks and stores an upload and records it on its course, under every rule of the
+// upload route: the size cap, whether the caller may change the course (asked before a byte of
+// the body is read, so a stranger's bytes never reach the bucket), the bytes sniffed and wholly
+// decoded within the pixel cap, the original stored under its digest. It answers the command's
+// result, or the problem the route answers.
+func (a *Images) Take(ctx context.Context, u ImageUpload) (commands.Result, error) {
+	tooLarge := problem.New(http.StatusRequestEntityTooLarge, "image", fmt.Sprintf("must be at most %d bytes", a.opts.MaxBytes))
+	if u.Size > a.opts.MaxBytes {
+		return commands.Result{}, tooLarge
+	}
+	if len(u.Key) > maxHeaderLen {
+		return commands.Result{}, problem.New(http.StatusBadRequest, "Idempotency-Key", fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
+	}
+	m := u.Meta
+	if err := a.h.MayUploadCourseImage(ctx, m, u.CourseID); err != nil {
 		return commands.Result{}, err
 	}
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.opts.MaxBytes))
+	// One byte past the cap tells a body that is too large from one that fits exactly.
+	data, err := io.ReadAll(io.LimitReader(u.Body, a.opts.MaxBytes+1))
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	if errors.As(err, &mbe) || int64(len(data)) > a.opts.MaxBytes {
 		return commands.Result{}, tooLarge
 	}
 	if err != nil {
 		return commands.Result{}, problem.New(http.StatusBadRequest, "image", "the body could not be read")
 	}
-	info, err := a.check(r.Context(), data)
+	info, err := a.check(ctx, data)
 	if err != nil {
 		return commands.Result{}, err
 	}
 	sum := sha256.Sum256(data)
 	hexSum := hex.EncodeToString(sum[:])
-	key := OriginalKey(id, hexSum)
-	if err := a.originals.WriteAll(r.Context(), key, data, &blob.WriterOptions{ContentType: "image/" + string(info.Format)}); err != nil {
-		return commands.Result{}, fmt.Errorf("store the image of course %s: %w", id, err)
+	key := OriginalKey(u.CourseID, hexSum)
+	if err := a.originals.WriteAll(ctx, key, data, &blob.WriterOptions{ContentType: "image/" + string(info.Format)}); err != nil {
+		return commands.Result{}, fmt.Errorf("store the image of course %s: %w", u.CourseID, err)
 	}
-	// An Idempotency-Key names the command as on every route, and the image's digest stands for
-	// the body it is bound to. Without one, sending the same image again still appends nothing
-	// while it is pending or shown: the course decides that.
-	if k := r.Header.Get("Idempotency-Key"); k != "" {
-		if len(k) > maxHeaderLen {
-			return commands.Result{}, problem.New(http.StatusBadRequest, "Idempotency-Key", fmt.Sprintf("must be at most %d bytes", maxHeaderLen))
-		}
-		m.CommandID = uuid.NewSHA1(commandNamespace, []byte(r.Method+" "+r.URL.Path+"\n"+caller.UserID+"\n"+k)).String()
+	// Without a key, sending the same image again still appends nothing while it is pending
+	// or shown: the course decides that.
+	if u.Key != "" {
+		m.CommandID = commandIDOf(u.Route, m.Actor.UserID, u.Key)
 		m.Request = hexSum
 	} else {
 		m.CommandID = uuid.NewString()
@@ -149,12 +172,9 @@ func (a *Images) take(w http.ResponseWriter, r *http.Request) (commands.Result, 
 	if m.CorrelationID == "" {
 		m.CorrelationID = m.RequestID
 	}
-	res, err := a.h.UploadCourseImage(r.Context(), m, commands.UploadCourseImage{CourseID: id, Image: course.ImageUpload{
+	res, err := a.h.UploadCourseImage(ctx, m, commands.UploadCourseImage{CourseID: u.CourseID, Image: course.ImageUpload{
 		SHA256: hexSum, Key: key, Format: string(info.Format), Width: info.Width, Height: info.Height, Bytes: int64(len(data))}})
-	if errors.Is(err, commands.ErrRequestMismatch) {
-		err = errKeyReused
-	}
-	return res, err
+	return res, KeyError(err)
 }
 
 // check decodes the whole image, at most Decodes at once, so that a truncated or corrupt file is

@@ -79,10 +79,7 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request, m commands.
 			}
 		}
 		status, body, err := fn(w, r, m)
-		if errors.Is(err, commands.ErrRequestMismatch) {
-			err = errKeyReused
-		}
-		if err != nil {
+		if err = KeyError(err); err != nil {
 			problem.Write(w, r, a.log, err)
 			return
 		}
@@ -121,7 +118,7 @@ func meta(r *http.Request) (commands.Meta, error) {
 		}
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		m.CommandID = uuid.NewSHA1(commandNamespace, []byte(r.Method+" "+r.URL.Path+"\n"+m.Actor.UserID+"\n"+key)).String()
+		m.CommandID = commandIDOf(r.Method+" "+r.URL.Path, m.Actor.UserID, key)
 		var err error
 		if m.Request, err = fingerprint(r); err != nil {
 			return m, problem.New(http.StatusBadRequest, "", "the request body could not be read")

@@ -41,12 +41,12 @@ func (c courseResolver) Description(ctx context.Context, obj *model.Course) (str
 	return d.Description, nil
 }
 
-func (c courseResolver) Modules(ctx context.Context, obj *model.Course) ([]documents.Module, error) {
+func (c courseResolver) Modules(ctx context.Context, obj *model.Course) ([]model.Module, error) {
 	d, err := c.detail(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
-	return d.Modules, nil
+	return model.ModulesOf(obj.ID, d.Modules), nil
 }
 
 func (c courseResolver) CompletionCount(ctx context.Context, obj *model.Course) (int, error) {

@@ -16,16 +16,18 @@ import (
 // GRAPHQL_VALIDATION_FAILED: one per status a REST route answers, so a client reads the same
 // outcome from either.
 const (
-	CodeBadInput    = "BAD_USER_INPUT" // 400
-	CodeForbidden   = "FORBIDDEN"      // 403
-	CodeNotFound    = "NOT_FOUND"      // 404
-	CodeConflict    = "CONFLICT"       // 409
-	CodeTooLarge    = "PAYLOAD_TOO_LARGE"
-	CodeUnavailable = "UNAVAILABLE"     // 503
-	CodeInternal    = "INTERNAL"        // 500
-	CodeLimit       = "LIMIT_EXCEEDED"  // a query past one of the endpoint's limits
-	CodeBatch       = "BATCH_REFUSED"   // more than one operation in one request
-	CodeAuth        = "UNAUTHENTICATED" // 401
+	CodeBadInput      = "BAD_USER_INPUT"         // 400
+	CodeForbidden     = "FORBIDDEN"              // 403
+	CodeNotFound      = "NOT_FOUND"              // 404
+	CodeConflict      = "CONFLICT"               // 409
+	CodeTooLarge      = "PAYLOAD_TOO_LARGE"      // 413
+	CodeUnsupported   = "UNSUPPORTED_MEDIA_TYPE" // 415
+	CodeUnprocessable = "UNPROCESSABLE"          // 422: well formed, but not what it must be
+	CodeUnavailable   = "UNAVAILABLE"            // 503
+	CodeInternal      = "INTERNAL"               // 500
+	CodeLimit         = "LIMIT_EXCEEDED"         // a query past one of the endpoint's limits
+	CodeBatch         = "BATCH_REFUSED"          // more than one operation in one request
+	CodeAuth          = "UNAUTHENTICATED"        // 401
 )
 
 func codeOf(status int) string {
@@ -42,6 +44,10 @@ func codeOf(status int) string {
 		return CodeConflict
 	case http.StatusRequestEntityTooLarge:
 		return CodeTooLarge
+	case http.StatusUnsupportedMediaType:
+		return CodeUnsupported
+	case http.StatusUnprocessableEntity:
+		return CodeUnprocessable
 	case http.StatusServiceUnavailable:
 		return CodeUnavailable
 	}

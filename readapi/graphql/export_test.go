@@ -8,6 +8,6 @@ func SharedField(typ, field string) (shared, decided bool) {
 	if s, ok := sharedFields[typ+"."+field]; ok {
 		return s, true
 	}
-	_, decided = sharedFields[typ+".*"]
-	return false, decided
+	shared, decided = sharedFields[typ+".*"]
+	return shared, decided
 }

@@ -52,6 +52,10 @@ type Options struct {
 	// catalog's EDUTRACK_CATALOG_MAX_AGE. Zero serves it again only while the catalog has not
 	// changed. A query that passes minPosition is always answered as of that position.
 	SharedMaxAge time.Duration
+	// MaxUploadBytes, if above 0, accepts multipart requests (the GraphQL multipart request
+	// spec) for uploadCourseImage, with files of at most this many bytes: the REST upload's
+	// cap. Without it such requests are refused.
+	MaxUploadBytes int64
 }
 
 // Server is the GraphQL endpoint.
@@ -85,7 +89,7 @@ func New(api *readapi.API, reg prometheus.Registerer, log *slog.Logger, opts Opt
 // request's context. Which fields a caller may read each resolver decides, as the REST handlers
 // do.
 func (s *Server) Routes(r chi.Router) {
-	h := refuseBatches(s.withRequest(s.gql))
+	h := s.guardUploads(refuseBatches(s.withRequest(s.gql)))
 	r.Post("/graphql", h.ServeHTTP)
 	r.Get("/graphql", h.ServeHTTP)
 }
@@ -100,6 +104,10 @@ func (s *Server) handler() *handler.Server {
 	h := handler.New(exec.NewExecutableSchema(s.config()))
 	h.AddTransport(transport.GET{})
 	h.AddTransport(transport.POST{})
+	if s.opts.MaxUploadBytes > 0 {
+		// Held in memory, as the REST upload holds its body: the cap bounds both.
+		h.AddTransport(transport.MultipartForm{MaxUploadSize: s.maxMultipart(), MaxMemory: s.maxMultipart() + 1})
+	}
 	s.configure(h)
 	return h
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"regexp"
 	"time"
@@ -164,7 +165,7 @@ func measureSelections(doc *ast.QueryDocument, set ast.SelectionSet, depth int, 
 // error, and bounds a body's size: each operation is its own request, with its own limits.
 func refuseBatches(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
+		if r.Method != http.MethodPost || multipart(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -179,6 +180,45 @@ func refuseBatches(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// multipart tells a multipart request (an upload), which guardUploads bounds.
+func multipart(r *http.Request) bool {
+	t, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return r.Method == http.MethodPost && t == "multipart/form-data"
+}
+
+// maxMultipart is the most a multipart request may hold: one image at the upload cap, and the
+// operation beside it.
+func (s *Server) maxMultipart() int64 { return s.opts.MaxUploadBytes + MaxBodyBytes }
+
+// guardUploads refuses a multipart request before its body is read when it could never be
+// answered: uploads are off here, the caller's role may upload no image (the REST route's
+// 403), or it says it is larger than the cap. Whether the caller may change the course is
+// asked before the file is read and stored, as on the route, by the command side.
+func (s *Server) guardUploads(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !multipart(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if s.opts.MaxUploadBytes <= 0 {
+			writeErrors(w, http.StatusUnsupportedMediaType, &gqlerror.Error{Message: "this process takes no uploads: send JSON, or send the upload to a process with the write role",
+				Extensions: map[string]any{"code": CodeUnsupported}})
+			return
+		}
+		if a, ok := auth.FromContext(r.Context()); !ok || (a.Role != domain.Instructor && a.Role != domain.Admin) {
+			writeErrors(w, http.StatusForbidden, &gqlerror.Error{Message: "only instructors and admins upload files",
+				Extensions: map[string]any{"code": CodeForbidden}})
+			return
+		}
+		if r.ContentLength > s.maxMultipart() {
+			writeErrors(w, http.StatusRequestEntityTooLarge, &gqlerror.Error{Message: fmt.Sprintf("the request body is past the limit of %d bytes", s.maxMultipart()),
+				Extensions: map[string]any{"code": CodeTooLarge, "field": "image"}})
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -2,7 +2,10 @@ package graphql
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+
+	gqlgen "github.com/99designs/gqlgen/graphql"
 
 	"github.com/edutrack/edutrack/domain"
 	"github.com/edutrack/edutrack/internal/problem"
@@ -19,12 +22,18 @@ type Commands interface {
 	// Execute runs the command name (the mutation's field name) with the mutation's input, one
 	// of the model's *Input types, as m's actor, and answers its result.
 	Execute(ctx context.Context, m CommandMeta, name string, input any) (model.CommandResult, error)
+	// StartModuleFileUpload declares a module file, as Execute runs the others: its answer
+	// says where to send the bytes.
+	StartModuleFileUpload(ctx context.Context, m CommandMeta, input model.StartModuleFileUploadInput) (model.FileUploadResult, error)
 }
 
 // CommandMeta is what a command records of who sent it and in which request.
 type CommandMeta struct {
 	Actor                    domain.Actor
 	RequestID, CorrelationID string
+	// IdempotencyKey is the request's Idempotency-Key header, if any: it names this one
+	// mutation (refused when the request holds several), bound as the write API binds it.
+	IdempotencyKey string
 }
 
 func (r *resolver) Mutation() exec.MutationResolver { return mutationResolver{r.s} }
@@ -33,19 +42,35 @@ type mutationResolver struct{ s *Server }
 
 // execute sends one mutation's command as the caller.
 func (m mutationResolver) execute(ctx context.Context, name string, input any) (*model.CommandResult, error) {
-	a, err := access.CallerOf(ctx)
+	meta, err := m.meta(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if m.s.opts.Commands == nil {
-		return nil, problem.New(http.StatusServiceUnavailable, "", "this process does not run commands; send mutations to one with the write role")
-	}
-	req := requestOf(ctx)
-	res, err := m.s.opts.Commands.Execute(ctx, CommandMeta{Actor: a, RequestID: req.id, CorrelationID: req.correlationID}, name, input)
+	res, err := m.s.opts.Commands.Execute(ctx, meta, name, input)
 	if err != nil {
 		return nil, err
 	}
 	return &res, nil
+}
+
+// meta is what the command records of the request of ctx, once the request may send it.
+func (m mutationResolver) meta(ctx context.Context) (CommandMeta, error) {
+	a, err := access.CallerOf(ctx)
+	if err != nil {
+		return CommandMeta{}, err
+	}
+	if m.s.opts.Commands == nil {
+		return CommandMeta{}, problem.New(http.StatusServiceUnavailable, "", "this process does not run commands; send mutations to one with the write role")
+	}
+	req := requestOf(ctx)
+	if req.idempotencyKey != "" {
+		if n := len(gqlgen.CollectFields(gqlgen.GetOperationContext(ctx), gqlgen.GetOperationContext(ctx).Operation.SelectionSet, []string{"Mutation"})); n != 1 {
+			// Each of them refuses, so none runs: one key names one command.
+			return CommandMeta{}, problem.New(http.StatusBadRequest, "Idempotency-Key",
+				fmt.Sprintf("an Idempotency-Key names one mutation, and this request holds %d: send each in a request of its own, with its own key", n))
+		}
+	}
+	return CommandMeta{Actor: a, RequestID: req.id, CorrelationID: req.correlationID, IdempotencyKey: req.idempotencyKey}, nil
 }
 
 func (m mutationResolver) RegisterUser(ctx context.Context, in model.RegisterUserInput) (*model.CommandResult, error) {
@@ -86,4 +111,24 @@ func (m mutationResolver) WithdrawEnrollment(ctx context.Context, in model.Enrol
 
 func (m mutationResolver) CompleteModule(ctx context.Context, in model.CompleteModuleInput) (*model.CommandResult, error) {
 	return m.execute(ctx, "completeModule", in)
+}
+
+func (m mutationResolver) StartModuleFileUpload(ctx context.Context, in model.StartModuleFileUploadInput) (*model.FileUploadResult, error) {
+	meta, err := m.meta(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, err := m.s.opts.Commands.StartModuleFileUpload(ctx, meta, in)
+	if err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+func (m mutationResolver) CompleteModuleFileUpload(ctx context.Context, in model.ModuleFileInput) (*model.CommandResult, error) {
+	return m.execute(ctx, "completeModuleFileUpload", in)
+}
+
+func (m mutationResolver) UploadCourseImage(ctx context.Context, in model.UploadCourseImageInput) (*model.CommandResult, error) {
+	return m.execute(ctx, "uploadCourseImage", in)
 }

@@ -14,13 +14,16 @@ type request struct {
 	loaders *loaders
 	// ids are the request's, which a disclosure records.
 	id, correlationID string
+	// idempotencyKey is the request's Idempotency-Key header, which binds its one mutation.
+	idempotencyKey string
 }
 
 // withRequest gives each request its own loaders: what one request loaded is never another's,
 // so no caller ever reads what another's access allowed.
 func (s *Server) withRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req := &request{loaders: s.newLoaders(), id: r.Header.Get("X-Request-Id"), correlationID: r.Header.Get("X-Correlation-Id")}
+		req := &request{loaders: s.newLoaders(), id: r.Header.Get("X-Request-Id"), correlationID: r.Header.Get("X-Correlation-Id"),
+			idempotencyKey: r.Header.Get("Idempotency-Key")}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestKey{}, req)))
 	})
 }

@@ -38,10 +38,12 @@ var sharedFields = map[string]bool{
 	"Course.stats":     false, "Course.roster": false, // its instructor's and admins'
 	"Instructor.id": true, "Instructor.name": true,
 	"Module.id": true, "Module.title": true,
+	"Course.image": true, "CourseImage.*": true, "ImageFormats.*": true, "ImageSource.*": true, // the same URLs for all
+	"Module.files": false, // each file's download link is signed for the caller, if they may have it
 
 	"CourseStats.*": false, "ModuleCompletions.*": false, "RosterConnection.*": false, "RosterEdge.*": false,
 	"RosterItem.*": false, "Viewer.*": false, "Learner.*": false, "Dashboard.*": false, "Enrollment.*": false,
-	"CertificateRef.*": false, "LearnerStateAsOf.*": false, "EnrollmentAsOf.*": false, "CommandResult.*": false,
+	"ModuleFile.*": false, "FileUploadResult.*": false, "CertificateRef.*": false, "LearnerStateAsOf.*": false, "EnrollmentAsOf.*": false, "CommandResult.*": false,
 }
 
 // isShared tells whether field of type typ is in sharedFields as shared.
@@ -49,7 +51,10 @@ func isShared(typ, field string) bool {
 	if field == "__typename" {
 		return true
 	}
-	return sharedFields[typ+"."+field]
+	if shared, ok := sharedFields[typ+"."+field]; ok {
+		return shared
+	}
+	return sharedFields[typ+".*"]
 }
 
 // SharedAnswerEntries is how many answers sharedAnswers keeps (an LRU): a catalog page's answer

@@ -176,6 +176,15 @@ func TestOnlyAnswersTheSameForEveryReaderOfARoleAreKept(t *testing.T) {
 			t.Errorf("%s: %s and %s got the same answer %s; want each their own", c.name, c.as[0].UserID, c.as[1].UserID, a.Data)
 		}
 	}
+	// A module's files carry a download link signed for the caller: never shared, even when the
+	// answers happen to be equal.
+	notShared := f.sharedOutcome("not_shared")
+	for range 2 {
+		f.query(learner1, `{ courses(first: 3) { nodes { id modules { id files { id } } } } }`, nil)
+	}
+	if got := f.sharedOutcome("not_shared") - notShared; got != 2 {
+		t.Errorf("a catalog query with module files: %d of 2 counted not shared", got)
+	}
 	if f.sharedOutcome("hit") != 0 {
 		t.Errorf("%d hits; want none", f.sharedOutcome("hit"))
 	}

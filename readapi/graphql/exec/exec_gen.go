@@ -13,12 +13,11 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/introspection"
-	gqlparser "github.com/vektah/gqlparser/v2"
-	"github.com/vektah/gqlparser/v2/ast"
-
 	"github.com/edutrack/edutrack/projections/documents"
 	"github.com/edutrack/edutrack/readapi/graphql/model"
 	"github.com/edutrack/edutrack/readapi/history"
+	gqlparser "github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // region    ***************************** api!.gotpl *****************************
@@ -33,6 +32,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Course() CourseResolver
 	Enrollment() EnrollmentResolver
+	ModuleFile() ModuleFileResolver
 	Mutation() MutationResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -62,6 +62,7 @@ type ComplexityRoot struct {
 		Description     func(childComplexity int) int
 		EnrollmentCount func(childComplexity int) int
 		ID              func(childComplexity int) int
+		Image           func(childComplexity int) int
 		Instructor      func(childComplexity int) int
 		Level           func(childComplexity int) int
 		ModuleCount     func(childComplexity int) int
@@ -83,6 +84,13 @@ type ComplexityRoot struct {
 	CourseEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	CourseImage struct {
+		Formats func(childComplexity int) int
+		Height  func(childComplexity int) int
+		Status  func(childComplexity int) int
+		Width   func(childComplexity int) int
 	}
 
 	CourseStats struct {
@@ -125,6 +133,26 @@ type ComplexityRoot struct {
 		Status           func(childComplexity int) int
 	}
 
+	FileUploadResult struct {
+		ExpiresAt func(childComplexity int) int
+		FileID    func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Position  func(childComplexity int) int
+		UploadURL func(childComplexity int) int
+		Version   func(childComplexity int) int
+	}
+
+	ImageFormats struct {
+		Jpeg func(childComplexity int) int
+		Webp func(childComplexity int) int
+	}
+
+	ImageSource struct {
+		Height func(childComplexity int) int
+		URL    func(childComplexity int) int
+		Width  func(childComplexity int) int
+	}
+
 	Instructor struct {
 		ID   func(childComplexity int) int
 		Name func(childComplexity int) int
@@ -145,6 +173,7 @@ type ComplexityRoot struct {
 	}
 
 	Module struct {
+		Files func(childComplexity int) int
 		ID    func(childComplexity int) int
 		Title func(childComplexity int) int
 	}
@@ -154,17 +183,30 @@ type ComplexityRoot struct {
 		ModuleID    func(childComplexity int) int
 	}
 
+	ModuleFile struct {
+		DownloadURL func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Name        func(childComplexity int) int
+		Path        func(childComplexity int) int
+		SHA256      func(childComplexity int) int
+		Size        func(childComplexity int) int
+		Type        func(childComplexity int) int
+	}
+
 	Mutation struct {
-		AddModule          func(childComplexity int, input model.AddModuleInput) int
-		ArchiveCourse      func(childComplexity int, input model.CourseInput) int
-		CompleteModule     func(childComplexity int, input model.CompleteModuleInput) int
-		CreateCourse       func(childComplexity int, input model.CreateCourseInput) int
-		EnrollStudent      func(childComplexity int, input model.EnrollmentInput) int
-		PublishCourse      func(childComplexity int, input model.CourseInput) int
-		RegisterUser       func(childComplexity int, input model.RegisterUserInput) int
-		UpdateCourse       func(childComplexity int, input model.UpdateCourseInput) int
-		UpdateUser         func(childComplexity int, input model.UpdateUserInput) int
-		WithdrawEnrollment func(childComplexity int, input model.EnrollmentInput) int
+		AddModule                func(childComplexity int, input model.AddModuleInput) int
+		ArchiveCourse            func(childComplexity int, input model.CourseInput) int
+		CompleteModule           func(childComplexity int, input model.CompleteModuleInput) int
+		CompleteModuleFileUpload func(childComplexity int, input model.ModuleFileInput) int
+		CreateCourse             func(childComplexity int, input model.CreateCourseInput) int
+		EnrollStudent            func(childComplexity int, input model.EnrollmentInput) int
+		PublishCourse            func(childComplexity int, input model.CourseInput) int
+		RegisterUser             func(childComplexity int, input model.RegisterUserInput) int
+		StartModuleFileUpload    func(childComplexity int, input model.StartModuleFileUploadInput) int
+		UpdateCourse             func(childComplexity int, input model.UpdateCourseInput) int
+		UpdateUser               func(childComplexity int, input model.UpdateUserInput) int
+		UploadCourseImage        func(childComplexity int, input model.UploadCourseImageInput) int
+		WithdrawEnrollment       func(childComplexity int, input model.EnrollmentInput) int
 	}
 
 	PageInfo struct {
@@ -217,9 +259,10 @@ type ComplexityRoot struct {
 // region    ************************** generated!.gotpl **************************
 
 type CourseResolver interface {
+	Image(ctx context.Context, obj *model.Course) (*model.CourseImage, error)
 	Status(ctx context.Context, obj *model.Course) (string, error)
 	Description(ctx context.Context, obj *model.Course) (string, error)
-	Modules(ctx context.Context, obj *model.Course) ([]documents.Module, error)
+	Modules(ctx context.Context, obj *model.Course) ([]model.Module, error)
 	CompletionCount(ctx context.Context, obj *model.Course) (int, error)
 	UpdatedAt(ctx context.Context, obj *model.Course) (*time.Time, error)
 	Stats(ctx context.Context, obj *model.Course) (*documents.CourseStats, error)
@@ -227,6 +270,9 @@ type CourseResolver interface {
 }
 type EnrollmentResolver interface {
 	Course(ctx context.Context, obj *documents.Enrollment) (*model.Course, error)
+}
+type ModuleFileResolver interface {
+	DownloadURL(ctx context.Context, obj *model.ModuleFile) (*string, error)
 }
 type MutationResolver interface {
 	RegisterUser(ctx context.Context, input model.RegisterUserInput) (*model.CommandResult, error)
@@ -239,6 +285,9 @@ type MutationResolver interface {
 	EnrollStudent(ctx context.Context, input model.EnrollmentInput) (*model.CommandResult, error)
 	WithdrawEnrollment(ctx context.Context, input model.EnrollmentInput) (*model.CommandResult, error)
 	CompleteModule(ctx context.Context, input model.CompleteModuleInput) (*model.CommandResult, error)
+	StartModuleFileUpload(ctx context.Context, input model.StartModuleFileUploadInput) (*model.FileUploadResult, error)
+	CompleteModuleFileUpload(ctx context.Context, input model.ModuleFileInput) (*model.CommandResult, error)
+	UploadCourseImage(ctx context.Context, input model.UploadCourseImageInput) (*model.CommandResult, error)
 }
 type QueryResolver interface {
 	Courses(ctx context.Context, filter *model.CourseFilter, sort *model.CourseSort, first *int, after *string, minPosition *uint64) (*model.CourseConnection, error)
@@ -347,6 +396,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Course.ID(childComplexity), true
+	case "Course.image":
+		if e.ComplexityRoot.Course.Image == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Course.Image(childComplexity), true
 	case "Course.instructor":
 		if e.ComplexityRoot.Course.Instructor == nil {
 			break
@@ -444,6 +499,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CourseEdge.Node(childComplexity), true
+
+	case "CourseImage.formats":
+		if e.ComplexityRoot.CourseImage.Formats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CourseImage.Formats(childComplexity), true
+	case "CourseImage.height":
+		if e.ComplexityRoot.CourseImage.Height == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CourseImage.Height(childComplexity), true
+	case "CourseImage.status":
+		if e.ComplexityRoot.CourseImage.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CourseImage.Status(childComplexity), true
+	case "CourseImage.width":
+		if e.ComplexityRoot.CourseImage.Width == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CourseImage.Width(childComplexity), true
 
 	case "CourseStats.active":
 		if e.ComplexityRoot.CourseStats.Active == nil {
@@ -617,6 +697,75 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.EnrollmentAsOf.Status(childComplexity), true
 
+	case "FileUploadResult.expiresAt":
+		if e.ComplexityRoot.FileUploadResult.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.ExpiresAt(childComplexity), true
+	case "FileUploadResult.fileId":
+		if e.ComplexityRoot.FileUploadResult.FileID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.FileID(childComplexity), true
+	case "FileUploadResult.id":
+		if e.ComplexityRoot.FileUploadResult.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.ID(childComplexity), true
+	case "FileUploadResult.position":
+		if e.ComplexityRoot.FileUploadResult.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.Position(childComplexity), true
+	case "FileUploadResult.uploadUrl":
+		if e.ComplexityRoot.FileUploadResult.UploadURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.UploadURL(childComplexity), true
+	case "FileUploadResult.version":
+		if e.ComplexityRoot.FileUploadResult.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FileUploadResult.Version(childComplexity), true
+
+	case "ImageFormats.jpeg":
+		if e.ComplexityRoot.ImageFormats.Jpeg == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImageFormats.Jpeg(childComplexity), true
+	case "ImageFormats.webp":
+		if e.ComplexityRoot.ImageFormats.Webp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImageFormats.Webp(childComplexity), true
+
+	case "ImageSource.height":
+		if e.ComplexityRoot.ImageSource.Height == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImageSource.Height(childComplexity), true
+	case "ImageSource.url":
+		if e.ComplexityRoot.ImageSource.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImageSource.URL(childComplexity), true
+	case "ImageSource.width":
+		if e.ComplexityRoot.ImageSource.Width == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ImageSource.Width(childComplexity), true
+
 	case "Instructor.id":
 		if e.ComplexityRoot.Instructor.ID == nil {
 			break
@@ -680,6 +829,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.LearnerStateAsOf.Position(childComplexity), true
 
+	case "Module.files":
+		if e.ComplexityRoot.Module.Files == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Module.Files(childComplexity), true
 	case "Module.id":
 		if e.ComplexityRoot.Module.ID == nil {
 			break
@@ -705,6 +860,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ModuleCompletions.ModuleID(childComplexity), true
+
+	case "ModuleFile.downloadUrl":
+		if e.ComplexityRoot.ModuleFile.DownloadURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.DownloadURL(childComplexity), true
+	case "ModuleFile.id":
+		if e.ComplexityRoot.ModuleFile.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.ID(childComplexity), true
+	case "ModuleFile.name":
+		if e.ComplexityRoot.ModuleFile.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.Name(childComplexity), true
+	case "ModuleFile.path":
+		if e.ComplexityRoot.ModuleFile.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.Path(childComplexity), true
+	case "ModuleFile.sha256":
+		if e.ComplexityRoot.ModuleFile.SHA256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.SHA256(childComplexity), true
+	case "ModuleFile.size":
+		if e.ComplexityRoot.ModuleFile.Size == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.Size(childComplexity), true
+	case "ModuleFile.type":
+		if e.ComplexityRoot.ModuleFile.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ModuleFile.Type(childComplexity), true
 
 	case "Mutation.addModule":
 		if e.ComplexityRoot.Mutation.AddModule == nil {
@@ -739,6 +937,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CompleteModule(childComplexity, args["input"].(model.CompleteModuleInput)), true
+	case "Mutation.completeModuleFileUpload":
+		if e.ComplexityRoot.Mutation.CompleteModuleFileUpload == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_completeModuleFileUpload_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CompleteModuleFileUpload(childComplexity, args["input"].(model.ModuleFileInput)), true
 	case "Mutation.createCourse":
 		if e.ComplexityRoot.Mutation.CreateCourse == nil {
 			break
@@ -783,6 +992,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterUser(childComplexity, args["input"].(model.RegisterUserInput)), true
+	case "Mutation.startModuleFileUpload":
+		if e.ComplexityRoot.Mutation.StartModuleFileUpload == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_startModuleFileUpload_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.StartModuleFileUpload(childComplexity, args["input"].(model.StartModuleFileUploadInput)), true
 	case "Mutation.updateCourse":
 		if e.ComplexityRoot.Mutation.UpdateCourse == nil {
 			break
@@ -805,6 +1025,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateUser(childComplexity, args["input"].(model.UpdateUserInput)), true
+	case "Mutation.uploadCourseImage":
+		if e.ComplexityRoot.Mutation.UploadCourseImage == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_uploadCourseImage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UploadCourseImage(childComplexity, args["input"].(model.UploadCourseImageInput)), true
 	case "Mutation.withdrawEnrollment":
 		if e.ComplexityRoot.Mutation.WithdrawEnrollment == nil {
 			break
@@ -1013,9 +1244,12 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CourseInput", ec.unmarshalInputCourseInput),
 			graphql.NewInputUnmarshaler("CreateCourseInput", ec.unmarshalInputCreateCourseInput),
 			graphql.NewInputUnmarshaler("EnrollmentInput", ec.unmarshalInputEnrollmentInput),
+			graphql.NewInputUnmarshaler("ModuleFileInput", ec.unmarshalInputModuleFileInput),
 			graphql.NewInputUnmarshaler("RegisterUserInput", ec.unmarshalInputRegisterUserInput),
+			graphql.NewInputUnmarshaler("StartModuleFileUploadInput", ec.unmarshalInputStartModuleFileUploadInput),
 			graphql.NewInputUnmarshaler("UpdateCourseInput", ec.unmarshalInputUpdateCourseInput),
 			graphql.NewInputUnmarshaler("UpdateUserInput", ec.unmarshalInputUpdateUserInput),
+			graphql.NewInputUnmarshaler("UploadCourseImageInput", ec.unmarshalInputUploadCourseImageInput),
 		)
 	}
 	first := true
@@ -1119,6 +1353,8 @@ var sources = []*ast.Source{
 scalar Time
 "A log position: an unsigned 64-bit integer."
 scalar Uint64
+"A file of a multipart request (the GraphQL multipart request spec: operations, map, then the files)."
+scalar Upload
 
 type Query {
   "The published courses, as the catalog lists them (GET /v1/courses)."
@@ -1171,6 +1407,43 @@ type Instructor {
 type Module {
   id: ID!
   title: String!
+  "The module's files, in the order they were attached."
+  files: [ModuleFile!]!
+}
+
+type ModuleFile {
+  id: ID!
+  name: String!
+  "The media type declared at upload."
+  type: String!
+  size: Int!
+  sha256: String!
+  "The REST route that redirects to the file's bytes (GET, with the token)."
+  path: String!
+  "A short-lived link to the file's bytes, as the REST route redirects to: for the course's instructor, admins and its enrolled learners; null with NOT_FOUND for everyone else, where the route answers 404. Each read signs a new link: ask for it when the file is wanted."
+  downloadUrl: String
+}
+
+"A course's image, ready for srcset: its variants per format, narrowest first."
+type CourseImage {
+  "processing until its variants are stored (the previous image's variants meanwhile, if any), then ready."
+  status: String!
+  "Of the widest variant, for the page's layout; 0 while there is none."
+  width: Int!
+  height: Int!
+  formats: ImageFormats!
+}
+
+type ImageFormats {
+  webp: [ImageSource!]!
+  jpeg: [ImageSource!]!
+}
+
+"One stored variant; url points where this server's media are served from (EDUTRACK_MEDIA_BASE_URL), as in REST."
+type ImageSource {
+  url: String!
+  width: Int!
+  height: Int!
 }
 
 type Course {
@@ -1183,6 +1456,8 @@ type Course {
   enrollmentCount: Int!
   completionRate: Float!
   publishedAt: Time
+  "The course's image, or null when it has none."
+  image: CourseImage
   "draft, published or archived."
   status: String!
   description: String!
@@ -1295,7 +1570,7 @@ type EnrollmentAsOf {
   completedAt: Time
 }
 
-"Each mutation is one command of the write API, sent to the command side directly, under the same roles; it answers the log position of its events, for minPosition."
+"Each mutation is one command of the write API, sent to the command side directly, under the same roles; it answers the log position of its events, for minPosition. An Idempotency-Key header binds a request that holds exactly one mutation, as on the REST routes: the same key with the same mutation and input answers the first result and appends nothing; with another, UNPROCESSABLE (field Idempotency-Key)."
 type Mutation {
   registerUser(input: RegisterUserInput!): CommandResult!
   updateUser(input: UpdateUserInput!): CommandResult!
@@ -1307,6 +1582,45 @@ type Mutation {
   enrollStudent(input: EnrollmentInput!): CommandResult!
   withdrawEnrollment(input: EnrollmentInput!): CommandResult!
   completeModule(input: CompleteModuleInput!): CommandResult!
+  "Declares a module file (POST /v1/courses/{id}/modules/{moduleId}/files): PUT its bytes to uploadUrl before expiresAt, then completeModuleFileUpload."
+  startModuleFileUpload(input: StartModuleFileUploadInput!): FileUploadResult!
+  "Checks the uploaded bytes against the declaration and lists the file on its module; bytes that differ are refused (UNPROCESSABLE, extensions.field naming what differs) and nothing is recorded."
+  completeModuleFileUpload(input: ModuleFileInput!): CommandResult!
+  "Takes a course's image (PUT /v1/courses/{id}/image), sent as a multipart request; its variants follow from a job, and a read at the answer's position shows it processing."
+  uploadCourseImage(input: UploadCourseImageInput!): CommandResult!
+}
+
+type FileUploadResult {
+  "The file's id, and its course's version and position."
+  id: ID!
+  version: Uint64!
+  position: Uint64!
+  fileId: ID!
+  "Where to PUT the declared bytes, with the declared Content-Type."
+  uploadUrl: String!
+  expiresAt: Time!
+}
+
+input StartModuleFileUploadInput {
+  courseId: ID!
+  moduleId: ID!
+  name: String!
+  type: String!
+  size: Int!
+  "The SHA-256 of the bytes, hex."
+  sha256: String!
+}
+
+input ModuleFileInput {
+  courseId: ID!
+  moduleId: ID!
+  fileId: ID!
+}
+
+input UploadCourseImageInput {
+  courseId: ID!
+  "A JPEG, PNG, WebP or GIF file, at most EDUTRACK_IMAGE_MAX_BYTES; its type is read from its bytes."
+  image: Upload!
 }
 
 type CommandResult {
@@ -1428,6 +1742,8 @@ func (ec *executionContext) childFields_Course(ctx context.Context, field graphq
 		return ec.fieldContext_Course_completionRate(ctx, field)
 	case "publishedAt":
 		return ec.fieldContext_Course_publishedAt(ctx, field)
+	case "image":
+		return ec.fieldContext_Course_image(ctx, field)
 	case "status":
 		return ec.fieldContext_Course_status(ctx, field)
 	case "description":
@@ -1466,6 +1782,20 @@ func (ec *executionContext) childFields_CourseEdge(ctx context.Context, field gr
 		return ec.fieldContext_CourseEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CourseEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CourseImage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "status":
+		return ec.fieldContext_CourseImage_status(ctx, field)
+	case "width":
+		return ec.fieldContext_CourseImage_width(ctx, field)
+	case "height":
+		return ec.fieldContext_CourseImage_height(ctx, field)
+	case "formats":
+		return ec.fieldContext_CourseImage_formats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CourseImage", field.Name)
 }
 
 func (ec *executionContext) childFields_CourseStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1548,6 +1878,46 @@ func (ec *executionContext) childFields_EnrollmentAsOf(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type EnrollmentAsOf", field.Name)
 }
 
+func (ec *executionContext) childFields_FileUploadResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_FileUploadResult_id(ctx, field)
+	case "version":
+		return ec.fieldContext_FileUploadResult_version(ctx, field)
+	case "position":
+		return ec.fieldContext_FileUploadResult_position(ctx, field)
+	case "fileId":
+		return ec.fieldContext_FileUploadResult_fileId(ctx, field)
+	case "uploadUrl":
+		return ec.fieldContext_FileUploadResult_uploadUrl(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_FileUploadResult_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FileUploadResult", field.Name)
+}
+
+func (ec *executionContext) childFields_ImageFormats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "webp":
+		return ec.fieldContext_ImageFormats_webp(ctx, field)
+	case "jpeg":
+		return ec.fieldContext_ImageFormats_jpeg(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ImageFormats", field.Name)
+}
+
+func (ec *executionContext) childFields_ImageSource(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "url":
+		return ec.fieldContext_ImageSource_url(ctx, field)
+	case "width":
+		return ec.fieldContext_ImageSource_width(ctx, field)
+	case "height":
+		return ec.fieldContext_ImageSource_height(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ImageSource", field.Name)
+}
+
 func (ec *executionContext) childFields_Instructor(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1592,6 +1962,8 @@ func (ec *executionContext) childFields_Module(ctx context.Context, field graphq
 		return ec.fieldContext_Module_id(ctx, field)
 	case "title":
 		return ec.fieldContext_Module_title(ctx, field)
+	case "files":
+		return ec.fieldContext_Module_files(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Module", field.Name)
 }
@@ -1604,6 +1976,26 @@ func (ec *executionContext) childFields_ModuleCompletions(ctx context.Context, f
 		return ec.fieldContext_ModuleCompletions_completions(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ModuleCompletions", field.Name)
+}
+
+func (ec *executionContext) childFields_ModuleFile(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ModuleFile_id(ctx, field)
+	case "name":
+		return ec.fieldContext_ModuleFile_name(ctx, field)
+	case "type":
+		return ec.fieldContext_ModuleFile_type(ctx, field)
+	case "size":
+		return ec.fieldContext_ModuleFile_size(ctx, field)
+	case "sha256":
+		return ec.fieldContext_ModuleFile_sha256(ctx, field)
+	case "path":
+		return ec.fieldContext_ModuleFile_path(ctx, field)
+	case "downloadUrl":
+		return ec.fieldContext_ModuleFile_downloadUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ModuleFile", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1834,6 +2226,20 @@ func (ec *executionContext) field_Mutation_archiveCourse_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_completeModuleFileUpload_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ModuleFileInput, error) {
+			return ec.unmarshalNModuleFileInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFileInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_completeModule_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1904,6 +2310,20 @@ func (ec *executionContext) field_Mutation_registerUser_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_startModuleFileUpload_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.StartModuleFileUploadInput, error) {
+			return ec.unmarshalNStartModuleFileUploadInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐStartModuleFileUploadInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_updateCourse_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1924,6 +2344,20 @@ func (ec *executionContext) field_Mutation_updateUser_args(ctx context.Context, 
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.UpdateUserInput, error) {
 			return ec.unmarshalNUpdateUserInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐUpdateUserInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_uploadCourseImage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UploadCourseImageInput, error) {
+			return ec.unmarshalNUploadCourseImageInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐUploadCourseImageInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -2574,6 +3008,38 @@ func (ec *executionContext) fieldContext_Course_publishedAt(_ context.Context, f
 	return graphql.NewScalarFieldContext("Course", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Course_image(ctx context.Context, field graphql.CollectedField, obj *model.Course) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Course_image(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Course().Image(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CourseImage) graphql.Marshaler {
+			return ec.marshalOCourseImage2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCourseImage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Course_image(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Course",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CourseImage(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Course_status(ctx context.Context, field graphql.CollectedField, obj *model.Course) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2632,8 +3098,8 @@ func (ec *executionContext) _Course_modules(ctx context.Context, field graphql.C
 			return ec.Resolvers.Course().Modules(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []documents.Module) graphql.Marshaler {
-			return ec.marshalNModule2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐModuleᚄ(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []model.Module) graphql.Marshaler {
+			return ec.marshalNModule2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2920,6 +3386,107 @@ func (ec *executionContext) fieldContext_CourseEdge_node(_ context.Context, fiel
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Course(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CourseImage_status(ctx context.Context, field graphql.CollectedField, obj *model.CourseImage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CourseImage_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CourseImage_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CourseImage", field, false, false, "String")
+}
+
+func (ec *executionContext) _CourseImage_width(ctx context.Context, field graphql.CollectedField, obj *model.CourseImage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CourseImage_width(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Width, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CourseImage_width(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CourseImage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CourseImage_height(ctx context.Context, field graphql.CollectedField, obj *model.CourseImage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CourseImage_height(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Height, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CourseImage_height(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CourseImage", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CourseImage_formats(ctx context.Context, field graphql.CollectedField, obj *model.CourseImage) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CourseImage_formats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Formats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ImageFormats) graphql.Marshaler {
+			return ec.marshalNImageFormats2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐImageFormats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CourseImage_formats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CourseImage",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ImageFormats(ctx, field)
 		},
 	}
 	return fc, nil
@@ -3605,6 +4172,277 @@ func (ec *executionContext) fieldContext_EnrollmentAsOf_completedAt(_ context.Co
 	return graphql.NewScalarFieldContext("EnrollmentAsOf", field, false, false, "Time")
 }
 
+func (ec *executionContext) _FileUploadResult_id(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "ID")
+}
+
+func (ec *executionContext) _FileUploadResult_version(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uint64) graphql.Marshaler {
+			return ec.marshalNUint642uint64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "Uint64")
+}
+
+func (ec *executionContext) _FileUploadResult_position(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uint64) graphql.Marshaler {
+			return ec.marshalNUint642uint64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "Uint64")
+}
+
+func (ec *executionContext) _FileUploadResult_fileId(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_fileId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FileID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_fileId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "ID")
+}
+
+func (ec *executionContext) _FileUploadResult_uploadUrl(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_uploadUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UploadURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_uploadUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _FileUploadResult_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.FileUploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FileUploadResult_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FileUploadResult_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FileUploadResult", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ImageFormats_webp(ctx context.Context, field graphql.CollectedField, obj *model.ImageFormats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImageFormats_webp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Webp, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []documents.ImageSource) graphql.Marshaler {
+			return ec.marshalNImageSource2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐImageSourceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImageFormats_webp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ImageFormats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ImageSource(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ImageFormats_jpeg(ctx context.Context, field graphql.CollectedField, obj *model.ImageFormats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImageFormats_jpeg(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Jpeg, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []documents.ImageSource) graphql.Marshaler {
+			return ec.marshalNImageSource2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐImageSourceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImageFormats_jpeg(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ImageFormats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ImageSource(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ImageSource_url(ctx context.Context, field graphql.CollectedField, obj *documents.ImageSource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImageSource_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImageSource_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImageSource", field, false, false, "String")
+}
+
+func (ec *executionContext) _ImageSource_width(ctx context.Context, field graphql.CollectedField, obj *documents.ImageSource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImageSource_width(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Width, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImageSource_width(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImageSource", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ImageSource_height(ctx context.Context, field graphql.CollectedField, obj *documents.ImageSource) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ImageSource_height(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Height, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ImageSource_height(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ImageSource", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Instructor_id(ctx context.Context, field graphql.CollectedField, obj *documents.Instructor) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3862,7 +4700,7 @@ func (ec *executionContext) fieldContext_LearnerStateAsOf_enrollments(_ context.
 	return fc, nil
 }
 
-func (ec *executionContext) _Module_id(ctx context.Context, field graphql.CollectedField, obj *documents.Module) (ret graphql.Marshaler) {
+func (ec *executionContext) _Module_id(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3885,7 +4723,7 @@ func (ec *executionContext) fieldContext_Module_id(_ context.Context, field grap
 	return graphql.NewScalarFieldContext("Module", field, false, false, "ID")
 }
 
-func (ec *executionContext) _Module_title(ctx context.Context, field graphql.CollectedField, obj *documents.Module) (ret graphql.Marshaler) {
+func (ec *executionContext) _Module_title(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -3906,6 +4744,38 @@ func (ec *executionContext) _Module_title(ctx context.Context, field graphql.Col
 }
 func (ec *executionContext) fieldContext_Module_title(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Module", field, false, false, "String")
+}
+
+func (ec *executionContext) _Module_files(ctx context.Context, field graphql.CollectedField, obj *model.Module) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Module_files(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Files, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.ModuleFile) graphql.Marshaler {
+			return ec.marshalNModuleFile2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFileᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Module_files(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Module",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ModuleFile(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _ModuleCompletions_moduleId(ctx context.Context, field graphql.CollectedField, obj *documents.ModuleCompletions) (ret graphql.Marshaler) {
@@ -3952,6 +4822,167 @@ func (ec *executionContext) _ModuleCompletions_completions(ctx context.Context, 
 }
 func (ec *executionContext) fieldContext_ModuleCompletions_completions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ModuleCompletions", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ModuleFile_id(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ModuleFile_name(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, false, false, "String")
+}
+
+func (ec *executionContext) _ModuleFile_type(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, false, false, "String")
+}
+
+func (ec *executionContext) _ModuleFile_size(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_size(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Size, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ModuleFile_sha256(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_sha256(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SHA256, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_sha256(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, false, false, "String")
+}
+
+func (ec *executionContext) _ModuleFile_path(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, true, false, "String")
+}
+
+func (ec *executionContext) _ModuleFile_downloadUrl(ctx context.Context, field graphql.CollectedField, obj *model.ModuleFile) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ModuleFile_downloadUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ModuleFile().DownloadURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ModuleFile_downloadUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ModuleFile", field, true, true, "String")
 }
 
 func (ec *executionContext) _Mutation_registerUser(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -4388,6 +5419,138 @@ func (ec *executionContext) fieldContext_Mutation_completeModule(ctx context.Con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_completeModule_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_startModuleFileUpload(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_startModuleFileUpload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().StartModuleFileUpload(ctx, fc.Args["input"].(model.StartModuleFileUploadInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.FileUploadResult) graphql.Marshaler {
+			return ec.marshalNFileUploadResult2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐFileUploadResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_startModuleFileUpload(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FileUploadResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_startModuleFileUpload_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_completeModuleFileUpload(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_completeModuleFileUpload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CompleteModuleFileUpload(ctx, fc.Args["input"].(model.ModuleFileInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_completeModuleFileUpload(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_completeModuleFileUpload_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_uploadCourseImage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_uploadCourseImage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UploadCourseImage(ctx, fc.Args["input"].(model.UploadCourseImageInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CommandResult) graphql.Marshaler {
+			return ec.marshalNCommandResult2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCommandResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_uploadCourseImage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CommandResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_uploadCourseImage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6607,6 +7770,62 @@ func UnmarshalEnrollmentInput(ctx context.Context, raw any) (model.EnrollmentInp
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputModuleFileInput(ctx context.Context, obj any) (model.ModuleFileInput, error) {
+	var it model.ModuleFileInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"courseId", "moduleId", "fileId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "courseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("courseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CourseID = data
+		case "moduleId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("moduleId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ModuleID = data
+		case "fileId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("fileId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.FileID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalModuleFileInput unmarshals raw into the ModuleFileInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalModuleFileInput(ctx context.Context, raw any) (model.ModuleFileInput, error) {
+	var out model.ModuleFileInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ModuleFileInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRegisterUserInput(ctx context.Context, obj any) (model.RegisterUserInput, error) {
 	var it model.RegisterUserInput
 	if obj == nil {
@@ -6667,6 +7886,83 @@ func (ec *executionContext) unmarshalInputRegisterUserInput(ctx context.Context,
 func UnmarshalRegisterUserInput(ctx context.Context, raw any) (model.RegisterUserInput, error) {
 	var out model.RegisterUserInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RegisterUserInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputStartModuleFileUploadInput(ctx context.Context, obj any) (model.StartModuleFileUploadInput, error) {
+	var it model.StartModuleFileUploadInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"courseId", "moduleId", "name", "type", "size", "sha256"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "courseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("courseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CourseID = data
+		case "moduleId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("moduleId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ModuleID = data
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "type":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("type"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Type = data
+		case "size":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("size"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Size = data
+		case "sha256":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("sha256"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Sha256 = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalStartModuleFileUploadInput unmarshals raw into the StartModuleFileUploadInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalStartModuleFileUploadInput(ctx context.Context, raw any) (model.StartModuleFileUploadInput, error) {
+	var out model.StartModuleFileUploadInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "StartModuleFileUploadInput", raw, &out)
 	return out, err
 }
 
@@ -6793,6 +8089,55 @@ func (ec *executionContext) unmarshalInputUpdateUserInput(ctx context.Context, o
 func UnmarshalUpdateUserInput(ctx context.Context, raw any) (model.UpdateUserInput, error) {
 	var out model.UpdateUserInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdateUserInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUploadCourseImageInput(ctx context.Context, obj any) (model.UploadCourseImageInput, error) {
+	var it model.UploadCourseImageInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"courseId", "image"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "courseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("courseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CourseID = data
+		case "image":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("image"))
+			data, err := ec.unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Image = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUploadCourseImageInput unmarshals raw into the UploadCourseImageInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUploadCourseImageInput(ctx context.Context, raw any) (model.UploadCourseImageInput, error) {
+	var out model.UploadCourseImageInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UploadCourseImageInput", raw, &out)
 	return out, err
 }
 
@@ -6946,6 +8291,12 @@ func (ec *executionContext) _Course(ctx context.Context, sel ast.SelectionSet, o
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "image":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Course_image(ctx, field, obj)
+				})
 		case "status":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -7066,6 +8417,54 @@ func (ec *executionContext) _CourseEdge(ctx context.Context, sel ast.SelectionSe
 			}
 		case "node":
 			out.Values[i] = ec._CourseEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var courseImageImplementors = []string{"CourseImage"}
+
+func (ec *executionContext) _CourseImage(ctx context.Context, sel ast.SelectionSet, obj *model.CourseImage) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, courseImageImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CourseImage")
+		case "status":
+			out.Values[i] = ec._CourseImage_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "width":
+			out.Values[i] = ec._CourseImage_width(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "height":
+			out.Values[i] = ec._CourseImage_height(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "formats":
+			out.Values[i] = ec._CourseImage_formats(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -7339,6 +8738,145 @@ func (ec *executionContext) _EnrollmentAsOf(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var fileUploadResultImplementors = []string{"FileUploadResult"}
+
+func (ec *executionContext) _FileUploadResult(ctx context.Context, sel ast.SelectionSet, obj *model.FileUploadResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, fileUploadResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FileUploadResult")
+		case "id":
+			out.Values[i] = ec._FileUploadResult_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "version":
+			out.Values[i] = ec._FileUploadResult_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._FileUploadResult_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "fileId":
+			out.Values[i] = ec._FileUploadResult_fileId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uploadUrl":
+			out.Values[i] = ec._FileUploadResult_uploadUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._FileUploadResult_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var imageFormatsImplementors = []string{"ImageFormats"}
+
+func (ec *executionContext) _ImageFormats(ctx context.Context, sel ast.SelectionSet, obj *model.ImageFormats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, imageFormatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ImageFormats")
+		case "webp":
+			out.Values[i] = ec._ImageFormats_webp(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "jpeg":
+			out.Values[i] = ec._ImageFormats_jpeg(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var imageSourceImplementors = []string{"ImageSource"}
+
+func (ec *executionContext) _ImageSource(ctx context.Context, sel ast.SelectionSet, obj *documents.ImageSource) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, imageSourceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ImageSource")
+		case "url":
+			out.Values[i] = ec._ImageSource_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "width":
+			out.Values[i] = ec._ImageSource_width(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "height":
+			out.Values[i] = ec._ImageSource_height(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var instructorImplementors = []string{"Instructor"}
 
 func (ec *executionContext) _Instructor(ctx context.Context, sel ast.SelectionSet, obj *documents.Instructor) graphql.Marshaler {
@@ -7475,7 +9013,7 @@ func (ec *executionContext) _LearnerStateAsOf(ctx context.Context, sel ast.Selec
 
 var moduleImplementors = []string{"Module"}
 
-func (ec *executionContext) _Module(ctx context.Context, sel ast.SelectionSet, obj *documents.Module) graphql.Marshaler {
+func (ec *executionContext) _Module(ctx context.Context, sel ast.SelectionSet, obj *model.Module) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, moduleImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -7491,6 +9029,11 @@ func (ec *executionContext) _Module(ctx context.Context, sel ast.SelectionSet, o
 			}
 		case "title":
 			out.Values[i] = ec._Module_title(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "files":
+			out.Values[i] = ec._Module_files(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -7532,6 +9075,70 @@ func (ec *executionContext) _ModuleCompletions(ctx context.Context, sel ast.Sele
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var moduleFileImplementors = []string{"ModuleFile"}
+
+func (ec *executionContext) _ModuleFile(ctx context.Context, sel ast.SelectionSet, obj *model.ModuleFile) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, moduleFileImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ModuleFile")
+		case "id":
+			out.Values[i] = ec._ModuleFile_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._ModuleFile_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "type":
+			out.Values[i] = ec._ModuleFile_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "size":
+			out.Values[i] = ec._ModuleFile_size(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sha256":
+			out.Values[i] = ec._ModuleFile_sha256(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "path":
+			out.Values[i] = ec._ModuleFile_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "downloadUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ModuleFile_downloadUrl(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7634,6 +9241,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "completeModule":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_completeModule(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startModuleFileUpload":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_startModuleFileUpload(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "completeModuleFileUpload":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_completeModuleFileUpload(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uploadCourseImage":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_uploadCourseImage(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -8487,6 +10115,14 @@ func (ec *executionContext) unmarshalNEnrollmentInput2githubᚗcomᚋedutrackᚋ
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNFileUploadResult2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐFileUploadResult(ctx context.Context, sel ast.SelectionSet, v *model.FileUploadResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FileUploadResult!")
+		return graphql.Null
+	}
+	return ec._FileUploadResult(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
 	res, err := graphql.UnmarshalFloatContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8544,6 +10180,34 @@ func (ec *executionContext) marshalNID2ᚕstringᚄ(ctx context.Context, sel ast
 	return ret
 }
 
+func (ec *executionContext) marshalNImageFormats2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐImageFormats(ctx context.Context, sel ast.SelectionSet, v *model.ImageFormats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ImageFormats!")
+		return graphql.Null
+	}
+	return ec._ImageFormats(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNImageSource2githubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐImageSource(ctx context.Context, sel ast.SelectionSet, v documents.ImageSource) graphql.Marshaler {
+	return ec._ImageSource(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNImageSource2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐImageSourceᚄ(ctx context.Context, sel ast.SelectionSet, v []documents.ImageSource) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNImageSource2githubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐImageSource(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNInstructor2githubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐInstructor(ctx context.Context, sel ast.SelectionSet, v documents.Instructor) graphql.Marshaler {
 	return ec._Instructor(ctx, sel, &v)
 }
@@ -8562,15 +10226,29 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	return res
 }
 
-func (ec *executionContext) marshalNModule2githubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐModule(ctx context.Context, sel ast.SelectionSet, v documents.Module) graphql.Marshaler {
+func (ec *executionContext) unmarshalNInt2int64(ctx context.Context, v any) (int64, error) {
+	res, err := graphql.UnmarshalInt64(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalInt64(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNModule2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModule(ctx context.Context, sel ast.SelectionSet, v model.Module) graphql.Marshaler {
 	return ec._Module(ctx, sel, &v)
 }
 
-func (ec *executionContext) marshalNModule2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐModuleᚄ(ctx context.Context, sel ast.SelectionSet, v []documents.Module) graphql.Marshaler {
+func (ec *executionContext) marshalNModule2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleᚄ(ctx context.Context, sel ast.SelectionSet, v []model.Module) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalNModule2githubᚗcomᚋedutrackᚋedutrackᚋprojectionsᚋdocumentsᚐModule(ctx, sel, v[i])
+		return ec.marshalNModule2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModule(ctx, sel, v[i])
 	})
 
 	for _, e := range ret {
@@ -8600,6 +10278,31 @@ func (ec *executionContext) marshalNModuleCompletions2ᚕgithubᚗcomᚋedutrack
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNModuleFile2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFile(ctx context.Context, sel ast.SelectionSet, v model.ModuleFile) graphql.Marshaler {
+	return ec._ModuleFile(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNModuleFile2ᚕgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFileᚄ(ctx context.Context, sel ast.SelectionSet, v []model.ModuleFile) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNModuleFile2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFile(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNModuleFileInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐModuleFileInput(ctx context.Context, v any) (model.ModuleFileInput, error) {
+	res, err := ec.unmarshalInputModuleFileInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
@@ -8673,6 +10376,11 @@ func (ec *executionContext) marshalNRosterItem2ᚖgithubᚗcomᚋedutrackᚋedut
 	return ec._RosterItem(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNStartModuleFileUploadInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐStartModuleFileUploadInput(ctx context.Context, v any) (model.StartModuleFileUploadInput, error) {
+	res, err := ec.unmarshalInputStartModuleFileUploadInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8740,6 +10448,25 @@ func (ec *executionContext) unmarshalNUpdateCourseInput2githubᚗcomᚋedutrack�
 
 func (ec *executionContext) unmarshalNUpdateUserInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐUpdateUserInput(ctx context.Context, v any) (model.UpdateUserInput, error) {
 	res, err := ec.unmarshalInputUpdateUserInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (graphql.Upload, error) {
+	res, err := graphql.UnmarshalUpload(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v graphql.Upload) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalUpload(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNUploadCourseImageInput2githubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐUploadCourseImageInput(ctx context.Context, v any) (model.UploadCourseImageInput, error) {
+	res, err := ec.unmarshalInputUploadCourseImageInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -8943,6 +10670,13 @@ func (ec *executionContext) unmarshalOCourseFilter2ᚖgithubᚗcomᚋedutrackᚋ
 	}
 	res, err := ec.unmarshalInputCourseFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCourseImage2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCourseImage(ctx context.Context, sel ast.SelectionSet, v *model.CourseImage) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CourseImage(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOCourseSort2ᚖgithubᚗcomᚋedutrackᚋedutrackᚋreadapiᚋgraphqlᚋmodelᚐCourseSort(ctx context.Context, v any) (*model.CourseSort, error) {

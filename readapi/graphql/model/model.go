@@ -41,3 +41,31 @@ func (l Learner) Name() string { return l.Dashboard.Name }
 
 // Enrollments are the learner's courses, as their dashboard lists them.
 func (l Learner) Enrollments() []documents.Enrollment { return l.Dashboard.Enrollments }
+
+// Module is a module of the course CourseID.
+type Module struct {
+	ID, Title string
+	Files     []ModuleFile
+	CourseID  string
+}
+
+// ModuleFile is a file of module ModuleID of course CourseID.
+type ModuleFile struct {
+	documents.ModuleFile
+	CourseID, ModuleID string
+}
+
+// Path is the REST route of the file.
+func (f ModuleFile) Path() string { return documents.FilePath(f.CourseID, f.ModuleID, f.ID) }
+
+// ModulesOf are the modules of course courseID.
+func ModulesOf(courseID string, ms []documents.Module) []Module {
+	out := make([]Module, len(ms))
+	for i, m := range ms {
+		out[i] = Module{ID: m.ID, Title: m.Title, CourseID: courseID, Files: make([]ModuleFile, len(m.Files))}
+		for j, f := range m.Files {
+			out[i].Files[j] = ModuleFile{ModuleFile: f, CourseID: courseID, ModuleID: m.ID}
+		}
+	}
+	return out
+}

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/edutrack/edutrack/projections/documents"
 )
 
@@ -50,6 +52,16 @@ type CourseFilter struct {
 	Q *string `json:"q,omitempty"`
 }
 
+// A course's image, ready for srcset: its variants per format, narrowest first.
+type CourseImage struct {
+	// processing until its variants are stored (the previous image's variants meanwhile, if any), then ready.
+	Status string `json:"status"`
+	// Of the widest variant, for the page's layout; 0 while there is none.
+	Width   int           `json:"width"`
+	Height  int           `json:"height"`
+	Formats *ImageFormats `json:"formats"`
+}
+
 type CourseInput struct {
 	ID string `json:"id"`
 }
@@ -68,7 +80,29 @@ type EnrollmentInput struct {
 	LearnerID string `json:"learnerId"`
 }
 
-// Each mutation is one command of the write API, sent to the command side directly, under the same roles; it answers the log position of its events, for minPosition.
+type FileUploadResult struct {
+	// The file's id, and its course's version and position.
+	ID       string `json:"id"`
+	Version  uint64 `json:"version"`
+	Position uint64 `json:"position"`
+	FileID   string `json:"fileId"`
+	// Where to PUT the declared bytes, with the declared Content-Type.
+	UploadURL string    `json:"uploadUrl"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+type ImageFormats struct {
+	Webp []documents.ImageSource `json:"webp"`
+	Jpeg []documents.ImageSource `json:"jpeg"`
+}
+
+type ModuleFileInput struct {
+	CourseID string `json:"courseId"`
+	ModuleID string `json:"moduleId"`
+	FileID   string `json:"fileId"`
+}
+
+// Each mutation is one command of the write API, sent to the command side directly, under the same roles; it answers the log position of its events, for minPosition. An Idempotency-Key header binds a request that holds exactly one mutation, as on the REST routes: the same key with the same mutation and input answers the first result and appends nothing; with another, UNPROCESSABLE (field Idempotency-Key).
 type Mutation struct {
 }
 
@@ -99,6 +133,16 @@ type RosterEdge struct {
 	Node   *documents.RosterItem `json:"node"`
 }
 
+type StartModuleFileUploadInput struct {
+	CourseID string `json:"courseId"`
+	ModuleID string `json:"moduleId"`
+	Name     string `json:"name"`
+	Type     string `json:"type"`
+	Size     int    `json:"size"`
+	// The SHA-256 of the bytes, hex.
+	Sha256 string `json:"sha256"`
+}
+
 // Live updates over WebSocket (graphql-transport-ws, at /graphql/ws; the token goes in connection_init's payload as Authorization: Bearer ...), fed by the read models' change feed. Each answers the document as it is now, then again each time it changes.
 type Subscription struct {
 }
@@ -115,6 +159,12 @@ type UpdateUserInput struct {
 	ID    string  `json:"id"`
 	Name  *string `json:"name,omitempty"`
 	Email *string `json:"email,omitempty"`
+}
+
+type UploadCourseImageInput struct {
+	CourseID string `json:"courseId"`
+	// A JPEG, PNG, WebP or GIF file, at most EDUTRACK_IMAGE_MAX_BYTES; its type is read from its bytes.
+	Image graphql.Upload `json:"image"`
 }
 
 type Viewer struct {
