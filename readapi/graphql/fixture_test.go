@@ -239,6 +239,10 @@ func (f *fixture) send(a domain.Actor, method, path string, body []byte) (int, g
 		f.t.Fatal(err)
 	}
 	defer res.Body.Close()
+	// Every answer, of every request any test sends, is kept by no cache on the way.
+	if cc := res.Header.Get("Cache-Control"); cc != "no-store" {
+		f.t.Errorf("%s %s: Cache-Control %q, want no-store", method, path, cc)
+	}
 	var out gqlResponse
 	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
 		f.t.Fatalf("%s %s: %d, not a GraphQL answer: %v", method, path, res.StatusCode, err)

@@ -44,3 +44,12 @@ func disclosureRequest(ctx context.Context, reason *string) access.Request {
 	}
 	return out
 }
+
+// noStore says that no cache on the way keeps an answer: one may hold a learner's records or a
+// download link signed for its caller, as REST's private routes say. Refusals say it too.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
