@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,4 +162,61 @@ func rawInsert(b *testing.B, withIndex bool) {
 	}
 	b.StopTimer()
 	reportRate(b)
+}
+
+// BenchmarkRead measures the reads on the command and projection paths: a 50-event stream read
+// from the stream index ("stream_indexed") and from the in-memory tail ("stream_tail"), as the
+// repository reads an aggregate, and 50 events of the log read by position ("all"), as a
+// subscription does.
+func BenchmarkRead(b *testing.B) {
+	ctx := context.Background()
+	path := filepath.Join(b.TempDir(), "events.db")
+	l, err := sqlitelog.Open(path, sqlitelog.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for v := range 50 {
+		if _, err := l.Append(ctx, "learner-1", eventstore.Exact(uint64(v)), []eventstore.EventData{benchEvent()}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	read := func(b *testing.B, l *sqlitelog.Log, name string, f func() ([]eventstore.RecordedEvent, error)) {
+		b.Run(name, func(b *testing.B) {
+			start := cpuTime()
+			for b.Loop() {
+				events, err := f()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(events) != 50 {
+					b.Fatalf("read %d events, want 50", len(events))
+				}
+			}
+			reportCPU(b, start)
+		})
+	}
+	read(b, l, "stream_tail", func() ([]eventstore.RecordedEvent, error) { return l.ReadStream(ctx, "learner-1", 1, 0) })
+	if err := l.Close(); err != nil { // a clean close writes the tail into the stream index
+		b.Fatal(err)
+	}
+	if l, err = sqlitelog.Open(path, sqlitelog.Options{}); err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	read(b, l, "stream_indexed", func() ([]eventstore.RecordedEvent, error) { return l.ReadStream(ctx, "learner-1", 1, 0) })
+	read(b, l, "all", func() ([]eventstore.RecordedEvent, error) { return l.ReadAll(ctx, 0, 50) })
+}
+
+// cpuTime is the CPU time this process has used. On a busy shared machine the CPU an operation
+// costs says more than the wall clock, which counts the time spent waiting for a core.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, start time.Duration) {
+	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }

@@ -124,10 +124,17 @@ func (l *Log) open(path string) error {
 	if err := addHashes(context.Background(), l.wconn); err != nil {
 		return fmt.Errorf("event log %s: %w", path, err)
 	}
-	l.insert, err = l.wconn.PrepareContext(context.Background(), `INSERT INTO events (position, event_id, stream, version, type, data,
-		recorded_at, correlation_id, causation_id, user_id, request_id, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("prepare append: %w", err)
+	// Hand the connection back so the writer's statements are prepared on the DB, which Tx.Stmt
+	// reuses, then take it again for good: wdb has no other.
+	if err := l.wconn.Close(); err != nil {
+		return fmt.Errorf("open event log %s: %w", path, err)
+	}
+	l.wconn = nil
+	if err := l.stmts.prepareWriter(context.Background(), l.wdb); err != nil {
+		return fmt.Errorf("open event log %s: %w", path, err)
+	}
+	if l.wconn, err = l.wdb.Conn(context.Background()); err != nil {
+		return fmt.Errorf("open event log %s: %w", path, err)
 	}
 	var last, indexed sql.NullInt64
 	if err := l.wconn.QueryRowContext(context.Background(), `SELECT MAX(position) FROM events`).Scan(&last); err != nil {
@@ -151,6 +158,9 @@ func (l *Log) open(path string) error {
 	l.rdb.SetMaxOpenConns(l.opts.ReadConns)
 	l.rdb.SetMaxIdleConns(l.opts.ReadConns)
 	l.rdb.SetConnMaxIdleTime(0)
+	if err := l.stmts.prepareReaders(context.Background(), l.rdb); err != nil {
+		return fmt.Errorf("open event log %s: %w", path, err)
+	}
 	return nil
 }
 
@@ -239,9 +249,7 @@ func lockFile(path string) (*os.File, error) {
 }
 
 func (l *Log) closeDBs() {
-	if l.insert != nil {
-		l.insert.Close()
-	}
+	l.stmts.close()
 	if l.wconn != nil {
 		l.wconn.Close()
 	}

@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/bits"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,9 +45,7 @@ func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, limit 
 		if limit <= 0 {
 			qlimit = -1
 		}
-		rows, err := l.rdb.QueryContext(ctx, `SELECT `+columns+` FROM streams s JOIN events e ON e.position = s.position
-			WHERE s.stream = ? AND s.version >= ? AND s.position <= ? ORDER BY s.version LIMIT ?`,
-			stream, int64(from), int64(indexed), qlimit)
+		rows, err := l.stmts.stream.QueryContext(ctx, stream, int64(from), int64(indexed), qlimit)
 		if err != nil {
 			return nil, fmt.Errorf("read stream %s: %w", stream, err)
 		}
@@ -82,12 +80,14 @@ func (l *Log) ReadStream(ctx context.Context, stream string, from uint64, limit 
 func (l *Log) readPositions(ctx context.Context, positions []uint64) ([]eventstore.RecordedEvent, error) {
 	var out []eventstore.RecordedEvent
 	for chunk := range slices.Chunk(positions, 256) {
-		args := make([]any, len(chunk))
-		for i, p := range chunk {
-			args[i] = int64(p)
+		// The list is padded to a power of two with its last position, which IN counts once,
+		// so a few prepared statements serve every length.
+		size := bits.Len(uint(len(chunk) - 1))
+		args := make([]any, 1<<size)
+		for i := range args {
+			args[i] = int64(chunk[min(i, len(chunk)-1)])
 		}
-		rows, err := l.rdb.QueryContext(ctx, `SELECT `+columns+` FROM events e WHERE e.position IN (?`+
-			strings.Repeat(",?", len(chunk)-1)+`) ORDER BY e.position`, args...)
+		rows, err := l.stmts.positions[size].QueryContext(ctx, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -110,8 +110,7 @@ func (l *Log) ReadAll(ctx context.Context, after uint64, limit int) ([]eventstor
 		return nil, nil
 	}
 	// Committed but not yet synced events lie past head; they are not there for readers yet.
-	rows, err := l.rdb.QueryContext(ctx, `SELECT `+columns+` FROM events e
-		WHERE e.position > ? AND e.position <= ? ORDER BY e.position LIMIT ?`, int64(after), int64(head), limit)
+	rows, err := l.stmts.all.QueryContext(ctx, int64(after), int64(head), limit)
 	if err != nil {
 		return nil, fmt.Errorf("read log after %d: %w", after, err)
 	}

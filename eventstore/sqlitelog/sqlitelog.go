@@ -45,7 +45,7 @@ type Log struct {
 	wdb, rdb *sql.DB
 	wconn    *sql.Conn // the one write connection, held for the life of the log
 	lock     *os.File
-	insert   *sql.Stmt
+	stmts    stmts
 	walPath  string
 	wal      *os.File // opened by the syncer
 	opts     Options

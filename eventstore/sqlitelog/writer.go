@@ -190,7 +190,7 @@ func (l *Log) begin() (*batch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("begin event log transaction: %w", err)
 	}
-	b := &batch{tx: tx, insert: tx.Stmt(l.insert), now: time.Now().UnixNano(), pos: l.nextPos,
+	b := &batch{tx: tx, insert: tx.Stmt(l.stmts.insert), now: time.Now().UnixNano(), pos: l.nextPos,
 		versions: make(map[string]uint64), hashes: make(map[string][]byte)}
 	if l.anchor != nil {
 		b.logHash = l.anchor.logHash
@@ -344,13 +344,13 @@ func (l *Log) streamHash(b *batch, stream string, version uint64) ([]byte, error
 	l.mu.RUnlock()
 	if pos == 0 {
 		var p int64
-		if err := b.tx.QueryRow(`SELECT position FROM streams WHERE stream = ? AND version = ?`, stream, int64(version)).Scan(&p); err != nil {
+		if err := b.tx.Stmt(l.stmts.position).QueryRow(stream, int64(version)).Scan(&p); err != nil {
 			return nil, fmt.Errorf("find the last event of %s: %w", stream, err)
 		}
 		pos = uint64(p)
 	}
 	var h []byte
-	if err := b.tx.QueryRow(`SELECT hash FROM events WHERE position = ?`, int64(pos)).Scan(&h); err != nil {
+	if err := b.tx.Stmt(l.stmts.hash).QueryRow(int64(pos)).Scan(&h); err != nil {
 		return nil, fmt.Errorf("read the hash of the last event of %s: %w", stream, err)
 	}
 	return h, nil
@@ -370,7 +370,7 @@ func (l *Log) streamVersion(tx *sql.Tx, stream string) (uint64, error) {
 	// Not written since open, and not in the tail (the tail's streams are all in heads): the
 	// index has all of it.
 	var last sql.NullInt64
-	if err := tx.QueryRow(`SELECT MAX(version) FROM streams WHERE stream = ?`, stream).Scan(&last); err != nil {
+	if err := tx.Stmt(l.stmts.version).QueryRow(stream).Scan(&last); err != nil {
 		return 0, fmt.Errorf("read version of %s: %w", stream, err)
 	}
 	return uint64(last.Int64), nil

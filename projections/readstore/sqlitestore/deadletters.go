@@ -15,7 +15,7 @@ func (s *Store) AddDeadLetter(ctx context.Context, d readstore.DeadLetter) error
 		return fmt.Errorf("record dead letter of %s at %d: %w", d.Projection, d.Position, err)
 	}
 	defer tx.Rollback()
-	if err := checkFence(ctx, tx); err != nil {
+	if err := s.checkFence(ctx, tx); err != nil {
 		return fmt.Errorf("record dead letter of %s at %d: %w", d.Projection, d.Position, err)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO dead_letters (projection, position, event_id, event_type, error, at)

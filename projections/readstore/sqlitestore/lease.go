@@ -13,13 +13,13 @@ import (
 // checkFence refuses a write whose context claims a lease token that is no longer the lease's.
 // It runs inside the write's transaction, and the store has one writer at a time, so no owner
 // change can come between the check and the write.
-func checkFence(ctx context.Context, tx *sql.Tx) error {
+func (s *Store) checkFence(ctx context.Context, tx *sql.Tx) error {
 	f, ok := readstore.FenceFrom(ctx)
 	if !ok {
 		return nil
 	}
 	var token int64
-	err := tx.QueryRowContext(ctx, `SELECT token FROM leases WHERE name = ?`, f.Lease).Scan(&token)
+	err := tx.StmtContext(ctx, s.fence).QueryRowContext(ctx, f.Lease).Scan(&token)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && uint64(token) != f.Token) {
 		return readstore.ErrFenced
 	}

@@ -21,9 +21,13 @@ import (
 type Store struct {
 	wdb, rdb *sql.DB
 
-	mu     sync.Mutex
-	tables map[string]bool // collections whose table exists
-	stmts  sync.Map        // query text -> *sql.Stmt on rdb, so hot reads skip SQLite's parser
+	mu      sync.Mutex
+	tables  map[string]bool      // collections whose table exists
+	inserts map[string]*sql.Stmt // collection -> its upsert on wdb, for tables that exist
+	stmts   sync.Map             // query text -> *sql.Stmt on rdb, so hot reads skip SQLite's parser
+
+	// On wdb, run through each commit's transaction: parsed once, not per commit.
+	checkpoint, fence *sql.Stmt
 }
 
 // prepared returns the read statement for query, preparing it once.
@@ -90,12 +94,32 @@ func Open(path string) (*Store, error) {
 	}
 	rdb.SetMaxOpenConns(8)
 	rdb.SetMaxIdleConns(8)
-	return &Store{wdb: wdb, rdb: rdb, tables: make(map[string]bool)}, nil
+	s := &Store{wdb: wdb, rdb: rdb, tables: make(map[string]bool), inserts: make(map[string]*sql.Stmt)}
+	if s.checkpoint, err = wdb.Prepare(`INSERT INTO checkpoints (projection, position) VALUES (?, ?)
+		ON CONFLICT (projection) DO UPDATE SET position = excluded.position`); err == nil {
+		s.fence, err = wdb.Prepare(`SELECT token FROM leases WHERE name = ?`)
+	}
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open read store %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // Close closes the file.
 func (s *Store) Close() error {
 	s.stmts.Range(func(_, st any) bool { st.(*sql.Stmt).Close(); return true })
+	s.mu.Lock()
+	for _, st := range s.inserts {
+		st.Close()
+	}
+	s.inserts = map[string]*sql.Stmt{}
+	s.mu.Unlock()
+	for _, st := range []*sql.Stmt{s.checkpoint, s.fence} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return errors.Join(s.wdb.Close(), s.rdb.Close())
 }
 
@@ -176,7 +200,7 @@ func (s *Store) Drop(ctx context.Context, projection string, colls []string) err
 		return fmt.Errorf("drop %s: %w", projection, err)
 	}
 	defer tx.Rollback()
-	if err := checkFence(ctx, tx); err != nil {
+	if err := s.checkFence(ctx, tx); err != nil {
 		return fmt.Errorf("drop %s: %w", projection, err)
 	}
 	for _, t := range tables {
@@ -187,14 +211,21 @@ func (s *Store) Drop(ctx context.Context, projection string, colls []string) err
 	if _, err := tx.ExecContext(ctx, `DELETE FROM checkpoints WHERE projection = ?`, projection); err != nil {
 		return fmt.Errorf("drop %s: checkpoint: %w", projection, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("drop %s: %w", projection, err)
-	}
+	// Forgotten while this transaction holds the one write connection, so no commit starts in
+	// between believing the tables still exist. Forgetting a table that stays (the commit
+	// fails) only costs creating it if not exists and preparing its upsert again.
 	s.mu.Lock()
 	for _, c := range colls {
 		delete(s.tables, c)
+		if st := s.inserts[c]; st != nil {
+			st.Close()
+			delete(s.inserts, c)
+		}
 	}
 	s.mu.Unlock()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("drop %s: %w", projection, err)
+	}
 	// Statements on a dropped table would only fail from now on.
 	s.stmts.Range(func(q, st any) bool {
 		for _, t := range tables {
