@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/http"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -77,6 +78,8 @@ type Listing[T any] struct {
 	Next *string
 	// ETag is over the ids and positions of the page's documents.
 	ETag string
+
+	bytes int // of the documents' JSON, as read: what the catalog cache weighs a page by
 }
 
 // findPage runs q one item past limit, to know whether a next page exists.
@@ -99,6 +102,7 @@ func findPage[T any](ctx context.Context, store Store, q readstore.Query, limit 
 		}
 		l.Items = append(l.Items, doc)
 		l.Cursors = append(l.Cursors, encodeCursor(sortName, sortValues(doc), d.ID))
+		l.bytes += len(d.Body)
 		fmt.Fprintf(h, "%s@%d;", d.ID, d.Position)
 	}
 	l.ETag = fmt.Sprintf(`"l%x"`, h.Sum64())
@@ -153,38 +157,40 @@ type CatalogParams struct {
 	Cursor                           string
 }
 
-// Catalog answers a page of the published courses. The catalog is public to every reader, so it
-// decides nothing of who asks.
+// Catalog answers a page of the published courses, read from the store. The catalog is public
+// to every reader, so it decides nothing of who asks.
 func (a *API) Catalog(ctx context.Context, p CatalogParams) (Listing[documents.CatalogEntry], error) {
-	sortName := p.Sort
-	if sortName == "" {
-		sortName = "newest"
-	}
-	order, ok := sorts[sortName]
-	if !ok {
-		return Listing[documents.CatalogEntry]{}, problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
-	}
-	q := readstore.Query{Coll: documents.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
-		Sort: []readstore.Order{order}}
-	for _, f := range []readstore.Field{{Name: "category", Value: p.Category}, {Name: "level", Value: p.Level}, {Name: "instructorId", Value: p.InstructorID}} {
-		if f.Value != "" {
-			q.Eq = append(q.Eq, f)
-		}
-	}
-	if p.Level != "" && p.Level != "beginner" && p.Level != "intermediate" && p.Level != "advanced" {
-		return Listing[documents.CatalogEntry]{}, problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
-	}
-	words, err := searchWords(p.Q)
+	q, sortName, _, err := catalogQuery(p)
 	if err != nil {
 		return Listing[documents.CatalogEntry]{}, err
 	}
-	if len(words) > 0 {
-		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
-	}
-	if q.After, err = decodeCursor(p.Cursor, sortName, 1); err != nil {
+	return readCatalog(ctx, a.store, q, p.Limit, sortName)
+}
+
+// CatalogAt is Catalog for a reader that asked for minPosition (0 when it did not), which the
+// caller has waited for: it may answer a page this process read before, if the courses
+// projection has not moved since, or if the page is younger than Options.CatalogMaxAge and was
+// read at minPosition or later. The params are checked before the cache is.
+func (a *API) CatalogAt(ctx context.Context, p CatalogParams, minPosition uint64) (Listing[documents.CatalogEntry], error) {
+	page, err := a.catalogPage(ctx, p, minPosition)
+	if err != nil {
 		return Listing[documents.CatalogEntry]{}, err
 	}
-	return findPage(ctx, a.store, q, p.Limit, sortName, func(e documents.CatalogEntry) []any {
+	return page.listing, nil
+}
+
+func (a *API) catalogPage(ctx context.Context, p CatalogParams, minPosition uint64) (*catalogPage, error) {
+	q, sortName, key, err := catalogQuery(p)
+	if err != nil {
+		return nil, err
+	}
+	return a.catalogPages.page(ctx, a.opts.CacheKey(documents.Catalog, key), minPosition, func(ctx context.Context) (Listing[documents.CatalogEntry], error) {
+		return readCatalog(ctx, a.store, q, p.Limit, sortName)
+	})
+}
+
+func readCatalog(ctx context.Context, store Store, q readstore.Query, limit int, sortName string) (Listing[documents.CatalogEntry], error) {
+	return findPage(ctx, store, q, limit, sortName, func(e documents.CatalogEntry) []any {
 		switch sortName {
 		case "popular":
 			return []any{e.EnrollmentCount}
@@ -194,6 +200,44 @@ func (a *API) Catalog(ctx context.Context, p CatalogParams) (Listing[documents.C
 			return []any{e.PublishedN}
 		}
 	})
+}
+
+// catalogQuery checks p and turns it into the store's query, its sort's name, and the key of its
+// page in the catalog cache: the same for every p that asks for the same page.
+func catalogQuery(p CatalogParams) (q readstore.Query, sortName, key string, err error) {
+	sortName = p.Sort
+	if sortName == "" {
+		sortName = "newest"
+	}
+	order, ok := sorts[sortName]
+	if !ok {
+		return q, "", "", problem.New(http.StatusBadRequest, "sort", "must be newest, popular or title")
+	}
+	q = readstore.Query{Coll: documents.Catalog, Eq: []readstore.Field{{Name: "status", Value: "published"}},
+		Sort: []readstore.Order{order}}
+	for _, f := range []readstore.Field{{Name: "category", Value: p.Category}, {Name: "level", Value: p.Level}, {Name: "instructorId", Value: p.InstructorID}} {
+		if f.Value != "" {
+			q.Eq = append(q.Eq, f)
+		}
+	}
+	if p.Level != "" && p.Level != "beginner" && p.Level != "intermediate" && p.Level != "advanced" {
+		return q, "", "", problem.New(http.StatusBadRequest, "level", "must be beginner, intermediate or advanced")
+	}
+	words, err := searchWords(p.Q)
+	if err != nil {
+		return q, "", "", err
+	}
+	if len(words) > 0 {
+		// A title must contain every word, in any order: one page for any order of them.
+		slices.Sort(words)
+		q.ContainsAll = []readstore.Terms{{Name: "titleWords", Values: words}}
+	}
+	if q.After, err = decodeCursor(p.Cursor, sortName, 1); err != nil {
+		return q, "", "", err
+	}
+	// Quoted, so that no value can end inside another's place.
+	key = fmt.Sprintf("%q %q %q %q %q %d %q", sortName, p.Category, p.Level, p.InstructorID, words, p.Limit, p.Cursor)
+	return q, sortName, key, nil
 }
 
 func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
@@ -208,14 +252,13 @@ func (a *API) catalog(r *http.Request) (readhttp.Reply, error) {
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	l, err := a.Catalog(r.Context(), CatalogParams{Category: qs.Get("category"), Level: qs.Get("level"), InstructorID: qs.Get("instructorId"),
-		Q: qs.Get("q"), Sort: qs.Get("sort"), Limit: limit, Cursor: qs.Get("cursor")})
+	minPosition, _ := strconv.ParseUint(qs.Get("minPosition"), 10, 64) // checked by the wait
+	page, err := a.catalogPage(r.Context(), CatalogParams{Category: qs.Get("category"), Level: qs.Get("level"), InstructorID: qs.Get("instructorId"),
+		Q: qs.Get("q"), Sort: qs.Get("sort"), Limit: limit, Cursor: qs.Get("cursor")}, minPosition)
 	if err != nil {
 		return readhttp.Reply{}, err
 	}
-	rep, err := pageReply(l, func(e documents.CatalogEntry) documents.CatalogItem { return e.CatalogItem }, false)
-	rep.Body = documents.MediaURLs(rep.Body, a.opts.MediaBaseURL)
-	return rep, err
+	return page.reply(a.opts.MediaBaseURL)
 }
 
 // Roster answers a page of the learners of course courseID, in the order they enrolled. The

@@ -66,6 +66,10 @@ type Options struct {
 	Blobs Blobs
 	// Files, if not nil, signs the links of module files; without it their route answers 503.
 	Files FileLinks
+	// CatalogMaxAge is how old a catalog page this process keeps may be and still answer a
+	// reader who did not ask for a later minPosition. At 0 a page answers only until the
+	// courses projection moves.
+	CatalogMaxAge time.Duration
 	// MediaBaseURL, if set, is where the media URLs of the read models point instead of this
 	// process's GET /media (documents.MediaURLs): a CDN, or the bucket itself.
 	MediaBaseURL string
@@ -84,6 +88,8 @@ type API struct {
 	stale       *prometheus.CounterVec
 	courses     *access.Courses
 	mediaBytes  *mediaCache
+	// catalogPages keeps the catalog's pages, which the document cache does not hold.
+	catalogPages *catalogCache
 
 	// The roles each kind of route admits; see Routes.
 	readers, teachers, learnerRecords, everyone func(http.Handler) http.Handler
@@ -122,6 +128,10 @@ func New(store Store, c cache.Cache, positions Positions, reg prometheus.Registe
 	}
 	var err error
 	if a.courses, err = access.NewCourses(courseFacts); err != nil {
+		return nil, err
+	}
+	a.catalogPages, err = newCatalogCache(positions, opts.CatalogMaxAge, a.hits.WithLabelValues(documents.Catalog), a.misses.WithLabelValues(documents.Catalog))
+	if err != nil {
 		return nil, err
 	}
 	a.readers = auth.Restrict(log, access.Readers...)

@@ -29,6 +29,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	consistencyWait time.Duration
 	cacheEntries    int
+	catalogMaxAge   time.Duration
 	esdbURL         string // the KurrentDB/EventStoreDB event log, else the embedded one
 	mongoURI        string // the MongoDB read store, else the embedded one
 	redisURL        string // the Redis cache, else the in-process one
@@ -155,6 +156,9 @@ func (s settings) Validate() error {
 	if n, err := strconv.Atoi(s.cacheEntries); err != nil || n <= 0 {
 		add(fmt.Errorf("EDUTRACK_CACHE_ENTRIES %q: want a positive integer", s.cacheEntries))
 	}
+	if d, err := time.ParseDuration(s.catalogMaxAge); err != nil || d < 0 {
+		add(fmt.Errorf("EDUTRACK_CATALOG_MAX_AGE %q: want a duration such as 1s, or 0s", s.catalogMaxAge))
+	}
 	if err := new(slog.Level).UnmarshalText([]byte(s.logLevel)); err != nil {
 		add(fmt.Errorf("EDUTRACK_LOG_LEVEL %q: want debug, info, warn or error", s.logLevel))
 	}
@@ -265,6 +269,7 @@ func (s settings) config() (config, error) {
 	c.consistencyWait, _ = time.ParseDuration(s.consistencyWait)
 	c.leaseTTL, _ = time.ParseDuration(s.leaseTTL)
 	c.cacheEntries, _ = strconv.Atoi(s.cacheEntries)
+	c.catalogMaxAge, _ = time.ParseDuration(s.catalogMaxAge)
 	c.roles, _ = parseRoles(s.roles)
 	c.logLevel.UnmarshalText([]byte(s.logLevel))
 	c.logFormat = s.logFormat

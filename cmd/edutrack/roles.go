@@ -224,7 +224,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	if err != nil {
 		return err
 	}
-	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
+	opts := readapi.Options{ConsistencyWait: p.cfg.consistencyWait, CatalogMaxAge: p.cfg.catalogMaxAge, Waits: waits, CacheKey: live.CacheKey, Disclosures: recorder,
 		Blobs: bucket, MediaBaseURL: p.cfg.media.baseURL}
 	if p.files != nil {
 		opts.Files = p.files

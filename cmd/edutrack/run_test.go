@@ -238,7 +238,7 @@ func withAccess(change func(*access)) access {
 // defaults is the default configuration with a.
 func defaults(a access) config {
 	return config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-		cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+		cacheEntries: 100_000, catalogMaxAge: time.Second, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 		leaseTTL: 10 * time.Second, access: a, anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia}
 }
 
@@ -279,7 +279,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "defaults to port 8080 and ./data",
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 100_000, catalogMaxAge: time.Second, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
 		{
@@ -289,7 +289,7 @@ func TestLoadConfig(t *testing.T) {
 				"EDUTRACK_LOG_LEVEL": "debug", "EDUTRACK_ROLES": "read", "EDUTRACK_LEASE_TTL": "3s",
 				"EDUTRACK_ESDB_URL": "kurrentdb://127.0.0.1:2113?tls=false", "EDUTRACK_JWT_KEY": testKey},
 			want: config{httpAddr: "127.0.0.1:9000", dataDir: "/srv/edutrack", shutdownTimeout: 5 * time.Second,
-				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
+				consistencyWait: 250 * time.Millisecond, cacheEntries: 64, catalogMaxAge: time.Second, logLevel: slog.LevelDebug, logFormat: "text", roles: roles{read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 3 * time.Second, esdbURL: "kurrentdb://127.0.0.1:2113?tls=false", access: withAccess(func(a *access) { a.jwtKey = []byte(testKey) }),
 				anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
@@ -297,7 +297,7 @@ func TestLoadConfig(t *testing.T) {
 			name: "reads the blob directory and the public URL",
 			env:  map[string]string{"EDUTRACK_BLOB_URL": "file:///srv/blobs", "EDUTRACK_PUBLIC_URL": "https://learn.school.example/"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 100_000, catalogMaxAge: time.Second, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia, blobDir: "/srv/blobs",
 				publicURL: &url.URL{Scheme: "https", Host: "learn.school.example"}},
 		},
@@ -306,7 +306,7 @@ func TestLoadConfig(t *testing.T) {
 			env: map[string]string{"EDUTRACK_BLOB_URL": "s3://certificates?region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true",
 				"EDUTRACK_S3_ACCESS_KEY_ID": "id", "EDUTRACK_S3_SECRET_ACCESS_KEY": "secret"},
 			want: config{httpAddr: ":8080", dataDir: "./data", shutdownTimeout: 20 * time.Second, consistencyWait: 3 * time.Second,
-				cacheEntries: 100_000, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 100_000, catalogMaxAge: time.Second, logLevel: slog.LevelInfo, logFormat: "text", roles: roles{write: true, project: true, react: true, work: true, read: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: 10 * time.Second, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia,
 				blobS3: &s3Config{url: &url.URL{Scheme: "s3", Host: "certificates", RawQuery: "region=eu-west-1&endpoint=http://seaweedfs:8333&use_path_style=true"},
 					accessKeyID: "id", secretAccessKey: "secret"}},
@@ -317,7 +317,7 @@ func TestLoadConfig(t *testing.T) {
 			args: []string{"-http-addr", ":7000", "-data-dir", "/tmp/x", "-shutdown-timeout", "1m", "-consistency-wait", "1s",
 				"-cache-entries", "10", "-log-level", "warn", "-roles", "write,project", "-lease-ttl", "1m"},
 			want: config{httpAddr: ":7000", dataDir: "/tmp/x", shutdownTimeout: time.Minute, consistencyWait: time.Second,
-				cacheEntries: 10, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
+				cacheEntries: 10, catalogMaxAge: time.Second, logLevel: slog.LevelWarn, logFormat: "text", roles: roles{write: true, project: true}, xapiHomePage: "https://edutrack.invalid",
 				leaseTTL: time.Minute, access: defaultAccess(), anchors: anchoring{every: time.Second}, files: defaultFiles, media: defaultMedia},
 		},
 		{
@@ -333,6 +333,21 @@ func TestLoadConfig(t *testing.T) {
 			name:    "refuses a negative cache size given as a flag",
 			args:    []string{"-cache-entries", "-5"},
 			wantErr: []string{"EDUTRACK_CACHE_ENTRIES"},
+		},
+		{
+			name: "reads a catalog max age of 0, which serves a catalog page only until the catalog changes",
+			env:  map[string]string{"EDUTRACK_CATALOG_MAX_AGE": "0s"},
+			want: func() config { c := defaults(defaultAccess()); c.catalogMaxAge = 0; return c }(),
+		},
+		{
+			name:    "refuses a negative catalog max age",
+			args:    []string{"-catalog-max-age", "-1s"},
+			wantErr: []string{"EDUTRACK_CATALOG_MAX_AGE"},
+		},
+		{
+			name:    "refuses a catalog max age that is not a duration",
+			env:     map[string]string{"EDUTRACK_CATALOG_MAX_AGE": "soon"},
+			wantErr: []string{"EDUTRACK_CATALOG_MAX_AGE"},
 		},
 		{
 			name:    "refuses a shutdown timeout that is not a duration",

@@ -24,6 +24,7 @@ type settings struct {
 	shutdownTimeout string
 	consistencyWait string
 	cacheEntries    string
+	catalogMaxAge   string
 	esdbURL         string
 	mongoURI        string
 	redisURL        string
@@ -98,6 +99,7 @@ func readSettings(getenv func(string) string) settings {
 	s.dataDir = env("EDUTRACK_DATA_DIR")
 	s.shutdownTimeout = env("EDUTRACK_SHUTDOWN_TIMEOUT")
 	s.consistencyWait = env("EDUTRACK_CONSISTENCY_WAIT")
+	s.catalogMaxAge = env("EDUTRACK_CATALOG_MAX_AGE")
 	s.esdbURL = env("EDUTRACK_ESDB_URL")
 	s.mongoURI = env("EDUTRACK_MONGO_URI")
 	s.redisURL = env("EDUTRACK_REDIS_URL")
@@ -166,6 +168,7 @@ func (s *settings) setDefaults() {
 		{&s.shutdownTimeout, "20s"},
 		{&s.consistencyWait, "3s"},
 		{&s.cacheEntries, "100000"},
+		{&s.catalogMaxAge, "1s"},
 		{&s.xapiHomePage, "https://edutrack.invalid"},
 		{&s.roles, "write,project,react,work,read"},
 		{&s.leaseTTL, "10s"},
@@ -210,6 +213,7 @@ func (s *settings) addFlags(fs *pflag.FlagSet, names ...string) {
 		{"shutdown-timeout", &s.shutdownTimeout, "time to finish in-flight requests on stop (EDUTRACK_SHUTDOWN_TIMEOUT)"},
 		{"consistency-wait", &s.consistencyWait, "longest wait of a read for its minPosition (EDUTRACK_CONSISTENCY_WAIT)"},
 		{"cache-entries", &s.cacheEntries, "documents the in-process cache holds (EDUTRACK_CACHE_ENTRIES)"},
+		{"catalog-max-age", &s.catalogMaxAge, "how old a catalog page may be when served to a reader without a later minPosition; 0s: only until the catalog changes (EDUTRACK_CATALOG_MAX_AGE)"},
 		{"esdb-url", &s.esdbURL, "KurrentDB/EventStoreDB connection string of the event log; empty keeps the embedded log (EDUTRACK_ESDB_URL, or _FILE)"},
 		{"mongo-uri", &s.mongoURI, "MongoDB URI of the read store; empty keeps the embedded store (EDUTRACK_MONGO_URI, or _FILE)"},
 		{"redis-url", &s.redisURL, "Redis URL of the document cache; empty keeps the in-process cache (EDUTRACK_REDIS_URL, or _FILE)"},
