@@ -256,7 +256,7 @@ func (p *process) read(ctx context.Context, live *projections.Live, handler *com
 	p.workers = append(p.workers, hub.Run)
 	hub.Routes(p.streams, p.v1, p.tickets)
 	gqlOpts := graphql.Options{Disclosures: recorder, History: historyAPI, Introspection: p.cfg.graphqlIntrospection,
-		Feed: feed, Authenticate: p.authn.Actor}
+		Feed: feed, Authenticate: p.authn.Actor, SharedMaxAge: p.cfg.catalogMaxAge}
 	if handler != nil && p.cfg.roles.write {
 		gqlOpts.Commands = graphqlCommands{h: handler, keys: p.keys, images: p.images}
 		gqlOpts.MaxUploadBytes = p.cfg.media.imageMaxBytes

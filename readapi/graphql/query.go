@@ -79,7 +79,7 @@ func pageInfo(next *string) *model.PageInfo {
 	return &model.PageInfo{HasNextPage: next != nil, EndCursor: next}
 }
 
-func (q queryResolver) Courses(ctx context.Context, filter *model.CourseFilter, sort *model.CourseSort, n *int, after *string, _ *uint64) (*model.CourseConnection, error) {
+func (q queryResolver) Courses(ctx context.Context, filter *model.CourseFilter, sort *model.CourseSort, n *int, after *string, minPosition *uint64) (*model.CourseConnection, error) {
 	if _, err := caller(ctx, access.Readers); err != nil {
 		return nil, err
 	}
@@ -97,7 +97,11 @@ func (q queryResolver) Courses(ctx context.Context, filter *model.CourseFilter, 
 	if filter != nil {
 		p.Category, p.Level, p.InstructorID, p.Q = deref(filter.Category), deref(filter.Level), deref(filter.InstructorID), deref(filter.Q)
 	}
-	l, err := q.s.api.Catalog(ctx, p)
+	var at uint64 // the catalog's kept pages serve a page read at this position or later
+	if minPosition != nil {
+		at = *minPosition
+	}
+	l, err := q.s.api.CatalogAt(ctx, p, at)
 	if err != nil {
 		return nil, err
 	}
