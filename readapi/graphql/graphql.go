@@ -89,7 +89,7 @@ func New(api *readapi.API, reg prometheus.Registerer, log *slog.Logger, opts Opt
 // request's context. Which fields a caller may read each resolver decides, as the REST handlers
 // do.
 func (s *Server) Routes(r chi.Router) {
-	h := noStore(s.guardUploads(refuseBatches(s.withRequest(s.gql))))
+	h := noStore(s.guardUploads(refuseBatches(s.serveKept(s.withRequest(s.gql)))))
 	r.Post("/graphql", h.ServeHTTP)
 	r.Get("/graphql", h.ServeHTTP)
 }

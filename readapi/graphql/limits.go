@@ -260,17 +260,7 @@ func (s *Server) measure(ctx context.Context, next gqlgen.ResponseHandler) *gqlg
 	resp := next(ctx)
 	name := "anonymous"
 	if gqlgen.HasOperationContext(ctx) {
-		oc := gqlgen.GetOperationContext(ctx)
-		n := oc.OperationName
-		if n == "" && oc.Operation != nil {
-			n = oc.Operation.Name
-		}
-		if n != "" {
-			name = n
-			if !plainName.MatchString(n) {
-				name = "other"
-			}
-		}
+		name = operationLabel(gqlgen.GetOperationContext(ctx))
 	}
 	outcome := "ok"
 	if resp != nil && len(resp.Errors) > 0 {
@@ -282,4 +272,19 @@ func (s *Server) measure(ctx context.Context, next gqlgen.ResponseHandler) *gqlg
 	s.metrics.operations.WithLabelValues(name, outcome).Inc()
 	s.metrics.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 	return resp
+}
+
+// operationLabel is the operation's name as the metrics label it.
+func operationLabel(oc *gqlgen.OperationContext) string {
+	n := oc.OperationName
+	if n == "" && oc.Operation != nil {
+		n = oc.Operation.Name
+	}
+	switch {
+	case n == "":
+		return "anonymous"
+	case !plainName.MatchString(n):
+		return "other"
+	}
+	return n
 }

@@ -100,18 +100,27 @@ func (s *sharedAnswers) InterceptResponse(ctx context.Context, next gqlgen.Respo
 	}
 	now := s.now()
 	pos := s.position()
-	if e, hit := s.entries.Get(ctx, key); hit && e.position <= pos && (e.position == pos || now.Sub(e.at) < s.maxAge) {
-		// (An answer past the position was read from read models that a rebuild has replaced.)
+	if e, hit := s.entries.Get(ctx, key); hit && s.fresh(e, pos, now) {
 		s.outcomes.WithLabelValues("hit").Inc()
+		sharedBodyOf(ctx).found(e, operationLabel(oc))
 		return &gqlgen.Response{Data: e.data}
 	}
 	s.outcomes.WithLabelValues("miss").Inc()
 	resp := next(ctx)
 	if resp != nil && len(resp.Errors) == 0 && len(resp.Extensions) == 0 && resp.Data != nil {
 		// pos was read before the execution, which saw the read models at least as new.
-		s.entries.Add(ctx, key, &sharedAnswer{data: resp.Data, position: pos, at: now})
+		e := &sharedAnswer{data: resp.Data, position: pos, at: now}
+		s.entries.Add(ctx, key, e)
+		sharedBodyOf(ctx).found(e, operationLabel(oc))
 	}
 	return resp
+}
+
+// fresh tells whether e may be served while the catalog is at pos: if it has not moved since e
+// was made, or e is younger than the max age. An answer past pos was read from read models
+// that a rebuild has since replaced.
+func (s *sharedAnswers) fresh(e *sharedAnswer, pos uint64, now time.Time) bool {
+	return e.position <= pos && (e.position == pos || now.Sub(e.at) < s.maxAge)
 }
 
 // key is the shared answer's key for the query oc of the caller of ctx, if it is made only of
@@ -170,7 +179,7 @@ func sharedSelection(oc *gqlgen.OperationContext, set ast.SelectionSet) bool {
 
 func newSharedAnswers(s *Server, reg prometheus.Registerer) (*sharedAnswers, error) {
 	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "edutrack", Subsystem: "graphql", Name: "shared_answers_total",
-		Help: "GraphQL queries by whether a kept answer served them: hit, miss (executed and kept), not_shared (a query with a " +
+		Help: "GraphQL queries by whether a kept answer served them: hit, hit_bytes (the same request's bytes, answered with the bytes kept), miss (executed and kept), not_shared (a query with a " +
 			"field that depends on who asks, a minPosition, or not a query)."}, []string{"outcome"})
 	if err := reg.Register(outcomes); err != nil {
 		return nil, err

@@ -3,6 +3,8 @@ package graphql_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -59,6 +61,9 @@ func (f *fixture) sharedOutcome(outcome string) int {
 	return 0
 }
 
+// sharedHits counts the queries answered from kept answers, parsed or by their bytes.
+func (f *fixture) sharedHits() int { return f.sharedOutcome("hit") + f.sharedOutcome("hit_bytes") }
+
 // retitle rewrites the catalog entry of c01 with a new title at pos, and moves the courses
 // projection there, as a projector would.
 func (f *fixture) retitle(title string, pos uint64) {
@@ -106,9 +111,9 @@ func TestACatalogQueryIsAnsweredAgainWithoutExecutingIt(t *testing.T) {
 	}
 	before := f.roundTrips()
 	again := f.query(learner2, catalogQuery, vars)
-	if !bytes.Equal(first.Data, again.Data) || f.roundTrips() != before || f.sharedOutcome("hit") != 1 {
+	if !bytes.Equal(first.Data, again.Data) || f.roundTrips() != before || f.sharedHits() != 1 {
 		t.Fatalf("asked again: %d round trips, %d hits, same answer %v; want 0 round trips and one hit with the same answer",
-			f.roundTrips()-before, f.sharedOutcome("hit"), bytes.Equal(first.Data, again.Data))
+			f.roundTrips()-before, f.sharedHits(), bytes.Equal(first.Data, again.Data))
 	}
 	if n := testutil.ToFloat64(metricOf(t, f, "Catalog", "ok")); n != 2 {
 		t.Errorf("%v Catalog operations counted; want both, the kept answer too", n)
@@ -141,8 +146,8 @@ func TestWithoutMaxAgeAChangedCatalogIsExecutedAgain(t *testing.T) {
 	f.positions.Advance(documents.CoursesProjection, 100)
 	f.query(learner1, catalogQuery, nil)
 	f.query(learner1, catalogQuery, nil)
-	if f.sharedOutcome("hit") != 1 {
-		t.Fatalf("%d hits before the change, want 1", f.sharedOutcome("hit"))
+	if f.sharedHits() != 1 {
+		t.Fatalf("%d hits before the change, want 1", f.sharedHits())
 	}
 	f.retitle("Renamed", 101)
 	if got := titles(t, f.query(learner1, catalogQuery, nil))["c01"]; got != "Renamed" {
@@ -185,7 +190,48 @@ func TestOnlyAnswersTheSameForEveryReaderOfARoleAreKept(t *testing.T) {
 	if got := f.sharedOutcome("not_shared") - notShared; got != 2 {
 		t.Errorf("a catalog query with module files: %d of 2 counted not shared", got)
 	}
-	if f.sharedOutcome("hit") != 0 {
-		t.Errorf("%d hits; want none", f.sharedOutcome("hit"))
+	if f.sharedHits() != 0 {
+		t.Errorf("%d hits; want none", f.sharedHits())
+	}
+}
+
+// The same request's bytes are answered with the bytes kept, as long as the answer is fresh;
+// the same query in other bytes is answered from the kept answer, parsed; a role that may not
+// read the catalog is refused whatever bytes it sends.
+func TestTheSameRequestIsAnsweredWithTheBytesKept(t *testing.T) {
+	f := newFixture(t, graphql.Options{})
+	f.seed(5)
+	f.positions.Advance(documents.CoursesProjection, 100)
+	body := []byte(`{"query":"` + catalogQuery + `","variables":{"first":5}}`)
+	post := func(a domain.Actor, b []byte) (string, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, f.server.URL+"/graphql", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		caller, _ := json.Marshal(a)
+		req.Header.Set("X-Test-Caller", string(caller))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(res.Body)
+		return res.Header.Get("Content-Type"), out
+	}
+	type1, first := post(learner1, body)
+	type2, again := post(learner2, body)
+	if f.sharedOutcome("hit_bytes") != 1 || !bytes.Equal(first, again) || type1 != type2 {
+		t.Fatalf("the same bytes again: %d kept bytes served, same answer %v, types %q %q",
+			f.sharedOutcome("hit_bytes"), bytes.Equal(first, again), type1, type2)
+	}
+	spaced := []byte(`{ "variables": {"first": 5}, "query": "` + catalogQuery + `" }`)
+	if _, b := post(learner1, spaced); f.sharedOutcome("hit") != 1 || !bytes.Equal(b, first) {
+		t.Errorf("the same query in other bytes: %d parsed hits, same answer %v; want 1, true", f.sharedOutcome("hit"), bytes.Equal(b, first))
+	}
+	if _, b := post(auditor, body); !bytes.Contains(b, []byte(graphql.CodeForbidden)) {
+		t.Errorf("an auditor sending the kept bytes: %s; want FORBIDDEN", b)
+	}
+	f.retitle("Renamed", 101)
+	if _, b := post(learner1, body); !bytes.Contains(b, []byte("Renamed")) {
+		t.Errorf("after the catalog changed, the kept bytes were served: %s", b)
 	}
 }
