@@ -2,7 +2,7 @@
 GO ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test bench load load-api load-write-auth load-scenario load-scenario-split load-live load-live-redis load-jobs load-jobs-pg lint build
+.PHONY: run test bench load load-api load-hot load-write-auth load-scenario load-scenario-split load-live load-live-redis load-jobs load-jobs-pg lint build
 
 build:
 	$(GO) build -o bin/edutrack ./cmd/edutrack
@@ -85,6 +85,10 @@ load-write-auth: build
 	$(WRITE_ENV) EDUTRACK_DATA_DIR=$$dir EDUTRACK_HTTP_ADDR=127.0.0.1:$$port EDUTRACK_LOG_LEVEL=warn ./bin/edutrack serve & pid=$$!; \
 	sleep 2; ./bin/edutrack-load -addr http://127.0.0.1:$$port -token-key $$dir/jwt.key -phases healthz,write $(WRITE_ARGS); rc=$$?; \
 	kill $$pid; wait $$pid; rm -rf $$dir; exit $$rc
+
+# Hot reads with a token against nginx serving the same bytes (needs nginx and wrk).
+load-hot: build
+	bash cmd/edutrack-load/hot.sh
 
 # The write and read API phases without authentication or rate limits (the figures before
 # tokens): healthz, write, reads and lag from 64 clients.
